@@ -1,0 +1,45 @@
+"""The private base every dropkit dropout module derives from: ``p`` is checked once, here."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dropkit._validation import _check_bool, _check_p, _check_scale
+
+
+class _DropoutNd(nn.Module):
+    """Holds ``p``, ``inplace``, ``scale`` and an optional ``generator``; gives one ``extra_repr``.
+
+    Subclasses add a docstring and a one-line ``forward`` that calls their functional op with
+    ``self.training``. ``p`` is a plain attribute, as in ``torch.nn``, so ``module.p = 0.3`` works;
+    assignments are validated too.
+    """
+
+    __constants__ = ["p", "inplace", "scale"]
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        inplace: bool = False,
+        *,
+        scale: str = "inverted",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        op = type(self).__name__
+        self.p = _check_p(p, op)
+        self.inplace = _check_bool(inplace, "inplace", op)
+        self.scale = _check_scale(scale, op)
+        self.generator = generator
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "p":
+            value = _check_p(value, type(self).__name__)
+        super().__setattr__(name, value)
+
+    def extra_repr(self) -> str:
+        extra = f"p={self.p}, inplace={self.inplace}"
+        if self.scale != "inverted":
+            extra += f", scale={self.scale!r}"
+        return extra
