@@ -8,7 +8,14 @@ from torch import nn
 from dropkit._validation import _check_bool, _check_p, _check_scale
 
 
-class _DropoutNd(nn.Module):
+class _Stochastic:
+    """Marker for every dropkit module whose training-mode forward is random (any kind of dropout,
+    DropConnect, noise). Monte-Carlo dropout and the model utilities find layers through it; modules
+    that cannot derive from ``_DropoutNd`` (e.g. a DropConnect ``nn.Linear``) mix it in directly.
+    """
+
+
+class _DropoutNd(_Stochastic, nn.Module):
     """Holds ``p``, ``inplace``, ``scale`` and an optional ``generator``; gives one ``extra_repr``.
 
     Subclasses add a docstring and a one-line ``forward`` that calls their functional op with
