@@ -10,10 +10,11 @@ kernel (``_VF.lstm``); in training this module swaps in, for the duration of one
 which the ``weight_hh`` entries are replaced by their dropped copies, then restores it. Autograd
 carries the gradient through the mask to the real parameter. On CUDA, when the parameters are one
 flattened cuDNN buffer, the new list is made one contiguous buffer too (``torch.cat`` + views), so
-cuDNN gets the layout it expects. The alternatives were measured on torch 2.13 (CPU):
-``torch.nn.utils.parametrize`` renames the keys to ``parametrizations.weight_hh_l0.original``;
-``torch.func.functional_call`` keeps the keys but re-initialises ``_flat_weights`` on every swap and
-back, and would call this module's own ``forward`` again if used from inside it.
+cuDNN gets the layout it expects (not verified on a GPU yet: written and unit-tested on CPU only).
+The alternatives were tried on torch 2.13 (CPU): ``torch.nn.utils.parametrize`` works but renames the
+key to ``parametrizations.weight_hh_l0.original``; ``torch.func.functional_call`` keeps the keys but
+leaves ``_flat_weights`` holding the swapped-in tensor after the call (until the next forward
+re-initialises it), and used from inside this module's ``forward`` it would re-enter that ``forward``.
 """
 
 from __future__ import annotations
