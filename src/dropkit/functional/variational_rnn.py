@@ -32,8 +32,9 @@ from dropkit._validation import (
     _check_generator,
     _check_p,
     _check_rank,
+    _keep_scale,
 )
-from dropkit.functional.dropout import _apply, sample_mask
+from dropkit.functional.dropout import _apply, _factor, sample_mask
 from dropkit.functional.locked_dropout import _packed_rows
 
 __all__ = ["GATES", "RNNMasks", "sample_rnn_masks", "variational_rnn"]
@@ -415,6 +416,8 @@ def _recur(
     is then their final state (forward) or still the initial one (reverse, not started yet).
     """
     n = h.shape[0]
+    # multiplier = mask * 1/(1-p) in the state's dtype, formed once: the value _apply would form.
+    mult = None if mask is None else mask * _factor(_keep_scale(p, "inverted"), h)  # (M, N, H)
     offsets = [0]
     for b in batch_sizes:
         offsets.append(offsets[-1] + b)
@@ -424,13 +427,15 @@ def _recur(
         b = batch_sizes[t]
         xg = x_gates[offsets[t] : offsets[t + 1]]  # (b, G*H)
         h_prev = h if b == n else h[:b]
-        h_in = h_prev.unsqueeze(0) if mask is None else _masked(h_prev, mask[:, :b], p)
+        h_in = h_prev.unsqueeze(0) if mult is None else h_prev.unsqueeze(0) * mult[:, :b]
         hg = _gate_matmul(h_in, w_hh, b_hh, gates)  # (b, G*H)
         if mode == "LSTM":
             c_prev = c if b == n else c[:b]
-            i, f, g, o = (xg + hg).chunk(4, 1)
-            c_new = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            pre = xg + hg  # (b, 4H): gates i, f, g, o
+            i, f, _, o = torch.sigmoid(pre).chunk(4, 1)  # one sigmoid for all, g's unused
+            g = torch.tanh(pre.chunk(4, 1)[2])
+            c_new = f * c_prev + i * g
+            h_new = o * torch.tanh(c_new)
             c = c_new if b == n else torch.cat([c_new, c[b:]])
         else:
             xr, xz, xn = xg.chunk(3, 1)
