@@ -184,3 +184,33 @@ def test_errors_and_repr():
     with pytest.raises(ValueError, match="but got -1"):
         m.weight_dropout = -1
     assert repr(m) == "WeightDropGRU(3, 4, weight_dropout=0.2)"
+
+
+@pytest.mark.parametrize(("ours", "theirs", "mode"), PAIRS)
+def test_gradcheck_through_the_fused_kernel(ours, theirs, mode):
+    # Same mask on every call (a freshly seeded generator); weight_hh_l0 passed in through
+    # torch.func.functional_call, which the module also supports.
+    m = ours(2, 2, bidirectional=True, weight_dropout=0.5, dtype=F64)
+    x = torch.randn(3, 2, 2, dtype=F64, requires_grad=True)
+    w = m.weight_hh_l0.detach().clone().requires_grad_()
+
+    def f(x, w):
+        m.generator = _seeded(5)
+        return torch.func.functional_call(m, {"weight_hh_l0": w}, (x,))[0]
+
+    assert torch.autograd.gradcheck(f, (x, w))
+
+
+@pytest.mark.parametrize(("ours", "theirs", "mode"), PAIRS)
+def test_reassigned_parameter_is_dropped_on_the_next_call(ours, theirs, mode):
+    # nn.LSTM re-reads reassigned parameters inside forward; the swap must survive that.
+    m = ours(3, 4, weight_dropout=0.5, dtype=F64)
+    m.weight_hh_l0 = nn.Parameter(torch.randn_like(m.weight_hh_l0))
+    x = torch.randn(5, 2, 3, dtype=F64)
+    m.generator = _seeded(3)
+    out, _ = m(x)
+    plain = theirs(3, 4, dtype=F64)
+    plain.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        plain.weight_hh_l0.copy_(DF.weight_drop(m.weight_hh_l0, 0.5, generator=_seeded(3)))
+    assert torch.equal(out, plain(x)[0])  # the same fused kernel on the same values

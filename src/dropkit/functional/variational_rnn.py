@@ -275,17 +275,6 @@ def variational_rnn(
     ps = {k: _check_p(v, f"{op}: {k}", allow_one=False) for k, v in ps.items()}
     if training:
         _check_generator(generator, data.device, op)
-        expected = sample_rnn_masks(
-            mode,
-            n,
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            per_gate=per_gate,
-            device="meta",
-            **ps,
-        )
         if masks is None:
             masks = sample_rnn_masks(
                 mode,
@@ -300,6 +289,17 @@ def variational_rnn(
                 **ps,
             )
         else:
+            expected = sample_rnn_masks(
+                mode,
+                n,
+                input_size,
+                hidden_size,
+                num_layers,
+                bidirectional,
+                per_gate=per_gate,
+                device="meta",
+                **ps,
+            )
             _check_masks(masks, expected, op, batch_first, gates)
     else:
         masks = RNNMasks([None] * len(h0), [None] * len(h0), None)

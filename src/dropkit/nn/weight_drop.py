@@ -106,6 +106,12 @@ class _WeightDropRNN(_Stochastic):
     def forward(self, input, hx=None):
         if not self.training or self.weight_dropout == 0.0:
             return super().forward(input, hx)
+        # nn.LSTM.forward first re-reads the parameters into _flat_weights when they were
+        # reassigned since the last call (``m.weight_hh_l0 = ...``, torch.func.functional_call),
+        # which would discard the swapped list below for that call. Let it do so now, before the swap.
+        refresh = getattr(self, "_update_flat_weights", None)  # absent in some older torch
+        if refresh is not None:
+            refresh()
         originals = list(self._flat_weights)
         dropped = set(self.dropped_weight_names)
         weights = [
