@@ -22,7 +22,9 @@ import dropkit.nn as dnn
 
 def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
     size = dict(input_size=args.input_size, hidden_size=args.hidden, num_layers=args.layers)
-    p = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25, dropout=0.25)
+    p = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25)
+    if args.layers > 1:
+        p["dropout"] = 0.25  # between layers (nn.LSTM warns about it for one layer)
     return {
         "nn.LSTM": nn.LSTM(**size),
         "WeightDropLSTM(weight_dropout=0.5)": dnn.WeightDropLSTM(**size, weight_dropout=0.5),
