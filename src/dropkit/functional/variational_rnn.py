@@ -323,6 +323,8 @@ def variational_rnn(
             x_gates = _input_gates(
                 layer_input, w_ih, b_ih, sort(masks.input[k], 1), p_in, rows, gates
             )
+            if mode == "LSTM" and b_hh is not None:
+                x_gates = x_gates + b_hh  # (S, 4H); see _recur
             out, h, c = _recur(
                 mode,
                 x_gates,
@@ -330,7 +332,7 @@ def variational_rnn(
                 h0[k],
                 c0[k] if c0 is not None else None,
                 w_hh,
-                b_hh,
+                b_hh if mode == "GRU" else None,
                 sort(masks.recurrent[k], 1),
                 ps["recurrent_dropout"],
                 gates,
@@ -428,16 +430,21 @@ def _recur(
         xg = x_gates[offsets[t] : offsets[t + 1]]  # (b, G*H)
         h_prev = h if b == n else h[:b]
         h_in = h_prev.unsqueeze(0) if mult is None else h_prev.unsqueeze(0) * mult[:, :b]
-        hg = _gate_matmul(h_in, w_hh, b_hh, gates)  # (b, G*H)
         if mode == "LSTM":
+            # LSTM adds both biases outside any product: b_hh is folded into x_gates by the caller,
+            # and the shared-mask product is accumulated onto them in one addmm.
+            if h_in.shape[0] == 1:
+                pre = torch.addmm(xg, h_in[0], w_hh.t())  # (b, 4H): gates i, f, g, o
+            else:
+                pre = xg + _gate_matmul(h_in, w_hh, None, gates)
             c_prev = c if b == n else c[:b]
-            pre = xg + hg  # (b, 4H): gates i, f, g, o
             i, f, _, o = torch.sigmoid(pre).chunk(4, 1)  # one sigmoid for all, g's unused
             g = torch.tanh(pre.chunk(4, 1)[2])
             c_new = f * c_prev + i * g
             h_new = o * torch.tanh(c_new)
             c = c_new if b == n else torch.cat([c_new, c[b:]])
         else:
+            hg = _gate_matmul(h_in, w_hh, b_hh, gates)  # (b, 3H)
             xr, xz, xn = xg.chunk(3, 1)
             hr, hz, hn = hg.chunk(3, 1)
             r = torch.sigmoid(xr + hr)
