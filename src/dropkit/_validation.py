@@ -88,3 +88,64 @@ def _keep_scale(p: float, scale: str) -> float:
     if scale == "classic":
         return 1.0
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+
+
+def _check_rank(
+    input: torch.Tensor, ranks: tuple[int, ...], op: str, hint: str = "", name: str = "input"
+) -> int:
+    """Check ``input.dim()`` is one of ``ranks``; the error says what was expected and why (hint)."""
+    if input.dim() not in ranks:
+        expected = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(
+            f"{op}: expected a {expected} {name}, but got a {input.dim()}-D {name} of shape "
+            f"{tuple(input.shape)}" + (f". {hint}" if hint else "")
+        )
+    return input.dim()
+
+
+def _check_dims(dims: object, ndim: int, op: str, name: str = "shared_axes") -> tuple[int, ...]:
+    """Normalise a sequence of dimension indices (negative allowed) for an ``ndim``-D tensor.
+
+    Returns the sorted, non-negative, distinct indices; refuses non-ints, out-of-range and repeats.
+    """
+    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
+        dims = (dims,)
+    try:
+        items = tuple(dims)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{op}: {name} must be an int or a sequence of ints, but got {type(dims).__name__}"
+        ) from None
+    out = []
+    for d in items:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"{op}: {name} must hold ints, but got {d!r} in {dims!r}")
+        if not -ndim <= d < ndim:
+            raise ValueError(
+                f"{op}: {name} entry {d} is out of range for a {ndim}-D input "
+                f"(expected -{ndim} <= dim < {ndim})"
+            )
+        out.append(int(d) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: {name} has repeated dimensions: {dims!r}")
+    return tuple(sorted(out))
+
+
+def _check_size_tuple(value: object, n: int, op: str, name: str = "block_size") -> tuple[int, ...]:
+    """A positive int, or a sequence of ``n`` positive ints (one per spatial dimension)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,) * n
+    try:
+        items = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{op}: {name} must be an int or a sequence of {n} ints, but got "
+            f"{type(value).__name__} ({value!r})"
+        ) from None
+    if len(items) != n or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items
+    ):
+        raise TypeError(f"{op}: {name} must be an int or a sequence of {n} ints, but got {value!r}")
+    if any(v < 1 for v in items):
+        raise ValueError(f"{op}: {name} must be positive, but got {value!r}")
+    return tuple(int(v) for v in items)

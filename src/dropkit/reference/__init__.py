@@ -1,9 +1,71 @@
 """NumPy reference implementations: the test oracle for every dropkit op and kernel.
 
-Each function takes the mask explicitly, so a torch op and its reference can be fed the same mask and
-compared exactly, forward and backward.
+Each function takes the mask (or noise) explicitly, so a torch op and its reference can be fed the
+same mask and compared exactly, forward and backward.
 """
 
+from dropkit.reference.alpha_dropout import (
+    alpha_affine,
+    alpha_dropout_backward,
+    alpha_dropout_forward,
+)
+from dropkit.reference.concrete_dropout import (
+    concrete_backward,
+    concrete_forward,
+    concrete_regularizer,
+)
+from dropkit.reference.dropblock import (
+    dropblock_backward,
+    dropblock_forward,
+    dropblock_gamma,
+    dropblock_mask,
+)
+from dropkit.reference.dropconnect import (
+    conv_forward,
+    dropconnect_conv_forward,
+    dropconnect_linear_backward,
+    dropconnect_linear_forward,
+    dropconnect_weight,
+)
 from dropkit.reference.dropout import dropout_backward, dropout_forward, sample_mask
+from dropkit.reference.gaussian_dropout import (
+    gaussian_dropout_backward,
+    gaussian_dropout_forward,
+    gaussian_noise,
+)
+from dropkit.reference.shared_dropout import (
+    channel_dropout_forward,
+    drop_path_forward,
+    shared_dropout_backward,
+    shared_dropout_forward,
+    shared_mask_shape,
+)
 
-__all__ = ["dropout_backward", "dropout_forward", "sample_mask"]
+__all__ = [
+    "alpha_affine",
+    "alpha_dropout_backward",
+    "alpha_dropout_forward",
+    "channel_dropout_forward",
+    "concrete_backward",
+    "concrete_forward",
+    "concrete_regularizer",
+    "conv_forward",
+    "drop_path_forward",
+    "dropblock_backward",
+    "dropblock_forward",
+    "dropblock_gamma",
+    "dropblock_mask",
+    "dropconnect_conv_forward",
+    "dropconnect_linear_backward",
+    "dropconnect_linear_forward",
+    "dropconnect_weight",
+    "dropout_backward",
+    "dropout_forward",
+    "gaussian_dropout_backward",
+    "gaussian_dropout_forward",
+    "gaussian_noise",
+    "sample_mask",
+    "shared_dropout_backward",
+    "shared_dropout_forward",
+    "shared_mask_shape",
+]
