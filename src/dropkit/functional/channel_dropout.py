@@ -7,8 +7,9 @@ removes information from it; zeroing whole channels does (Tompson et al. 2015). 
 Ranks: ``dropoutNd`` takes a batched ``(N, C, *spatial)`` input of rank N+2 or an unbatched
 ``(C, *spatial)`` one of rank N+1. For ``dropout2d`` and ``dropout3d`` the unbatched rank is also the
 batched rank of the op one dimension lower (a 3-D tensor is an unbatched image *or* a batch of 1-D
-signals), and ``torch.nn.functional.dropout2d`` silently picks the second. dropkit refuses to guess:
-pass ``batched=False`` to say the input is unbatched, or call the lower-dimensional op.
+signals); ``torch.nn.functional.dropout2d`` reads a 3-D input as a batch of 1-D signals, its
+``dropout3d`` reads a 4-D input as unbatched. dropkit refuses to guess: pass ``batched=False`` to say
+the input is unbatched, or call the lower-dimensional op.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def _channel_axes(input: torch.Tensor, n: int, batched: bool | None, op: str) ->
         )
         rank = _check_rank(input, (n + 1, n + 2), op, why)
         if rank == n + 1 and n > 1:
+            torch_reads = "a batch (N, C, L)" if n == 2 else f"unbatched {unbatched_shape}"
             raise ValueError(
                 f"{op}: a {rank}-D input of shape {tuple(input.shape)} is ambiguous: it is an "
                 f"unbatched {unbatched_shape} input or a batched input of dropout{n - 1}d "
-                f"(torch.nn.functional.dropout{n}d silently assumes the latter). Pass "
+                f"(torch.nn.functional.dropout{n}d reads it as {torch_reads}). Pass "
                 f"batched=False for {unbatched_shape}, or call dropout{n - 1}d for a batch"
             )
     else:

@@ -287,8 +287,15 @@ def add_dropconnect(
     for name in names:
         dc = DropConnect(p, scale=scale, generator=generator)
         dc._param_order = order
-        parametrize.register_parametrization(module, name, dc)
-        dc.train(module.training)
+        # Registration evaluates the parametrization once to check it, in the module's mode. With
+        # the module's own flag (not its children's) briefly off, that check draws no mask, so the
+        # generator (or the global RNG) is untouched until the first forward.
+        training, module.training = module.training, False
+        try:
+            parametrize.register_parametrization(module, name, dc)
+        finally:
+            module.training = training
+        dc.train(training)
     if not hasattr(module, _HOOKS_ATTR):
         handles = (
             module._register_state_dict_hook(_save_hook),
