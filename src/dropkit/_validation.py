@@ -103,10 +103,14 @@ def _check_rank(
     return input.dim()
 
 
-def _check_dims(dims: object, ndim: int, op: str, name: str = "shared_axes") -> tuple[int, ...]:
+def _check_dims(
+    dims: object, ndim: int | None, op: str, name: str = "shared_axes"
+) -> tuple[int, ...]:
     """Normalise a sequence of dimension indices (negative allowed) for an ``ndim``-D tensor.
 
     Returns the sorted, non-negative, distinct indices; refuses non-ints, out-of-range and repeats.
+    With ``ndim=None`` (rank not known yet) only the types and literal repeats are checked and the
+    indices are returned as given.
     """
     if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
         dims = (dims,)
@@ -120,6 +124,9 @@ def _check_dims(dims: object, ndim: int, op: str, name: str = "shared_axes") -> 
     for d in items:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral):
             raise TypeError(f"{op}: {name} must hold ints, but got {d!r} in {dims!r}")
+        if ndim is None:
+            out.append(int(d))
+            continue
         if not -ndim <= d < ndim:
             raise ValueError(
                 f"{op}: {name} entry {d} is out of range for a {ndim}-D input "
@@ -128,7 +135,7 @@ def _check_dims(dims: object, ndim: int, op: str, name: str = "shared_axes") -> 
         out.append(int(d) % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: {name} has repeated dimensions: {dims!r}")
-    return tuple(sorted(out))
+    return tuple(out) if ndim is None else tuple(sorted(out))
 
 
 def _check_size_tuple(value: object, n: int, op: str, name: str = "block_size") -> tuple[int, ...]:

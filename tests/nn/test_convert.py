@@ -113,3 +113,10 @@ def test_set_refuses_before_changing_anything():
     assert dnn.get_dropout_p(model) == {"0": 0.1, "1": 0.2}
     with pytest.raises(ValueError, match="between 0 and 1"):
         dnn.set_dropout_p(model, 1.5)
+
+
+def test_a_shared_dropout_module_stays_shared():
+    drop = nn.Dropout(0.3)
+    model = nn.Sequential(nn.Linear(4, 4), drop, nn.Linear(4, 4), drop)
+    dnn.convert_dropout(model)
+    assert type(model[1]) is dnn.Dropout and model[1] is model[3]

@@ -59,6 +59,27 @@ class TestLayers:
         layer.p = 0.0
         torch.testing.assert_close(layer.train()(x), plain(x))
 
+    def test_per_sample_conv_with_padding_mode_matches_a_loop_over_samples(self):
+        layer = dnn.DropConnectConv1d(
+            4,
+            6,
+            3,
+            padding=1,
+            padding_mode="circular",
+            groups=2,
+            p=0.4,
+            per_sample=True,
+            generator=_seeded(2),
+        )
+        x = torch.randn(5, 4, 9)
+        out = layer(x)
+        masks = DF.dropconnect_mask(layer.weight.shape, 0.4, batch_size=5, generator=_seeded(2))
+        padded = nn.functional.pad(x, (1, 1), mode="circular")
+        for i in range(5):
+            w = DF.apply_mask(layer.weight, masks[i], 0.4)
+            expected = nn.functional.conv1d(padded[i : i + 1], w, layer.bias, groups=2)
+            torch.testing.assert_close(out[i : i + 1], expected, rtol=1e-5, atol=1e-6)
+
     def test_per_sample_option_and_repr(self):
         layer = dnn.DropConnectLinear(5, 3, p=0.5, per_sample=True, scale="classic")
         assert repr(layer).endswith("p=0.5, per_sample=True, scale='classic')")

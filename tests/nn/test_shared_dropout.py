@@ -32,3 +32,7 @@ def test_eval_and_p_validation():
         m.p = 1.2
     with pytest.raises(ValueError, match="repeated"):
         dnn.SharedDropout(0.5, shared_axes=(1, 1))
+    with pytest.raises(TypeError, match="must hold ints"):
+        dnn.SharedDropout(0.5, shared_axes=(1, "2"))
+    with pytest.raises(ValueError, match="out of range for a 2-D input"):
+        dnn.SharedDropout(0.5, shared_axes=(2,))(torch.ones(2, 3))

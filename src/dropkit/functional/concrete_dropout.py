@@ -69,7 +69,8 @@ def apply_concrete(
     _check_logit(p_logit, op)
     _check_float_tensor(noise, op, "noise")
     t = _check_temperature(temperature, op)
-    p_logit = p_logit.reshape(())
+    # In the input's dtype, so the output keeps it (a float32 logit would promote half inputs).
+    p_logit = p_logit.reshape(()).to(input.dtype)
     drop = torch.sigmoid((p_logit + noise) / t)
     # 1 - sigmoid(l) = sigmoid(-l): no cancellation for p near 1.
     return input * ((1 - drop) / torch.sigmoid(-p_logit))

@@ -83,12 +83,18 @@ def convert_dropout(model: nn.Module, to: str = "dropkit") -> nn.Module:
 
     if type(model) in table:
         return replace(model, "")
-    # Collect first, then swap: never mutate a module tree while iterating it.
-    targets = [(n, m) for n, m in model.named_modules() if n and type(m) in table]
+    # Collect first, then swap: never mutate a module tree while iterating it. A module reachable
+    # under several names is replaced by one new module everywhere (sharing is kept).
+    targets = [
+        (n, m) for n, m in model.named_modules(remove_duplicate=False) if n and type(m) in table
+    ]
+    new: dict[int, nn.Module] = {}
     for name, module in targets:
+        if id(module) not in new:
+            new[id(module)] = replace(module, name)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, replace(module, name))
+        setattr(parent, child, new[id(module)])
     return model
 
 

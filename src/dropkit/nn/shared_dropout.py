@@ -44,10 +44,8 @@ class SharedDropout(_DropoutNd):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, inplace, scale=scale, generator=generator)
-        # Validated for sign and repeats now; the range is checked against each input's rank.
-        axes = (shared_axes,) if isinstance(shared_axes, int) else tuple(shared_axes)
-        _check_dims(axes, 64, type(self).__name__)
-        self.shared_axes = axes
+        # Types and repeats are checked now; the range against each input's rank.
+        self.shared_axes = _check_dims(shared_axes, None, type(self).__name__)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, shared_axes={self.shared_axes}"
