@@ -129,6 +129,16 @@ def test_rescaling_keeps_the_total_activation():
     assert out.sum().item() == pytest.approx(x.numel(), rel=1e-12)
 
 
+def test_shared_channel_mask_matches_the_reference_with_its_broadcast_count():
+    # One seed map per sample, (N, 1, H, W); the rescale counts the mask over all C channels.
+    x = torch.randn(3, 4, 9, 9, dtype=torch.float64, generator=_seeded(1))
+    out = DF.dropblock2d(x, 0.3, block_size=3, share_channels=True, generator=_seeded(2))
+    seeds = DF.dropblock_seeds(x.shape, 0.3, 3, share_channels=True, generator=_seeded(2))
+    assert seeds.shape == (3, 1, 7, 7)
+    mask = ref.dropblock_mask(seeds.numpy(), (3, 3))
+    np.testing.assert_array_equal(out.numpy(), ref.dropblock_forward(x.numpy(), mask))
+
+
 def test_share_channels_gives_one_pattern_per_sample():
     out = DF.dropblock2d(
         torch.ones(6, 5, 10, 10), 0.3, block_size=3, share_channels=True, generator=_seeded(1)
