@@ -159,9 +159,14 @@ def test_eval_inplace_p0_and_gradcheck():
     assert torch.equal(DF.dropblock2d(y, 0.0, block_size=3), y)
 
 
-def test_p_one_gives_zeros():
-    out = DF.dropblock2d(torch.randn(2, 3, 5, 5), 1.0, block_size=5)
-    assert torch.equal(out, torch.zeros_like(out))
+@pytest.mark.parametrize("block", [5, 2])
+def test_p_one_gives_zeros(block):
+    # With block 2 in a 5x5 map gamma < 1, yet p=1 still means every unit is dropped.
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    out = DF.dropblock2d(x, 1.0, block_size=block)
+    assert torch.equal(out, torch.zeros_like(out)) and not out.isnan().any()
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
 
 
 class TestErrors:

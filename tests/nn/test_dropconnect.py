@@ -193,5 +193,7 @@ class TestAddRemove:
             dnn.remove_dropconnect(layer, "bias")
         with pytest.raises(ValueError, match="between 0 and 1"):
             dnn.add_dropconnect(nn.Linear(2, 2), p=3.0)
+        with pytest.raises(ValueError, match="names has repeats"):
+            dnn.add_dropconnect(nn.Linear(2, 2), ["weight", "weight"])
         with pytest.raises(TypeError, match="must be a torch.nn.Module"):
             dnn.add_dropconnect(torch.ones(3))

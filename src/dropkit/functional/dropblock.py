@@ -168,7 +168,8 @@ def dropblock(
 
     Args:
         input: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` floating-point tensor.
-        p: target fraction of dropped units (``1 - keep_prob`` in the paper). Default: 0.1
+        p: target fraction of dropped units (``1 - keep_prob`` in the paper); p=1 drops
+            everything. Default: 0.1
         training: apply if True. Default: True
         inplace: do the operation in place. Default: False
         block_size: int or one int per spatial dimension, at most the map's size. Default: 7
@@ -193,6 +194,11 @@ def _dropblock(input, p, training, inplace, block_size, share_channels, generato
         return input
     if p == 0.0:
         return input if inplace else input.clone()
+    if p == 1.0:
+        # Overlapping blocks never cover every unit for sure; p=1 means "drop everything", as in
+        # every other dropkit op: zeros (never NaN) for a finite input.
+        mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
+        return input.mul_(mask) if inplace else input * mask
     seeds = dropblock_seeds(
         input.shape,
         p,

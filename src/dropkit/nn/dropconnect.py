@@ -268,6 +268,8 @@ def add_dropconnect(
     names = (names,) if isinstance(names, str) else tuple(names)
     if not names:
         raise ValueError(f"{op}: names must name at least one parameter")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{op}: names has repeats: {names}")
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     existing = _dropconnect_names(module)
