@@ -159,6 +159,10 @@ def test_eval_inplace_p0_and_gradcheck():
     assert torch.equal(DF.dropblock2d(y, 0.0, block_size=3), y)
 
 
+def test_empty_batch():
+    assert DF.dropblock2d(torch.empty(0, 3, 5, 5), 0.2, block_size=3).shape == (0, 3, 5, 5)
+
+
 @pytest.mark.parametrize("block", [5, 2])
 def test_p_one_gives_zeros(block):
     # With block 2 in a 5x5 map gamma < 1, yet p=1 still means every unit is dropped.

@@ -8,7 +8,7 @@ DropBlock drops ``block_size``-sized blocks instead:
    ``gamma = p / prod(block) * prod(size) / prod(size - block + 1)`` (eq. 1 of the paper, per
    dimension), so that about a fraction ``p`` of the units is dropped (blocks may overlap, so a bit
    less).
-2. Every seed is grown into a block (a max-pool over the padded seed map).
+2. Every seed is grown into a block (per axis, a window count of seeds by prefix sums).
 3. Kept units are rescaled by ``count(mask) / count_ones(mask)`` over the whole tensor, which keeps
    the total activation; eval is the identity.
 
@@ -22,7 +22,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dropkit._validation import (
     _check_bool,
@@ -102,11 +101,22 @@ def dropblock_seeds(
     )
 
 
+def _window_sum(t: torch.Tensor, dim: int, b: int) -> torch.Tensor:
+    """``out[y] = sum(t[y - b + 1 : y + 1])`` along ``dim`` (zeros outside), length ``L + b - 1``."""
+    length = t.shape[dim]
+    c = t.cumsum(dim, dtype=torch.int32)  # c[i] = sum(t[: i + 1])
+    # e = (b zeros, c, b - 1 copies of the total): out[y] = e[y + b] - e[y].
+    left = torch.zeros_like(c.narrow(dim, 0, 1)).expand(*c.shape[:dim], b, *c.shape[dim + 1 :])
+    right = c.narrow(dim, length - 1, 1).expand(*c.shape[:dim], b - 1, *c.shape[dim + 1 :])
+    e = torch.cat([left, c, right], dim)
+    return e.narrow(dim, b, length + b - 1) - e.narrow(dim, 0, length + b - 1)
+
+
 def dropblock_mask(seeds: torch.Tensor, block_size: int | Sequence[int]) -> torch.Tensor:
     """Grow seeds into blocks: the keep-mask (True = keep) of shape ``(N, C, *(seed + block - 1))``.
 
     A unit is dropped when a seed lies in the block of positions ``[y - block + 1, y]`` before it
-    (per dimension): a max-pool of size ``block`` over the seed map padded by ``block - 1``.
+    (per dimension), i.e. a seed's block spans ``block`` units from the seed onwards.
     """
     op = "dropblock_mask"
     if not isinstance(seeds, torch.Tensor) or seeds.dtype != torch.bool:
@@ -115,10 +125,12 @@ def dropblock_mask(seeds: torch.Tensor, block_size: int | Sequence[int]) -> torc
     if n not in _SHAPES:
         raise ValueError(f"{op}: seeds must be 4-D or 5-D, but got {seeds.dim()}-D")
     block = _check_size_tuple(block_size, n, op)
-    pool = F.max_pool2d if n == 2 else F.max_pool3d
-    pad = [b - 1 for b in reversed(block) for _ in (0, 1)]  # F.pad order: last dim first
-    # (N, C, *seed) -> (N, C, *(seed + 2 (block - 1))) -> (N, C, *(seed + block - 1))
-    grown = pool(F.pad(seeds.to(torch.float32), pad), kernel_size=block, stride=1)
+    # Count the seeds in each unit's window, one axis at a time, with prefix sums: exact integer
+    # arithmetic whose cost does not grow with the block (a stride-1 max-pool's does).
+    grown = seeds.to(torch.int32)
+    for d, b in enumerate(block):
+        if b > 1:
+            grown = _window_sum(grown, 2 + d, b)
     return grown == 0
 
 

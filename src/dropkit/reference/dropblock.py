@@ -1,6 +1,7 @@
 """NumPy reference for DropBlock (Ghiasi et al. 2018), given explicit seeds.
 
-The torch op grows seeds into blocks with a max-pool; this reference paints each block explicitly.
+The torch op grows seeds into blocks with prefix-sum window counts; this reference paints each
+block explicitly.
 """
 
 from __future__ import annotations
