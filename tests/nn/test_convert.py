@@ -120,3 +120,31 @@ def test_a_shared_dropout_module_stays_shared():
     model = nn.Sequential(nn.Linear(4, 4), drop, nn.Linear(4, 4), drop)
     dnn.convert_dropout(model)
     assert type(model[1]) is dnn.Dropout and model[1] is model[3]
+
+
+def test_every_random_dropkit_module_carries_the_stochastic_marker():
+    # MC dropout and these utilities find random layers through the marker; none may be missed.
+    from dropkit.nn._base import _Stochastic
+
+    random_modules = [
+        dnn.Dropout(0.1),
+        dnn.SharedDropout(0.1, shared_axes=1),
+        dnn.Dropout1d(0.1),
+        dnn.Dropout2d(0.1),
+        dnn.Dropout3d(0.1),
+        dnn.DropPath(0.1),
+        dnn.GaussianDropout(0.1),
+        dnn.AlphaDropout(0.1),
+        dnn.FeatureAlphaDropout(0.1),
+        dnn.DropBlock2d(0.1),
+        dnn.DropBlock3d(0.1),
+        dnn.DropConnectLinear(2, 2),
+        dnn.DropConnectConv1d(2, 2, 1),
+        dnn.DropConnectConv2d(2, 2, 1),
+        dnn.DropConnect(0.1),
+        dnn.ConcreteDropout(0.1),
+    ]
+    exported = {n for n in dnn.__all__ if isinstance(getattr(dnn, n), type)}
+    assert {type(m).__name__ for m in random_modules} <= exported
+    assert all(isinstance(m, _Stochastic) for m in random_modules)
+    assert len(dnn.dropout_modules(nn.Sequential(*random_modules))) == len(random_modules)
