@@ -121,6 +121,7 @@ class TestAddRemove:
         assert _same_state(model.state_dict(), before)  # same keys, order and values
         assert model[0].stride == (2, 2) and model[0].padding == (1, 1)
         assert model[0].parametrizations.weight.original is weights[0]
+        assert repr(model[0].parametrizations.weight[0]) == "DropConnect(p=0.3)"
         assert torch.equal(model.eval()(x), expected)  # eval: the mean weights
 
         dnn.remove_dropconnect(model[0])

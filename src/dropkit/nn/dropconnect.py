@@ -200,6 +200,10 @@ class DropConnect(_DropoutNd):
         super().__init__(p, False, scale=scale, generator=generator)
         self._param_order: tuple[str, ...] = ()
 
+    def extra_repr(self) -> str:
+        # No ``inplace``: a parametrization must not modify the tensor it is given.
+        return f"p={self.p}" + (f", scale={self.scale!r}" if self.scale != "inverted" else "")
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return dropout(weight, self.p, self.training, scale=self.scale, generator=self.generator)
 
