@@ -6,12 +6,52 @@ Every variant in one drop-in API (:mod:`dropkit.nn`, :mod:`dropkit.functional`),
 
 from dropkit import functional, nn, reference
 from dropkit.functional import apply_mask, dropout, sample_mask
-from dropkit.nn import Dropout
+from dropkit.nn import (
+    AlphaDropout,
+    ConcreteDropout,
+    DropBlock2d,
+    DropBlock3d,
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectLinear,
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    DropPath,
+    FeatureAlphaDropout,
+    GaussianDropout,
+    SharedDropout,
+    add_dropconnect,
+    convert_dropout,
+    get_dropout_p,
+    remove_dropconnect,
+    set_dropout_p,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlphaDropout",
+    "ConcreteDropout",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnectConv1d",
+    "DropConnectConv2d",
+    "DropConnectLinear",
+    "DropPath",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "FeatureAlphaDropout",
+    "GaussianDropout",
+    "SharedDropout",
+    "add_dropconnect",
+    "convert_dropout",
+    "get_dropout_p",
+    "remove_dropconnect",
+    "set_dropout_p",
     "__version__",
     "apply_mask",
     "dropout",

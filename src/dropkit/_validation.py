@@ -91,13 +91,71 @@ def _keep_scale(p: float, scale: str) -> float:
 
 
 def _check_rank(
-    input: torch.Tensor, ranks: tuple[int, ...], op: str, name: str = "input", hint: str = ""
-) -> torch.Tensor:
-    """Refuse a tensor whose number of dimensions is not one of ``ranks``, saying what each means."""
+    input: torch.Tensor, ranks: tuple[int, ...], op: str, hint: str = "", name: str = "input"
+) -> int:
+    """Check ``input.dim()`` is one of ``ranks``; the error says what was expected and why (hint).
+
+    The message follows PyTorch's: ``op: expected input to be 2D or 3D, but received a 4D input``.
+    """
     if input.dim() not in ranks:
         expected = " or ".join(f"{r}D" for r in ranks)
         raise ValueError(
             f"{op}: expected {name} to be {expected}, but received a {input.dim()}D {name} "
-            f"of shape {tuple(input.shape)}" + (f". {hint}" if hint else "")
+            f"of shape {tuple(input.shape)}" + (f"; {hint}" if hint else "")
         )
-    return input
+    return input.dim()
+
+
+def _check_dims(
+    dims: object, ndim: int | None, op: str, name: str = "shared_axes"
+) -> tuple[int, ...]:
+    """Normalise a sequence of dimension indices (negative allowed) for an ``ndim``-D tensor.
+
+    Returns the sorted, non-negative, distinct indices; refuses non-ints, out-of-range and repeats.
+    With ``ndim=None`` (rank not known yet) only the types and literal repeats are checked and the
+    indices are returned as given.
+    """
+    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
+        dims = (dims,)
+    try:
+        items = tuple(dims)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{op}: {name} must be an int or a sequence of ints, but got {type(dims).__name__}"
+        ) from None
+    out = []
+    for d in items:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"{op}: {name} must hold ints, but got {d!r} in {dims!r}")
+        if ndim is None:
+            out.append(int(d))
+            continue
+        if not -ndim <= d < ndim:
+            raise ValueError(
+                f"{op}: {name} entry {d} is out of range for a {ndim}-D input "
+                f"(expected -{ndim} <= dim < {ndim})"
+            )
+        out.append(int(d) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: {name} has repeated dimensions: {dims!r}")
+    return tuple(out) if ndim is None else tuple(sorted(out))
+
+
+def _check_size_tuple(value: object, n: int, op: str, name: str = "block_size") -> tuple[int, ...]:
+    """A positive int, or a sequence of ``n`` positive ints (one per spatial dimension)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,) * n
+    try:
+        items = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{op}: {name} must be an int or a sequence of {n} ints, but got "
+            f"{type(value).__name__} ({value!r})"
+        ) from None
+    if len(items) != n or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items
+    ):
+        raise TypeError(f"{op}: {name} must be an int or a sequence of {n} ints, but got {value!r}")
+    if any(v < 1 for v in items):
+        raise ValueError(f"{op}: {name} must be positive, but got {value!r}")
+    return tuple(int(v) for v in items)

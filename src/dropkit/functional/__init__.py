@@ -1,20 +1,84 @@
 """Functional ops. Every op takes ``(input, p, training, inplace, *, ..., generator)``."""
 
+from dropkit.functional.alpha_dropout import (
+    alpha_affine,
+    alpha_dropout,
+    apply_alpha_mask,
+    feature_alpha_dropout,
+)
+from dropkit.functional.channel_dropout import channel_dropout, dropout1d, dropout2d, dropout3d
+from dropkit.functional.concrete_dropout import (
+    apply_concrete,
+    concrete_dropout,
+    concrete_noise,
+    concrete_regularizer,
+)
+from dropkit.functional.drop_path import drop_path, drop_path_rates
+from dropkit.functional.dropblock import (
+    apply_dropblock,
+    dropblock,
+    dropblock2d,
+    dropblock3d,
+    dropblock_gamma,
+    dropblock_mask,
+    dropblock_seeds,
+)
+from dropkit.functional.dropconnect import (
+    apply_dropconnect_conv,
+    apply_dropconnect_linear,
+    dropconnect_conv,
+    dropconnect_linear,
+    dropconnect_mask,
+)
 from dropkit.functional.dropout import apply_mask, dropout, sample_mask
 from dropkit.functional.embedding_dropout import embedding_dropout
+from dropkit.functional.gaussian_dropout import apply_noise, gaussian_dropout, gaussian_noise
 from dropkit.functional.locked_dropout import locked_dropout, locked_mask_shape
+from dropkit.functional.shared_dropout import sample_shared_mask, shared_dropout, shared_mask_shape
 from dropkit.functional.variational_rnn import RNNMasks, sample_rnn_masks, variational_rnn
 from dropkit.functional.weight_drop import weight_drop
 
 __all__ = [
-    "RNNMasks",
+    "alpha_affine",
+    "alpha_dropout",
+    "apply_alpha_mask",
+    "apply_concrete",
+    "apply_dropblock",
+    "apply_dropconnect_conv",
+    "apply_dropconnect_linear",
     "apply_mask",
+    "apply_noise",
+    "channel_dropout",
+    "concrete_dropout",
+    "concrete_noise",
+    "concrete_regularizer",
+    "drop_path",
+    "drop_path_rates",
+    "dropblock",
+    "dropblock2d",
+    "dropblock3d",
+    "dropblock_gamma",
+    "dropblock_mask",
+    "dropblock_seeds",
+    "dropconnect_conv",
+    "dropconnect_linear",
+    "dropconnect_mask",
     "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
     "embedding_dropout",
+    "feature_alpha_dropout",
+    "gaussian_dropout",
+    "gaussian_noise",
     "locked_dropout",
     "locked_mask_shape",
+    "RNNMasks",
     "sample_mask",
     "sample_rnn_masks",
+    "sample_shared_mask",
+    "shared_dropout",
+    "shared_mask_shape",
     "variational_rnn",
     "weight_drop",
 ]

@@ -67,7 +67,7 @@ def embedding_dropout(
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     _check_float_tensor(weight, op, "weight")
-    _check_rank(weight, (2,), op, "weight", hint="the embedding matrix is (num_embeddings, dim)")
+    _check_rank(weight, (2,), op, "the embedding matrix is (num_embeddings, dim)", name="weight")
     if not isinstance(input, torch.Tensor) or input.is_floating_point() or input.is_complex():
         got = input.dtype if isinstance(input, torch.Tensor) else type(input).__name__
         raise TypeError(f"{op}: input must be an integer tensor of indices, but got {got}")

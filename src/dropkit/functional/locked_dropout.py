@@ -122,7 +122,7 @@ def _locked_packed(
 ) -> PackedSequence:
     op = "locked_dropout"
     data = _check_float_tensor(packed.data, op, "input.data")
-    _check_rank(data, (2,), op, "input.data", hint="packed data is (sum of lengths, H)")
+    _check_rank(data, (2,), op, "packed data is (sum of lengths, H)", name="input.data")
     if not training:
         return _with_data(packed, _eval(data, p, scale, False))
     _check_generator(generator, data.device, op)

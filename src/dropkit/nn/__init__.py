@@ -1,15 +1,53 @@
 """Modules: each a thin shell whose ``forward`` calls one op of :mod:`dropkit.functional`."""
 
+from dropkit.nn.alpha_dropout import AlphaDropout, FeatureAlphaDropout
+from dropkit.nn.channel_dropout import Dropout1d, Dropout2d, Dropout3d
+from dropkit.nn.concrete_dropout import ConcreteDropout, concrete_regularization
+from dropkit.nn.convert import convert_dropout, dropout_modules, get_dropout_p, set_dropout_p
+from dropkit.nn.drop_path import DropPath
+from dropkit.nn.dropblock import DropBlock2d, DropBlock3d
+from dropkit.nn.dropconnect import (
+    DropConnect,
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectLinear,
+    add_dropconnect,
+    remove_dropconnect,
+)
 from dropkit.nn.dropout import Dropout
 from dropkit.nn.embedding_dropout import EmbeddingDropout
+from dropkit.nn.gaussian_dropout import GaussianDropout
 from dropkit.nn.locked_dropout import LockedDropout
+from dropkit.nn.shared_dropout import SharedDropout
 from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 from dropkit.nn.weight_drop import WeightDropGRU, WeightDropLSTM
 
 __all__ = [
+    "add_dropconnect",
+    "AlphaDropout",
+    "concrete_regularization",
+    "ConcreteDropout",
+    "convert_dropout",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnect",
+    "DropConnectConv1d",
+    "DropConnectConv2d",
+    "DropConnectLinear",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "dropout_modules",
+    "DropPath",
     "EmbeddingDropout",
+    "FeatureAlphaDropout",
+    "GaussianDropout",
+    "get_dropout_p",
     "LockedDropout",
+    "remove_dropconnect",
+    "set_dropout_p",
+    "SharedDropout",
     "VariationalGRU",
     "VariationalLSTM",
     "WeightDropGRU",

@@ -24,6 +24,8 @@ class _DropoutNd(_Stochastic, nn.Module):
     """
 
     __constants__ = ["p", "inplace", "scale"]
+    # Variants undefined at p=1 (e.g. Gaussian noise with variance p/(1-p)) set this to False.
+    _allow_one: bool = True
 
     def __init__(
         self,
@@ -35,14 +37,14 @@ class _DropoutNd(_Stochastic, nn.Module):
     ) -> None:
         super().__init__()
         op = type(self).__name__
-        self.p = _check_p(p, op)
+        self.p = _check_p(p, op, allow_one=self._allow_one)
         self.inplace = _check_bool(inplace, "inplace", op)
         self.scale = _check_scale(scale, op)
         self.generator = generator
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "p":
-            value = _check_p(value, type(self).__name__)
+            value = _check_p(value, type(self).__name__, allow_one=self._allow_one)
         super().__setattr__(name, value)
 
     def extra_repr(self) -> str:

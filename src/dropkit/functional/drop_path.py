@@ -1,0 +1,93 @@
+"""DropPath / stochastic depth: drop a residual branch for whole samples.
+
+Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016. In a residual block
+``x + f(x)``, ``f(x)`` is replaced by ``drop_path(f(x), p)``: for each sample the branch is kept with
+probability 1-p (and scaled by 1/(1-p)) or dropped entirely, so the block is the identity for that
+sample. It is :func:`dropkit.functional.shared_dropout` with every axis but the batch axis shared.
+
+The name follows timm: "DropConnect" means dropping weights (Wan et al. 2013, see
+:mod:`dropkit.functional.dropconnect`), not paths.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from dropkit._validation import (
+    _check_bool,
+    _check_float_tensor,
+    _check_generator,
+    _check_p,
+    _check_scale,
+)
+from dropkit.functional.shared_dropout import _shared_dropout
+
+__all__ = ["drop_path", "drop_path_rates"]
+
+
+def drop_path(
+    input: torch.Tensor,
+    p: float = 0.1,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    scale: str = "inverted",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Zero whole samples (dimension 0) of a residual branch's output with probability ``p``.
+
+    Training: one Bernoulli(1-p) draw per sample, shared by all its elements; survivors scaled by
+    1/(1-p) (inverted) or 1 (classic). Eval: the identity (inverted) or times 1-p (classic, as in
+    Huang et al.).
+
+    Paper: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
+
+    Args:
+        input: ``(N, *)`` floating-point tensor, at least 1-D: the branch output for a batch.
+        p: probability of dropping the branch for a sample. Default: 0.1
+        training: apply if True. Default: True
+        inplace: do the operation in place. Default: False
+        scale: ``"inverted"`` or ``"classic"``. Default: ``"inverted"``
+        generator: optional ``torch.Generator`` for the mask.
+
+    Example::
+
+        >>> x = torch.randn(8, 64, 16, 16)
+        >>> y = x + dropkit.functional.drop_path(block(x), p=0.1)
+    """
+    op = "drop_path"
+    _check_float_tensor(input, op)
+    p = _check_p(p, op)
+    scale = _check_scale(scale, op)
+    _check_bool(training, "training", op)
+    _check_bool(inplace, "inplace", op)
+    if input.dim() == 0:
+        raise ValueError(
+            f"{op}: expected an input with a batch dimension, (N, *), but got a 0-D input"
+        )
+    _check_generator(generator, input.device, op)
+    axes = tuple(range(1, input.dim()))
+    return _shared_dropout(input, p, axes, training, inplace, scale, generator)
+
+
+def drop_path_rates(p: float, num_blocks: int) -> list[float]:
+    """Stochastic depth's linear decay rule: block ``l`` of ``L`` drops with ``p_l = p * l / L``.
+
+    Huang et al. 2016, eq. 4 (written there for the survival probability ``1 - l/L (1 - p_L)``): the
+    first block is almost always kept and the last drops with probability ``p``.
+
+    Example::
+
+        >>> dropkit.functional.drop_path_rates(0.5, 4)
+        [0.125, 0.25, 0.375, 0.5]
+    """
+    p = _check_p(p, "drop_path_rates")
+    if isinstance(num_blocks, bool) or not isinstance(num_blocks, numbers.Integral):
+        raise TypeError(
+            f"drop_path_rates: num_blocks must be an int, but got {type(num_blocks).__name__}"
+        )
+    if num_blocks < 1:
+        raise ValueError(f"drop_path_rates: num_blocks must be positive, but got {num_blocks}")
+    return [p * (layer / num_blocks) for layer in range(1, num_blocks + 1)]

@@ -1,0 +1,48 @@
+"""``DropPath``: stochastic depth as a module."""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit.functional.drop_path import drop_path
+from dropkit.nn._base import _DropoutNd
+
+__all__ = ["DropPath"]
+
+
+class DropPath(_DropoutNd):
+    """Drop a residual branch for whole samples: ``x + DropPath(p)(f(x))``.
+
+    Training: per sample, the branch output is zeroed with probability ``p`` or scaled by 1/(1-p)
+    (inverted; 1 for classic). Eval: identity (inverted) or times 1-p (classic). Use
+    :func:`dropkit.functional.drop_path_rates` for the paper's linearly increasing rates.
+
+    Paper: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
+
+    Args:
+        p: probability of dropping the branch for a sample. Default: 0.1
+        inplace, scale, generator: as in :class:`dropkit.nn.Dropout`.
+
+    Shape:
+        - Input: ``(N, *)``. Output: the same shape.
+
+    Example::
+
+        >>> rates = dropkit.functional.drop_path_rates(0.2, num_blocks=4)
+        >>> paths = [dropkit.nn.DropPath(p) for p in rates]
+    """
+
+    def __init__(
+        self,
+        p: float = 0.1,
+        inplace: bool = False,
+        *,
+        scale: str = "inverted",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p, inplace, scale=scale, generator=generator)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return drop_path(
+            input, self.p, self.training, self.inplace, scale=self.scale, generator=self.generator
+        )

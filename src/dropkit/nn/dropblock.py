@@ -1,0 +1,91 @@
+"""``DropBlock2d`` and ``DropBlock3d``: the module form of :func:`dropkit.functional.dropblock`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dropkit._validation import _check_bool, _check_size_tuple
+from dropkit.functional.dropblock import dropblock2d, dropblock3d
+from dropkit.nn._base import _DropoutNd
+
+__all__ = ["DropBlock2d", "DropBlock3d"]
+
+
+class _DropBlockNd(_DropoutNd):
+    _spatial_dims: int
+
+    def __init__(
+        self,
+        p: float = 0.1,
+        inplace: bool = False,
+        *,
+        block_size: int | Sequence[int] = 7,
+        share_channels: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p, inplace, generator=generator)
+        op = type(self).__name__
+        self.block_size = _check_size_tuple(block_size, self._spatial_dims, op)
+        self.share_channels = _check_bool(share_channels, "share_channels", op)
+
+    def extra_repr(self) -> str:
+        extra = f"{super().extra_repr()}, block_size={self.block_size}"
+        return f"{extra}, share_channels=True" if self.share_channels else extra
+
+
+class DropBlock2d(_DropBlockNd):
+    """DropBlock on ``(N, C, H, W)`` feature maps: drop ``block_size`` squares, rescale the rest.
+
+    Training: about a fraction ``p`` of units is zeroed in contiguous blocks; survivors are scaled by
+    count/count_ones of the mask. Eval: identity.
+
+    Paper: Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional networks",
+    NeurIPS 2018.
+
+    Args:
+        p: target fraction of dropped units. Default: 0.1
+        inplace: do the operation in place. Default: False
+        block_size: int or (bh, bw), keyword only. Default: 7
+        share_channels: one block pattern for all channels of a sample. Default: False
+        generator: optional ``torch.Generator`` (keyword only).
+
+    Example::
+
+        >>> out = dropkit.nn.DropBlock2d(0.1, block_size=3)(torch.randn(8, 16, 14, 14))
+    """
+
+    _spatial_dims = 2
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return dropblock2d(
+            input,
+            self.p,
+            self.training,
+            self.inplace,
+            block_size=self.block_size,
+            share_channels=self.share_channels,
+            generator=self.generator,
+        )
+
+
+class DropBlock3d(_DropBlockNd):
+    """DropBlock on ``(N, C, D, H, W)`` feature maps; see :class:`DropBlock2d`.
+
+    Paper: Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional networks",
+    NeurIPS 2018.
+    """
+
+    _spatial_dims = 3
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return dropblock3d(
+            input,
+            self.p,
+            self.training,
+            self.inplace,
+            block_size=self.block_size,
+            share_channels=self.share_channels,
+            generator=self.generator,
+        )

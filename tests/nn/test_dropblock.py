@@ -1,0 +1,36 @@
+"""dropkit.nn.DropBlock2d / DropBlock3d."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dropkit.functional as DF
+import dropkit.nn as dnn
+
+
+def test_forward_is_the_functional_op_and_repr():
+    x = torch.randn(2, 3, 9, 9)
+    m = dnn.DropBlock2d(0.2, block_size=3, generator=torch.Generator().manual_seed(4))
+    expected = DF.dropblock2d(x, 0.2, block_size=3, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(m(x), expected)
+    assert repr(m) == "DropBlock2d(p=0.2, inplace=False, block_size=(3, 3))"
+    m3 = dnn.DropBlock3d(0.1, block_size=(1, 2, 3), share_channels=True)
+    assert (
+        repr(m3) == "DropBlock3d(p=0.1, inplace=False, block_size=(1, 2, 3), share_channels=True)"
+    )
+    assert m3(torch.randn(2, 3, 4, 5, 6)).shape == (2, 3, 4, 5, 6)
+
+
+def test_eval_is_identity():
+    x = torch.randn(2, 3, 9, 9)
+    assert dnn.DropBlock2d(0.3, block_size=3).eval()(x) is x
+
+
+def test_bad_block_size_at_construction_and_forward():
+    with pytest.raises(ValueError, match="DropBlock2d: block_size must be positive"):
+        dnn.DropBlock2d(0.1, block_size=0)
+    with pytest.raises(TypeError, match="sequence of 3 ints"):
+        dnn.DropBlock3d(0.1, block_size=(3, 3))
+    with pytest.raises(ValueError, match="does not fit"):
+        dnn.DropBlock2d(0.1, block_size=7)(torch.randn(1, 1, 5, 5))
