@@ -5,5 +5,12 @@ compared exactly, forward and backward.
 """
 
 from dropkit.reference.dropout import dropout_backward, dropout_forward, sample_mask
+from dropkit.reference.philox import philox4x32_10, philox_keep_mask
 
-__all__ = ["dropout_backward", "dropout_forward", "sample_mask"]
+__all__ = [
+    "dropout_backward",
+    "dropout_forward",
+    "philox4x32_10",
+    "philox_keep_mask",
+    "sample_mask",
+]
