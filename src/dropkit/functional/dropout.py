@@ -159,6 +159,10 @@ def dropout(
     (``scale="inverted"``) or left as they are (``scale="classic"``). In eval the inverted form returns
     ``input`` itself and the classic form returns ``input * (1-p)``.
 
+    On CPU, float tensors of at least 4096 elements take the fast path (numba kernels, a 1-bit saved
+    mask; :mod:`dropkit.functional.fast_dropout`): same values given its mask, reproducible from
+    torch's seed, but masks that differ from PyTorch's. ``dropkit.use_fast_dropout(False)`` turns it off.
+
     Paper: Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
     JMLR 2014.
 

@@ -30,7 +30,7 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, bias, residual, seed, p, s, save_bits):
         k = _fast._kernels()
-        _fast._threads(k)
+        _fast._threads(k, input.numel())
         out = torch.empty_like(input)
         scale = _fast._scale_scalar(s, input.dtype)
         x, r, o = _fast._flat(input), _fast._flat(residual), _fast._flat(out)
@@ -49,7 +49,10 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         bits = ctx.saved_tensors[0] if ctx.save_bits else None
-        grad_x = _fast._ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, None)
+        if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+            grad_x = _fast._ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, None)
+        else:
+            grad_x = _fast._backward(grad, bits, ctx.seed, ctx.p, ctx.s, None)
         # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
         grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
         return grad_x, grad_bias, grad, None, None, None, None

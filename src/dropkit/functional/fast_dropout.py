@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
@@ -51,8 +52,8 @@ __all__ = [
 
 SAVE_MODES = ("bits", "seed")
 # Below this many elements the plain path is as fast (see docs/benchmarks.md: the fixed cost of the
-# fast path, about 15 us per forward+backward, is more than what its generator saves).
-DEFAULT_MIN_NUMEL = 8192
+# fast path, about 20-30 us per forward+backward, is more than what its generator saves).
+DEFAULT_MIN_NUMEL = 4096
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _NATIVE = {torch.float32: np.float32, torch.float64: np.float64}
@@ -225,6 +226,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in _NATIVE else torch.float32
 
 
+@functools.lru_cache(maxsize=64)
 def _scale_scalar(s: float, dtype: torch.dtype):
     # The multiplier rounded once to the input's dtype, as a NumPy scalar of the compute dtype.
     rounded = torch.tensor(s, dtype=dtype).item()
@@ -247,7 +249,7 @@ def _forward(
         outc = out_buffer
     else:
         outc = torch.empty_like(xc)
-    _threads(k)
+    _threads(k, xc.numel())
     bits = k.dropout_forward(
         _flat(xc), _flat(outc), seed, p, _scale_scalar(s, input.dtype), save_bits
     )
@@ -269,7 +271,7 @@ def _backward(
     gc = gp if gp.dtype == cdtype else gp.to(cdtype)
     gin = torch.empty_like(gc)
     sc = _scale_scalar(s, grad.dtype)
-    _threads(k)
+    _threads(k, gc.numel())
     if bits is not None and bits.numel():
         k.dropout_backward_bits(_flat(gc), _flat(gin), bits.numpy(), sc)
     else:
@@ -278,10 +280,10 @@ def _backward(
     return _from_memory_order(gin, perm)
 
 
-def _threads(k) -> None:
-    from dropkit.kernels._numba import sync_threads
-
-    sync_threads(torch.get_num_threads())
+def _threads(k, numel: int) -> None:
+    # numba's parallel regions follow torch's thread count (only large tensors run in parallel).
+    if numel >= k.PARALLEL_MIN_NUMEL:
+        k.sync_threads(torch.get_num_threads())
 
 
 class _ApplyPhiloxMask(torch.autograd.Function):
@@ -312,7 +314,10 @@ class _PhiloxDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         bits = ctx.saved_tensors[0] if ctx.save_bits else None
-        gin = _ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+        if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+            gin = _ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+        else:
+            gin = _backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
         return gin, None, None, None, None
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dropkit.kernels._numba import CACHE_DIR, numba
+from dropkit.kernels._numba import CACHE_DIR, numba, sync_threads
 from dropkit.reference.philox import BLOCK
 
 __all__ = [
     "BLOCK",
+    "PARALLEL_MIN_NUMEL",
     "bias_dropout_add_forward",
     "dropout_add_forward",
     "dropout_backward_bits",
@@ -32,6 +33,7 @@ __all__ = [
     "dropout_forward",
     "keep_mask",
     "philox4x32_10",
+    "sync_threads",
 ]
 
 _CACHE = CACHE_DIR is not None
@@ -45,6 +47,9 @@ _S56 = np.uint64(56)
 # Multiplying 8 bytes that are each 0 or 1 by this constant gathers them into the top byte,
 # byte j landing on bit 56 + j: one multiply packs 8 keep flags into a mask byte.
 _PACK8 = np.uint64(0x0102040810204080)
+
+# Below this many elements the kernels run serially (see docs/benchmarks.md).
+PARALLEL_MIN_NUMEL = 1 << 17
 
 _jit = numba.njit(cache=_CACHE, nogil=True)
 _pjit = numba.njit(cache=_CACHE, nogil=True, parallel=True)
@@ -87,90 +92,153 @@ def _pack_block(keep, start, bits):
         bits[q0 + q] = np.uint8((k64[q] * _PACK8) >> _S56)
 
 
-@_pjit
-def _dropout_fwd(x, out, bits, k0, k1, t, s, save_bits):
+# ---- one block of work each; the drivers below run them over all blocks, serially or in parallel --
+
+
+@_inline
+def _dropout_fwd_block(b, x, out, bits, k0, k1, t, s, save_bits):
     n = x.size
     zero = s * 0
-    for b in numba.prange((n + BLOCK - 1) // BLOCK):
-        keep = np.empty(BLOCK, np.uint8)
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        for r in range(min(BLOCK, n - start)):
-            out[start + r] = x[start + r] * (s if keep[r] else zero)
-        if save_bits:
-            _pack_block(keep, start, bits)
+    keep = np.empty(BLOCK, np.uint8)
+    _keep_block(b, k0, k1, t, keep)
+    start = b * BLOCK
+    for r in range(min(BLOCK, n - start)):
+        out[start + r] = x[start + r] * (s if keep[r] else zero)
+    if save_bits:
+        _pack_block(keep, start, bits)
 
 
-@_pjit
-def _dropout_add_fwd(x, res, out, bits, k0, k1, t, s, save_bits):
+@_inline
+def _dropout_add_fwd_block(b, x, res, out, bits, k0, k1, t, s, save_bits):
     n = x.size
     zero = s * 0
-    for b in numba.prange((n + BLOCK - 1) // BLOCK):
-        keep = np.empty(BLOCK, np.uint8)
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        stop = min(start + BLOCK, n)
-        # Two loops on purpose: in one, LLVM contracts x * m + res into a fused multiply-add,
-        # which rounds once where the unfused ops round twice.
-        for i in range(start, stop):
-            out[i] = x[i] * (s if keep[i - start] else zero)
-        for i in range(start, stop):
-            out[i] = out[i] + res[i]
-        if save_bits:
-            _pack_block(keep, start, bits)
+    keep = np.empty(BLOCK, np.uint8)
+    _keep_block(b, k0, k1, t, keep)
+    start = b * BLOCK
+    stop = min(start + BLOCK, n)
+    # Two loops on purpose: in one, LLVM contracts x * m + res into a fused multiply-add, which
+    # rounds once where the unfused ops round twice.
+    for i in range(start, stop):
+        out[i] = x[i] * (s if keep[i - start] else zero)
+    for i in range(start, stop):
+        out[i] = out[i] + res[i]
+    if save_bits:
+        _pack_block(keep, start, bits)
 
 
-@_pjit
-def _bias_dropout_add_fwd(x, bias, res, out, bits, k0, k1, t, s, save_bits):
+@_inline
+def _bias_dropout_add_fwd_block(b, x, bias, res, out, bits, k0, k1, t, s, save_bits):
     # x, res, out: (n,) = (rows * H,) row-major; bias: (H,) added along the last dimension.
     n = x.size
     h = bias.size
     zero = s * 0
-    for b in numba.prange((n + BLOCK - 1) // BLOCK):
-        keep = np.empty(BLOCK, np.uint8)
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        stop = min(start + BLOCK, n)
-        i = start
-        while i < stop:
-            # one run per row segment: bias index is i % h without a division per element
-            col = i % h
-            run = min(h - col, stop - i)
-            for c in range(run):
-                out[i + c] = (x[i + c] + bias[col + c]) * (s if keep[i + c - start] else zero)
-            i += run
-        for i in range(start, stop):  # a separate loop: no fused multiply-add (see above)
-            out[i] = out[i] + res[i]
-        if save_bits:
-            _pack_block(keep, start, bits)
+    keep = np.empty(BLOCK, np.uint8)
+    _keep_block(b, k0, k1, t, keep)
+    start = b * BLOCK
+    stop = min(start + BLOCK, n)
+    i = start
+    while i < stop:
+        # one run per row segment: the bias index is i % h without a division per element
+        col = i % h
+        run = min(h - col, stop - i)
+        for c in range(run):
+            out[i + c] = (x[i + c] + bias[col + c]) * (s if keep[i + c - start] else zero)
+        i += run
+    for i in range(start, stop):  # a separate loop: no fused multiply-add (see above)
+        out[i] = out[i] + res[i]
+    if save_bits:
+        _pack_block(keep, start, bits)
 
 
-@_pjit
-def _dropout_bwd_bits(g, gin, bits, s):
+@_inline
+def _dropout_bwd_bits_block(b, g, gin, bits, s):
+    # Block b covers mask bytes [b * B/8, (b+1) * B/8), i.e. the elements of forward block b.
     n = g.size
     zero = s * 0
     full = n // 8  # bytes whose 8 elements all exist
-    for b in numba.prange((bits.size + BLOCK // 8 - 1) // (BLOCK // 8)):
-        q0 = b * (BLOCK // 8)
-        for q in range(q0, min(q0 + BLOCK // 8, full)):
-            v = bits[q]
-            for j in range(8):
-                gin[8 * q + j] = g[8 * q + j] * (s if (v >> j) & 1 else zero)
-        if q0 + BLOCK // 8 >= bits.size:  # last chunk: the elements of a partial last byte
-            for i in range(8 * full, n):
-                gin[i] = g[i] * (s if (bits[i >> 3] >> (i & 7)) & 1 else zero)
+    q0 = b * (BLOCK // 8)
+    for q in range(q0, min(q0 + BLOCK // 8, full)):
+        v = bits[q]
+        for j in range(8):
+            gin[8 * q + j] = g[8 * q + j] * (s if (v >> j) & 1 else zero)
+    if q0 + BLOCK // 8 >= bits.size:  # last block: the elements of a partial last byte
+        for i in range(8 * full, n):
+            gin[i] = g[i] * (s if (bits[i >> 3] >> (i & 7)) & 1 else zero)
+
+
+@_inline
+def _dropout_bwd_seed_block(b, g, gin, k0, k1, t, s):
+    n = g.size
+    zero = s * 0
+    keep = np.empty(BLOCK, np.uint8)
+    _keep_block(b, k0, k1, t, keep)
+    start = b * BLOCK
+    for r in range(min(BLOCK, n - start)):
+        gin[start + r] = g[start + r] * (s if keep[r] else zero)
+
+
+# Each driver exists twice, parallel (prange over blocks) and serial: a parallel region costs a
+# thread hand-off (tens of microseconds, more on a busy machine) that small tensors do not repay.
 
 
 @_pjit
-def _dropout_bwd_seed(g, gin, k0, k1, t, s):
-    n = g.size
-    zero = s * 0
-    for b in numba.prange((n + BLOCK - 1) // BLOCK):
-        keep = np.empty(BLOCK, np.uint8)
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        for r in range(min(BLOCK, n - start)):
-            gin[start + r] = g[start + r] * (s if keep[r] else zero)
+def _dropout_fwd_par(x, out, bits, k0, k1, t, s, save_bits):
+    for b in numba.prange((x.size + BLOCK - 1) // BLOCK):
+        _dropout_fwd_block(b, x, out, bits, k0, k1, t, s, save_bits)
+
+
+@_jit
+def _dropout_fwd_ser(x, out, bits, k0, k1, t, s, save_bits):
+    for b in range((x.size + BLOCK - 1) // BLOCK):
+        _dropout_fwd_block(b, x, out, bits, k0, k1, t, s, save_bits)
+
+
+@_pjit
+def _dropout_add_fwd_par(x, res, out, bits, k0, k1, t, s, save_bits):
+    for b in numba.prange((x.size + BLOCK - 1) // BLOCK):
+        _dropout_add_fwd_block(b, x, res, out, bits, k0, k1, t, s, save_bits)
+
+
+@_jit
+def _dropout_add_fwd_ser(x, res, out, bits, k0, k1, t, s, save_bits):
+    for b in range((x.size + BLOCK - 1) // BLOCK):
+        _dropout_add_fwd_block(b, x, res, out, bits, k0, k1, t, s, save_bits)
+
+
+@_pjit
+def _bias_dropout_add_fwd_par(x, bias, res, out, bits, k0, k1, t, s, save_bits):
+    for b in numba.prange((x.size + BLOCK - 1) // BLOCK):
+        _bias_dropout_add_fwd_block(b, x, bias, res, out, bits, k0, k1, t, s, save_bits)
+
+
+@_jit
+def _bias_dropout_add_fwd_ser(x, bias, res, out, bits, k0, k1, t, s, save_bits):
+    for b in range((x.size + BLOCK - 1) // BLOCK):
+        _bias_dropout_add_fwd_block(b, x, bias, res, out, bits, k0, k1, t, s, save_bits)
+
+
+@_pjit
+def _dropout_bwd_bits_par(g, gin, bits, s):
+    for b in numba.prange((g.size + BLOCK - 1) // BLOCK):
+        _dropout_bwd_bits_block(b, g, gin, bits, s)
+
+
+@_jit
+def _dropout_bwd_bits_ser(g, gin, bits, s):
+    for b in range((g.size + BLOCK - 1) // BLOCK):
+        _dropout_bwd_bits_block(b, g, gin, bits, s)
+
+
+@_pjit
+def _dropout_bwd_seed_par(g, gin, k0, k1, t, s):
+    for b in numba.prange((g.size + BLOCK - 1) // BLOCK):
+        _dropout_bwd_seed_block(b, g, gin, k0, k1, t, s)
+
+
+@_jit
+def _dropout_bwd_seed_ser(g, gin, k0, k1, t, s):
+    for b in range((g.size + BLOCK - 1) // BLOCK):
+        _dropout_bwd_seed_block(b, g, gin, k0, k1, t, s)
 
 
 @_pjit
@@ -211,6 +279,10 @@ def _bits_buffer(n: int, save_bits: bool) -> np.ndarray:
     return np.empty((n + 7) // 8 if save_bits else 0, dtype=np.uint8)
 
 
+def _parallel(n: int) -> bool:
+    return n >= PARALLEL_MIN_NUMEL and numba.get_num_threads() > 1
+
+
 def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
     """``out[i] = x[i] * (s if keep[i] else 0)``; returns the packed mask (empty if not saved).
 
@@ -218,32 +290,37 @@ def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarr
     NumPy scalar of their dtype.
     """
     bits = _bits_buffer(x.size, save_bits)
-    _dropout_fwd(x, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    kernel = _dropout_fwd_par if _parallel(x.size) else _dropout_fwd_ser
+    kernel(x, out, bits, *_key(seed), _threshold(p), s, save_bits)
     return bits
 
 
 def dropout_add_forward(x, res, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
     """``out = x * m + res`` with the same mask as :func:`dropout_forward`."""
     bits = _bits_buffer(x.size, save_bits)
-    _dropout_add_fwd(x, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    kernel = _dropout_add_fwd_par if _parallel(x.size) else _dropout_add_fwd_ser
+    kernel(x, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
     return bits
 
 
 def bias_dropout_add_forward(x, bias, res, out, seed: int, p: float, s, save_bits: bool):
     """``out = (x + bias) * m + res``; ``bias`` runs along the last (fastest) dimension."""
     bits = _bits_buffer(x.size, save_bits)
-    _bias_dropout_add_fwd(x, bias, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    kernel = _bias_dropout_add_fwd_par if _parallel(x.size) else _bias_dropout_add_fwd_ser
+    kernel(x, bias, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
     return bits
 
 
 def dropout_backward_bits(g, gin, bits, s) -> None:
     """``gin = g * m * s`` reading the mask from the packed bits."""
-    _dropout_bwd_bits(g, gin, bits, s)
+    kernel = _dropout_bwd_bits_par if _parallel(g.size) else _dropout_bwd_bits_ser
+    kernel(g, gin, bits, s)
 
 
 def dropout_backward_seed(g, gin, seed: int, p: float, s) -> None:
     """``gin = g * m * s`` regenerating the mask from the seed."""
-    _dropout_bwd_seed(g, gin, *_key(seed), _threshold(p), s)
+    kernel = _dropout_bwd_seed_par if _parallel(g.size) else _dropout_bwd_seed_ser
+    kernel(g, gin, *_key(seed), _threshold(p), s)
 
 
 def keep_mask(numel: int, p: float, seed: int) -> np.ndarray:
