@@ -293,7 +293,32 @@ def _mlp_table(args, label: str) -> list[dict]:
 
 
 def section_mlp(args) -> list[dict]:
-    return _mlp_table(args, "mlp")
+    rows = _mlp_table(args, "mlp")
+    # The same share estimated from parts, less sensitive to a noisy machine: the step without
+    # dropout plus the two dropout layers' forward+backward on (128, 1024), timed alone.
+    h = torch.randn(128, 1024, requires_grad=True)
+    g = torch.randn(128, 1024)
+    step_without = _MLPStep(_identity)
+    t = interleaved(
+        {
+            "no dropout": step_without,
+            "torch nn.Dropout": fwd_bwd(lambda x: F.dropout(x, 0.5), h, g),
+            "dropkit": fwd_bwd(lambda x: DF.dropout(x, 0.5), h, g),
+        },
+        args.repeats * 4,
+    )
+    for k in ("torch nn.Dropout", "dropkit"):
+        layers = 2 * t[k]
+        rows.append(
+            {
+                "section": "mlp",
+                "case": f"from parts: step without dropout + 2 x dropout(128x1024) fwd+bwd: {k}",
+                "p50 ms": (t["no dropout"] + layers) * 1e3,
+                "p90 ms": float("nan"),
+                "dropout share": layers / (t["no dropout"] + layers),
+            }
+        )
+    return rows
 
 
 def section_loaded(args) -> list[dict]:

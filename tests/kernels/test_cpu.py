@@ -66,6 +66,24 @@ def test_identical_at_one_and_two_threads(n):
         np.testing.assert_array_equal(a, b)
 
 
+def test_serial_and_parallel_drivers_agree():
+    # The parallel drivers split blocks over threads; the serial ones walk them in order.
+    n, s = K.PARALLEL_MIN_NUMEL + 3 * ph.BLOCK + 5, np.float32(1 / 0.7)
+    x = np.random.default_rng(2).standard_normal(n).astype(np.float32)
+    outs = []
+    for threshold in (1, 2**62):  # everything parallel, then everything serial
+        K.PARALLEL_MIN_NUMEL, saved = threshold, K.PARALLEL_MIN_NUMEL
+        try:
+            out, gin = np.empty_like(x), np.empty_like(x)
+            bits = K.dropout_forward(x, out, SEED, 0.3, s, True)
+            K.dropout_backward_bits(x, gin, bits, s)
+            outs.append((out, bits, gin))
+        finally:
+            K.PARALLEL_MIN_NUMEL = saved
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fused_kernels_round_like_the_unfused_ops():
     # No fused multiply-add: (x * m) and (+ res) are rounded separately, as torch does.
     n, h, p = 37 * 130, 37, 0.25  # rows of 37 straddle the block boundary at 4096

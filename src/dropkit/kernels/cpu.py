@@ -18,6 +18,8 @@ Shapes in comments: ``n`` elements, ``B = BLOCK``, ``Q = B // 4``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from dropkit.kernels._numba import CACHE_DIR, numba, sync_threads
@@ -48,8 +50,10 @@ _S56 = np.uint64(56)
 # byte j landing on bit 56 + j: one multiply packs 8 keep flags into a mask byte.
 _PACK8 = np.uint64(0x0102040810204080)
 
-# Below this many elements the kernels run serially (see docs/benchmarks.md).
-PARALLEL_MIN_NUMEL = 1 << 17
+# Below this many elements the kernels run serially. Waking numba's worker threads costs tens of
+# microseconds on a quiet machine and milliseconds on a busy one, where a serial kernel is unaffected
+# (see docs/benchmarks.md); environment variable DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL overrides.
+PARALLEL_MIN_NUMEL = int(os.environ.get("DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL", 1 << 19))
 
 _jit = numba.njit(cache=_CACHE, nogil=True)
 _pjit = numba.njit(cache=_CACHE, nogil=True, parallel=True)
