@@ -336,3 +336,14 @@ def test_cache_dir_falls_back_when_the_requested_one_is_not_writable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     lines = out.stdout.split()
     assert len(lines) == 2 and lines[0] != str(unwritable) and lines[1] == "5", out.stderr
+
+
+def test_concurrent_calls_from_python_threads():
+    # numba's workqueue layer aborts on concurrent parallel regions; dropkit serialises them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = torch.randn(2**20 + 7)
+    expected = [DF.dropout(x, 0.5, generator=_seeded(s)) for s in range(6)]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda s: DF.dropout(x, 0.5, generator=_seeded(s)), range(6)))
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))

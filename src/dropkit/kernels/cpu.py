@@ -19,6 +19,7 @@ Shapes in comments: ``n`` elements, ``B = BLOCK``, ``Q = B // 4``.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -283,8 +284,19 @@ def _bits_buffer(n: int, save_bits: bool) -> np.ndarray:
     return np.empty((n + 7) // 8 if save_bits else 0, dtype=np.uint8)
 
 
-def _parallel(n: int) -> bool:
-    return n >= PARALLEL_MIN_NUMEL and numba.get_num_threads() > 1
+# numba's workqueue layer must not run two parallel regions at once (it aborts the process), so one
+# Python thread at a time runs the parallel drivers; a thread that finds them busy runs serially.
+_PARALLEL_LOCK = threading.Lock()
+
+
+def _run(parallel, serial, n: int, *args) -> None:
+    if n >= PARALLEL_MIN_NUMEL and numba.get_num_threads() > 1:
+        if _PARALLEL_LOCK.acquire(blocking=False):
+            try:
+                return parallel(*args)
+            finally:
+                _PARALLEL_LOCK.release()
+    serial(*args)
 
 
 def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
@@ -294,43 +306,43 @@ def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarr
     NumPy scalar of their dtype.
     """
     bits = _bits_buffer(x.size, save_bits)
-    kernel = _dropout_fwd_par if _parallel(x.size) else _dropout_fwd_ser
-    kernel(x, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    args = (x, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    _run(_dropout_fwd_par, _dropout_fwd_ser, x.size, *args)
     return bits
 
 
 def dropout_add_forward(x, res, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
     """``out = x * m + res`` with the same mask as :func:`dropout_forward`."""
     bits = _bits_buffer(x.size, save_bits)
-    kernel = _dropout_add_fwd_par if _parallel(x.size) else _dropout_add_fwd_ser
-    kernel(x, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    args = (x, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    _run(_dropout_add_fwd_par, _dropout_add_fwd_ser, x.size, *args)
     return bits
 
 
 def bias_dropout_add_forward(x, bias, res, out, seed: int, p: float, s, save_bits: bool):
     """``out = (x + bias) * m + res``; ``bias`` runs along the last (fastest) dimension."""
     bits = _bits_buffer(x.size, save_bits)
-    kernel = _bias_dropout_add_fwd_par if _parallel(x.size) else _bias_dropout_add_fwd_ser
-    kernel(x, bias, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    args = (x, bias, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    _run(_bias_dropout_add_fwd_par, _bias_dropout_add_fwd_ser, x.size, *args)
     return bits
 
 
 def dropout_backward_bits(g, gin, bits, s) -> None:
     """``gin = g * m * s`` reading the mask from the packed bits."""
-    kernel = _dropout_bwd_bits_par if _parallel(g.size) else _dropout_bwd_bits_ser
-    kernel(g, gin, bits, s)
+    _run(_dropout_bwd_bits_par, _dropout_bwd_bits_ser, g.size, g, gin, bits, s)
 
 
 def dropout_backward_seed(g, gin, seed: int, p: float, s) -> None:
     """``gin = g * m * s`` regenerating the mask from the seed."""
-    kernel = _dropout_bwd_seed_par if _parallel(g.size) else _dropout_bwd_seed_ser
-    kernel(g, gin, *_key(seed), _threshold(p), s)
+    args = (g, gin, *_key(seed), _threshold(p), s)
+    _run(_dropout_bwd_seed_par, _dropout_bwd_seed_ser, g.size, *args)
 
 
 def keep_mask(numel: int, p: float, seed: int) -> np.ndarray:
     """The kernels' keep-mask (bool, True = keep) for ``numel`` elements in memory order."""
     keep = np.empty(numel, dtype=np.uint8)
-    _keep_mask(keep, *_key(seed), _threshold(p))
+    with _PARALLEL_LOCK:
+        _keep_mask(keep, *_key(seed), _threshold(p))
     return keep.view(np.bool_)
 
 
