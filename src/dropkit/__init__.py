@@ -5,7 +5,14 @@ Every variant in one drop-in API (:mod:`dropkit.nn`, :mod:`dropkit.functional`),
 """
 
 from dropkit import functional, nn, reference
-from dropkit.functional import apply_mask, dropout, sample_mask
+from dropkit.functional import (
+    apply_mask,
+    dropout,
+    fast_dropout_enabled,
+    sample_mask,
+    set_fast_dropout,
+    use_fast_dropout,
+)
 from dropkit.nn import (
     AlphaDropout,
     ConcreteDropout,
@@ -55,8 +62,11 @@ __all__ = [
     "__version__",
     "apply_mask",
     "dropout",
+    "fast_dropout_enabled",
     "functional",
     "nn",
     "reference",
     "sample_mask",
+    "set_fast_dropout",
+    "use_fast_dropout",
 ]

@@ -31,7 +31,15 @@ from dropkit.functional.dropconnect import (
     dropconnect_mask,
 )
 from dropkit.functional.dropout import apply_mask, dropout, sample_mask
+from dropkit.functional.dropout_add import bias_dropout_add, dropout_add
 from dropkit.functional.embedding_dropout import embedding_dropout
+from dropkit.functional.fast_dropout import (
+    draw_seed,
+    fast_dropout_enabled,
+    fast_keep_mask,
+    set_fast_dropout,
+    use_fast_dropout,
+)
 from dropkit.functional.gaussian_dropout import apply_noise, gaussian_dropout, gaussian_noise
 from dropkit.functional.locked_dropout import locked_dropout, locked_mask_shape
 from dropkit.functional.shared_dropout import sample_shared_mask, shared_dropout, shared_mask_shape
@@ -48,10 +56,12 @@ __all__ = [
     "apply_dropconnect_linear",
     "apply_mask",
     "apply_noise",
+    "bias_dropout_add",
     "channel_dropout",
     "concrete_dropout",
     "concrete_noise",
     "concrete_regularizer",
+    "draw_seed",
     "drop_path",
     "drop_path_rates",
     "dropblock",
@@ -67,7 +77,10 @@ __all__ = [
     "dropout1d",
     "dropout2d",
     "dropout3d",
+    "dropout_add",
     "embedding_dropout",
+    "fast_dropout_enabled",
+    "fast_keep_mask",
     "feature_alpha_dropout",
     "gaussian_dropout",
     "gaussian_noise",
@@ -77,8 +90,10 @@ __all__ = [
     "sample_mask",
     "sample_rnn_masks",
     "sample_shared_mask",
+    "set_fast_dropout",
     "shared_dropout",
     "shared_mask_shape",
+    "use_fast_dropout",
     "variational_rnn",
     "weight_drop",
 ]

@@ -17,6 +17,11 @@ In both, E[train output] = eval output.
 NaN and Inf: dropout multiplies, as ``torch.nn.Dropout`` does, so a NaN or Inf input stays NaN where
 it is dropped (NaN * 0 = NaN). Finite inputs give finite outputs for every p in [0, 1]; at p=1 the
 output is all zeros.
+
+Fast path: on CPU, for large enough float tensors, ``dropout`` hands the work to numba kernels with a
+counter-based generator (see :mod:`dropkit.functional.fast_dropout`). Same values given the same mask,
+a 1-bit (or no) saved mask, reproducible from torch's seed, but not torch's masks;
+``dropkit.use_fast_dropout(False)`` restores the plain path described here.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
+from dropkit.functional import fast_dropout as _fast
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
 
@@ -153,6 +159,10 @@ def dropout(
     (``scale="inverted"``) or left as they are (``scale="classic"``). In eval the inverted form returns
     ``input`` itself and the classic form returns ``input * (1-p)``.
 
+    On CPU, float tensors of at least 4096 elements take the fast path (numba kernels, a 1-bit saved
+    mask; :mod:`dropkit.functional.fast_dropout`): same values given its mask, reproducible from
+    torch's seed, but masks that differ from PyTorch's. ``dropkit.use_fast_dropout(False)`` turns it off.
+
     Paper: Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
     JMLR 2014.
 
@@ -178,6 +188,8 @@ def dropout(
     _check_generator(generator, input.device, "dropout")
     if p == 0.0:
         return input if inplace else input.clone()
+    if _fast._applies(input, p):
+        return _fast._dropout_fast(input, p, _keep_scale(p, scale), inplace, generator)
     # empty_like keeps the input's layout (channels_last stays channels_last).
     mask = torch.empty_like(input, dtype=torch.bool)
     return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)

@@ -1,0 +1,171 @@
+"""Fused residual dropout: ``dropout(x) + residual`` and ``dropout(x + bias) + residual``.
+
+The transformer residual pattern. Each op is *defined* as its unfused composition (the plain path
+below), with the same rounding after each step; on CPU the fast path computes it in one pass over
+memory with the Philox kernels of :func:`dropkit.functional.dropout`, drawing exactly the mask that
+``dropout`` would draw from the same generator state, and keeps only a 1-bit mask (or none) for
+backward. The fused fast path needs float32/float64, contiguous tensors of one dtype, a residual of
+the input's shape and a 1-D bias of the last dimension's size; other inputs take the composition
+(whose ``dropout`` may still take its own fast path).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit._validation import (
+    _check_float_tensor,
+    _check_generator,
+    _check_p,
+    _check_scale,
+    _keep_scale,
+)
+from dropkit.functional import fast_dropout as _fast
+from dropkit.functional.dropout import _eval, dropout
+
+__all__ = ["bias_dropout_add", "dropout_add"]
+
+
+class _PhiloxDropoutAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, bias, residual, seed, p, s, save_bits):
+        k = _fast._kernels()
+        _fast._threads(k, input.numel())
+        out = torch.empty_like(input)
+        scale = _fast._scale_scalar(s, input.dtype)
+        x, r, o = _fast._flat(input), _fast._flat(residual), _fast._flat(out)
+        if bias is None:
+            bits = k.dropout_add_forward(x, r, o, seed, p, scale, save_bits)
+        else:
+            b = _fast._flat(bias)
+            bits = k.bias_dropout_add_forward(x, b, r, o, seed, p, scale, save_bits)
+        bits = torch.from_numpy(bits)
+        ctx.seed, ctx.p, ctx.s, ctx.save_bits = seed, p, s, save_bits
+        ctx.has_bias = bias is not None
+        if save_bits:
+            ctx.save_for_backward(bits)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        bits = ctx.saved_tensors[0] if ctx.save_bits else None
+        if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+            grad_x = _fast._ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, None)
+        else:
+            grad_x = _fast._backward(grad, bits, ctx.seed, ctx.p, ctx.s, None)
+        # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
+        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
+        return grad_x, grad_bias, grad, None, None, None, None
+
+
+def _check_residual(residual: object, input: torch.Tensor, op: str) -> torch.Tensor:
+    residual = _check_float_tensor(residual, op, "residual")
+    try:
+        torch.broadcast_shapes(input.shape, residual.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{op}: residual of shape {tuple(residual.shape)} does not broadcast with the input's "
+            f"shape {tuple(input.shape)}"
+        ) from err
+    return residual
+
+
+def _fused_applies(
+    input: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, p: float
+) -> bool:
+    tensors = (input, residual) if bias is None else (input, residual, bias)
+    return (
+        input.dtype in _fast._NATIVE
+        and all(t.dtype == input.dtype and t.is_contiguous() for t in tensors)
+        and residual.shape == input.shape
+        and (bias is None or (input.dim() >= 1 and bias.shape == input.shape[-1:]))
+        and not torch.compiler.is_compiling()
+        and _fast._applies(input, p)
+    )
+
+
+def dropout_add(
+    input: torch.Tensor,
+    residual: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    *,
+    scale: str = "inverted",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``dropout(input, p, training) + residual`` in one pass on CPU.
+
+    Args:
+        input: floating-point tensor, e.g. a sublayer's output.
+        residual: tensor added after dropout (broadcast to the input's shape if needed).
+        p: probability of an element of ``input`` being zeroed. Default: 0.5
+        training: apply dropout if True; else ``input`` (times 1-p for classic) plus ``residual``.
+        scale: ``"inverted"`` or ``"classic"``, as in :func:`dropkit.functional.dropout`.
+        generator: optional ``torch.Generator`` for the mask.
+
+    Example::
+
+        >>> h = dropkit.functional.dropout_add(attn_out, x, p=0.1)  # x + dropout(attn_out)
+    """
+    op = "dropout_add"
+    _check_float_tensor(input, op)
+    residual = _check_residual(residual, input, op)
+    p = _check_p(p, op)
+    scale = _check_scale(scale, op)
+    if not training:
+        return _eval(input, p, scale, False) + residual
+    _check_generator(generator, input.device, op)
+    if _fused_applies(input, None, residual, p):
+        seed = _fast.draw_seed(generator)
+        s = _keep_scale(p, scale)
+        save_bits = _fast._settings.save == "bits"
+        return _PhiloxDropoutAdd.apply(input, None, residual, seed, p, s, save_bits)
+    return dropout(input, p, True, False, scale=scale, generator=generator) + residual
+
+
+def bias_dropout_add(
+    input: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    *,
+    scale: str = "inverted",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``dropout(input + bias, p, training) + residual`` in one pass on CPU.
+
+    The pattern of a transformer block whose last linear layer leaves its bias to be added here.
+
+    Args:
+        input: floating-point tensor of shape ``(*, H)``.
+        bias: tensor broadcast to the input, usually of shape ``(H,)``.
+        residual: tensor added after dropout (broadcast to the input's shape if needed).
+        p, training, scale, generator: as in :func:`dropout_add`.
+
+    Example::
+
+        >>> h = dropkit.functional.bias_dropout_add(x @ w.T, b, x, p=0.1)
+    """
+    op = "bias_dropout_add"
+    _check_float_tensor(input, op)
+    bias = _check_float_tensor(bias, op, "bias")
+    try:
+        torch.broadcast_shapes(input.shape, bias.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{op}: bias of shape {tuple(bias.shape)} does not broadcast to the input's shape "
+            f"{tuple(input.shape)}"
+        ) from err
+    residual = _check_residual(residual, input, op)
+    p = _check_p(p, op)
+    scale = _check_scale(scale, op)
+    if not training:
+        return _eval(input + bias, p, scale, False) + residual
+    _check_generator(generator, input.device, op)
+    if _fused_applies(input, bias, residual, p):
+        seed = _fast.draw_seed(generator)
+        s = _keep_scale(p, scale)
+        save_bits = _fast._settings.save == "bits"
+        return _PhiloxDropoutAdd.apply(input, bias, residual, seed, p, s, save_bits)
+    return dropout(input + bias, p, True, False, scale=scale, generator=generator) + residual
