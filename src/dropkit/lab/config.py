@@ -67,7 +67,9 @@ class Config(BaseModel):
     max_norm: float | None = Field(
         None, gt=0.0, description="cap on each unit's incoming weight norm"
     )
-    early_stopping: int = Field(0, ge=0, description="patience in epochs on val loss; 0 = off")
+    early_stopping: int = Field(
+        0, ge=0, description="patience in evaluations (epochs) on val loss; 0 = off"
+    )
     augment_shift: int = Field(
         0, ge=0, description="random shift of up to this many samples/pixels"
     )
@@ -76,6 +78,9 @@ class Config(BaseModel):
     # running
     threads: int = Field(1, ge=1, description="torch.set_num_threads")
     eval_train_max: int = Field(10_000, ge=1, description="train metrics on at most this many")
+    eval_every: int = Field(
+        1, ge=1, description="evaluate, log and checkpoint every this many epochs (and the last)"
+    )
     plots: bool = True
 
     @field_validator("widths", "channels", "p_hidden", mode="before")

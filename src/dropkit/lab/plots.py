@@ -45,7 +45,7 @@ def curves_figure(series: dict[str, Sequence[Sequence[dict]]], title: str = "") 
     for i, (label, histories) in enumerate(series.items()):
         color = colors[i % len(colors)]
         n = min(len(h) for h in histories)
-        epochs = np.arange(1, n + 1)
+        epochs = [r["epoch"] for r in histories[0][:n]]
         for ax, key in zip(axes, (metric, "loss"), strict=True):
             for part, style in (("train", "--"), ("test", "-")):
                 values = np.mean([[r[f"{part}_{key}"] for r in h[:n]] for h in histories], axis=0)

@@ -24,7 +24,15 @@ MNIST1D_RECIPE: dict[str, Any] = {
     "epochs": 150,
     "val_fraction": 0.0,  # the recipe trains on all 4,000; test on the 1,000 held out
 }
-_WITH_VAL = {**MNIST1D_RECIPE, "val_fraction": 0.1}
+# The comparisons: 10% of the training signals held out for validation (early stopping needs it),
+# two 256-unit layers (room for dropout to help), 100 epochs (4,000 steps), evaluated every 5th.
+_COMPARE = {
+    **MNIST1D_RECIPE,
+    "val_fraction": 0.1,
+    "widths": (256, 256),
+    "epochs": 100,
+    "eval_every": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,11 @@ class Preset:
 
 def _size_variants(sizes: tuple[int, ...], steps: int = 3000) -> dict[str, dict[str, Any]]:
     # Same number of optimiser steps at every size, so small sets are not simply under-trained.
-    return {f"n={n}": {"train_size": n, "epochs": max(1, steps // -(-n // 100))} for n in sizes}
+    out = {}
+    for n in sizes:
+        epochs = max(1, steps // -(-n // 100))  # batches per epoch: ceil(n / 100)
+        out[f"n={n}"] = {"train_size": n, "epochs": epochs, "eval_every": max(1, epochs // 50)}
+    return out
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,7 +58,7 @@ PRESETS: dict[str, Preset] = {
         base=MNIST1D_RECIPE,
         grid={
             "variant": ["no regularization", "dropout 0.2", "dropout 0.1 in, 0.3 hidden, 256 wide"],
-            "seed": [0, 1, 2, 3, 4],
+            "seed": [0, 1, 2],
         },
         variants={
             "no regularization": {},
@@ -78,12 +90,12 @@ PRESETS: dict[str, Preset] = {
     ),
     "rate-sweep": Preset(
         title="MNIST-1D: test accuracy vs drop probability (Srivastava et al. Fig. 9)",
-        base={**MNIST1D_RECIPE, "widths": (256, 256), "name": "rate-sweep"},
-        grid={"p_hidden": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "seed": [0, 1, 2]},
+        base={**_COMPARE, "name": "rate-sweep"},
+        grid={"p_hidden": [0.0, 0.2, 0.4, 0.6, 0.8], "seed": [0, 1, 2]},
     ),
     "size-sweep": Preset(
         title="MNIST-1D: dropout vs training-set size (Srivastava et al. Fig. 10)",
-        base={**_WITH_VAL, "name": "size-sweep"},
+        base={**_COMPARE, "name": "size-sweep"},
         grid={
             "variant": list(_size_variants((100, 250, 500, 1000, 2000, 3600))),
             "p_hidden": [0.0, 0.3],
@@ -93,7 +105,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "regularizers": Preset(
         title="MNIST-1D: regularizers compared (Srivastava et al. Table 9)",
-        base={**_WITH_VAL, "widths": (256, 256)},
+        base=_COMPARE,
         grid={
             "variant": [
                 "none",
@@ -115,14 +127,14 @@ PRESETS: dict[str, Preset] = {
             "max-norm": {"max_norm": 3.0},
             "dropout+L2": {"p_hidden": 0.3, "l2": 1e-4},
             "dropout+max-norm": {"p_hidden": 0.3, "max_norm": 3.0},
-            "early stopping": {"early_stopping": 10},
+            "early stopping": {"early_stopping": 4},  # 4 evaluations = 20 epochs
             "augmentation": {"augment_shift": 3, "augment_noise": 0.1},
             "BatchNorm": {"batchnorm": "before_dropout"},
         },
     ),
     "bn-placement": Preset(
         title="MNIST-1D: BatchNorm before vs after dropout (Li et al. 2019)",
-        base={**_WITH_VAL, "widths": (256, 256), "p_hidden": 0.3},
+        base={**_COMPARE, "p_hidden": 0.3},
         grid={
             "variant": ["dropout, no BN", "BN before dropout", "BN after dropout"],
             "seed": [0, 1, 2],

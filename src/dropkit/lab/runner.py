@@ -246,6 +246,9 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     for epoch in epochs:
         t0 = time.perf_counter()
         _train_epoch(model, optimizer, data, config, rng)
+        if epoch % config.eval_every and epoch != config.epochs:
+            state["elapsed"] += time.perf_counter() - t0
+            continue
         record = _epoch_record(epoch, model, data, config)
         state["elapsed"] += time.perf_counter() - t0
         record["elapsed_s"] = round(state["elapsed"], 3)
@@ -284,7 +287,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     final = history[-1]
     if config.early_stopping and state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
-        final = history[state["best_epoch"] - 1]
+        final = next(r for r in history if r["epoch"] == state["best_epoch"])
     _save(workdir / "model.pt", model.state_dict())
     summary = {
         "name": config.name,

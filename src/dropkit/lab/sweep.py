@@ -133,10 +133,13 @@ def _objective(base: Config, space, variants, root: Path, progress: bool):
 
     def objective(trial: optuna.Trial) -> float:
         params = {k: trial.suggest_categorical(k, values) for k, values in space.items()}
-        # Another worker drew the same point: the lower trial number trains it, this one stops.
-        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if other.number < trial.number and other.params == params:
-                raise optuna.TrialPruned(f"point already running in trial {other.number}")
+        # Another worker drew the same point (GridSampler can hand one point to two workers): if it
+        # is done, or running in a lower-numbered trial, this trial is a duplicate and stops.
+        states = (TrialState.RUNNING, TrialState.COMPLETE)
+        for other in trial.study.get_trials(deepcopy=False, states=states):
+            if other.params == params and other.number != trial.number:
+                if other.state == TrialState.COMPLETE or other.number < trial.number:
+                    raise optuna.TrialPruned(f"duplicate of trial {other.number}")
         decoded = {k: _decode(v) for k, v in params.items()}
         config = _point_config(base, decoded, variants)
         workdir = point_dir(root, decoded)
@@ -164,22 +167,18 @@ def _worker(
     storage = _storage(storage_url, heartbeat)
     study, _ = _study(storage, name, {k: [_decode(v) for v in vs] for k, vs in space.items()})
     objective = _objective(base, space, variants, Path(root), progress)
-    for _ in range(3):  # requeue-and-run until every point is done or running elsewhere
+    for _ in range(3):  # requeue-and-run until every point is complete (or running elsewhere)
         _requeue_failed(study, space)
-        study.optimize(objective, catch=())
-        if not _pending(study, space):
+        if not _incomplete(study, space):
             break
+        study.optimize(objective, catch=())
 
 
-def _pending(study, space) -> list[dict]:
+def _incomplete(study, space) -> list[dict]:
     from optuna.trial import TrialState
 
-    done = {
-        json.dumps(t.params, sort_keys=True)
-        for t in study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        )
-    }
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = {json.dumps(t.params, sort_keys=True) for t in complete}
     return [p for p in grid_points(space) if json.dumps(p, sort_keys=True) not in done]
 
 
