@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +136,47 @@ def test_bad_arguments(tmp_path):
         run(Config.build({**TINY, "model": "cnn", "conv_dropout": "dropblock"}), tmp_path / "x")
     with pytest.raises(ValueError, match="train_size=5000 but only"):
         run(Config.build({**TINY, "train_size": 5000}), tmp_path / "y")
+
+
+def test_uci_regression_reports_rmse_in_target_units(tmp_path):
+    # A tiny folder in the standard split format: y = 3 * x0 + 100, so a fitted model's RMSE in
+    # target units must be far below the target's spread (std ~ 3 * 1 = 3) only if units are right.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    rows = np.column_stack([x, 3 * x[:, 0] + 100])
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.savetxt(folder / "data.txt", rows)
+    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
+    (folder / "index_target.txt").write_text("2\n")
+    (folder / "n_splits.txt").write_text("1\n")
+    np.savetxt(folder / "index_train_0.txt", np.arange(180), fmt="%d")
+    np.savetxt(folder / "index_test_0.txt", np.arange(180, 200), fmt="%d")
+    cfg = Config.build(
+        dataset="uci",
+        data_dir=str(folder),
+        widths=[16],
+        epochs=30,
+        lr=0.01,
+        batch_size=32,
+        plots=False,
+    )
+    summary = run(cfg, tmp_path / "run")
+    assert "test_acc" not in summary and "gap" not in summary
+    first = load_run(tmp_path / "run")["metrics"][0]
+    # RMSE = sqrt(MSE on standardised targets) * the training targets' std (about 3 here).
+    y_scale = prepare(cfg).y_scale
+    assert abs(y_scale - 3.0) < 0.6
+    assert first["test_rmse"] == pytest.approx(math.sqrt(first["test_loss"]) * y_scale, rel=1e-9)
+    assert summary["test_rmse"] < 0.5  # the linear target is learnt: far below its std of ~3
+
+
+def test_ctrl_c_in_cli_exits_130(tmp_path, monkeypatch, capsys):
+    from dropkit.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "_run", interrupted)
+    code = main(["run", "--quiet", "--workdir", str(tmp_path), "dataset=digits", "plots=false"])
+    assert code == 130 and "rerun the same command to resume" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dropkit.lab._io import atomic_write  # noqa: E402
@@ -54,7 +55,11 @@ def curves_figure(series: dict[str, Sequence[Sequence[dict]]], title: str = "") 
         ax.set_xlabel("epoch")
         ax.set_ylabel({"acc": "accuracy", "rmse": "RMSE", "loss": "loss"}[key])
         ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
+    axes[1].set_yscale("log")  # train loss falls by decades when a model memorises
+    axes[1].yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes[1].yaxis.set_minor_formatter(ticker.NullFormatter())
+    for ax in axes:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle((title + ": " if title else "") + "train (dashed) vs test (solid)")
     fig.tight_layout()
