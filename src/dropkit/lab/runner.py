@@ -20,6 +20,7 @@ saved in the checkpoint.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit.lab._data import Prepared, prepare
-from dropkit.lab._io import atomic_write, write_json
+from dropkit.lab._io import atomic_write, read_jsonl, write_json
 from dropkit.lab.config import Config
 from dropkit.lab.loggers import FileLogger, MetricsLogger
 from dropkit.lab.models import build_model
@@ -62,8 +63,6 @@ def _check_same_config(workdir: Path, config: Config) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
 
 
@@ -310,8 +309,6 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
 
 def load_run(workdir: str | Path) -> dict:
     """``{"dir", "config", "metrics", "summary"}`` of a run directory (summary None if unfinished)."""
-    from dropkit.lab._io import read_jsonl
-
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"load_run: '{workdir}' is not a run directory (no config.json)")

@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,11 @@ def _storage(url: str, heartbeat: int):
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
-    )
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
+        )
 
 
 def _study(storage: Any, name: str, grid: Mapping[str, Sequence[Any]]):
