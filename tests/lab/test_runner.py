@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -48,6 +49,10 @@ def test_one_epoch_smoke(tmp_path):
     # Finished: no checkpoint, no temporary files left behind.
     assert not (tmp_path / "checkpoint.pt").exists()
     assert not list(tmp_path.glob(".*tmp"))
+    # Atomic writes keep the usual file mode (mkstemp's 0600 is not left behind).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~umask
     # A second call returns the saved summary without training.
     assert run(cfg, tmp_path) == summary
 
