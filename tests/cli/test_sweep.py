@@ -22,7 +22,7 @@ def test_sweep_and_report(tmp_path, capsys):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 of 4 trials complete" in out
+    assert "4 of 4 grid points complete" in out
     assert (tmp_path / "report" / "report.html").is_file()
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
 

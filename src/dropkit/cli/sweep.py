@@ -7,6 +7,7 @@ with the same grid, ``--study`` and ``--root`` on each machine.
 from __future__ import annotations
 
 import argparse
+import json
 
 from dropkit.cli._common import add_config_arguments, config_from_args
 
@@ -51,7 +52,7 @@ def _parse_axis(text: str) -> tuple[str, list]:
 def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.presets import PRESETS
     from dropkit.lab.report import report
-    from dropkit.lab.sweep import sweep
+    from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
     preset = PRESETS[args.preset] if args.preset else None
@@ -68,8 +69,11 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=True,
     )
-    done = sum(r["state"] == "COMPLETE" for r in rows)
-    print(f"{done} of {len(rows)} trials complete; run directories under {root}/runs")
+    done = {json.dumps(r["params"], sort_keys=True) for r in rows if r["state"] == "COMPLETE"}
+    print(
+        f"{len(done)} of {len(grid_points(grid))} grid points complete; "
+        f"run directories under {root}/runs"
+    )
     if not args.no_report:
         title = preset.title if preset else "dropkit sweep"
         order = list(preset.variants) if preset else ()
