@@ -34,7 +34,8 @@ CONV_DROPOUT: dict[str, Callable[[float, int], nn.Module]] = {
 }
 
 # factory(p) -> module applied to the RNN's (N, T, F) input and output sequences. "standard" samples
-# a new mask at every time step; add "variational" (one mask per sequence, issue 4) here.
+# a new mask at every time step; add "variational" (one mask per sequence, issue 4) here, e.g.
+# "variational": lambda p: dnn.LockedDropout(p, batch_first=True).
 RNN_DROPOUT: dict[str, Callable[[float], nn.Module]] = {
     "standard": lambda p: dnn.Dropout(p),
 }
