@@ -92,7 +92,7 @@ def test_early_stopping_keeps_best_epoch(tmp_path):
     best = min(metrics, key=lambda r: r["val_loss"])
     assert summary["final_epoch"] == best["epoch"] and summary["test_acc"] == best["test_acc"]
     # Stopped `patience` epochs after the best one (or ran out of epochs).
-    assert len(metrics) == min(40, best["epoch"] + 2)
+    assert len(metrics) == min(40, best["epoch"] + 2) == summary["epochs_run"]
 
 
 def test_max_norm_caps_every_unit(tmp_path):

@@ -237,7 +237,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         state = saved["state"]
     file_logger = FileLogger(workdir, state["history"])
 
-    epochs = range(state["epoch"] + 1, config.epochs + 1)
+    # A run that early-stopped and was killed before its summary does not train on.
+    epochs = range(0) if state.get("stopped") else range(state["epoch"] + 1, config.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
 
@@ -265,6 +266,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
                 state["bad_epochs"] += 1
                 stop = state["bad_epochs"] >= config.early_stopping
         state["epoch"] = epoch
+        state["stopped"] = stop
         file_logger.log(record)
         state["history"] = file_logger.records
         for logger in loggers:
@@ -290,7 +292,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     _save(workdir / "model.pt", model.state_dict())
     summary = {
         "name": config.name,
-        "epochs_run": len(history),
+        "epochs_run": state["epoch"],
         "final_epoch": final["epoch"],
         "wall_s": round(state["elapsed"], 3),
         "n_params": sum(p.numel() for p in model.parameters()),
