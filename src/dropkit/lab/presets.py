@@ -78,7 +78,7 @@ PRESETS: dict[str, Preset] = {
             "widths": (512, 512),
             "lr": 1e-3,
             "batch_size": 128,
-            "epochs": 20,
+            "epochs": 30,
             "val_fraction": 1 / 12,
             "eval_train_max": 10_000,
         },
