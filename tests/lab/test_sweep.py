@@ -6,7 +6,7 @@ import pytest
 
 import dropkit.lab.runner as runner_mod
 from dropkit.lab import Config
-from dropkit.lab.sweep import grid_points, point_dir, sweep
+from dropkit.lab.sweep import default_study_name, grid_points, point_dir, sweep
 from tests.lab._helpers import TINY
 
 GRID = {"p_hidden": [0.0, 0.5], "seed": [0, 1]}
@@ -76,3 +76,19 @@ def test_grid_errors(tmp_path, grid, message):
     with pytest.raises(ValueError, match=message):
         sweep(TINY, grid, tmp_path)
     assert not (tmp_path / "runs").exists()  # refused before any training
+
+
+def test_extending_the_grid_reuses_finished_runs(tmp_path, monkeypatch):
+    sweep(TINY, {"seed": [0, 1]}, tmp_path)
+    trained = []
+    original = runner_mod._run
+    monkeypatch.setattr(
+        runner_mod, "_run", lambda config, *a: trained.append(config.seed) or original(config, *a)
+    )
+    rows = sweep(TINY, {"seed": [0, 1, 2]}, tmp_path)  # a new study; seeds 0, 1 are on disk
+    assert trained == [2]
+    assert sorted(r["params"]["seed"] for r in rows if r["state"] == "COMPLETE") == [0, 1, 2]
+    with pytest.raises(ValueError, match="made with another grid"):
+        sweep(
+            TINY, {"seed": [0, 1, 2, 3]}, tmp_path, study_name=default_study_name({"seed": [0, 1]})
+        )

@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")
-    parser.add_argument("--study", default=None, help="study name in the storage (default: sweep)")
+    parser.add_argument(
+        "--study", default=None, help="study name in the storage (default: grid-<hash of the grid>)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="local worker processes")
     parser.add_argument("--no-report", action="store_true", help="skip writing <root>/report")
     parser.set_defaults(func=_run)

@@ -28,7 +28,7 @@ from typing import Any
 
 from dropkit.lab.config import Config
 
-__all__ = ["grid_points", "point_dir", "sweep"]
+__all__ = ["default_study_name", "grid_points", "point_dir", "sweep"]
 
 VARIANT = "variant"  # grid axis whose values name override sets in ``variants``
 
@@ -94,16 +94,33 @@ def _storage(url: str, heartbeat: int):
         )
 
 
-def _study(storage: Any, name: str, grid: Mapping[str, Sequence[Any]]):
+def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]]):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Optuna stores categorical choices; lists become JSON text so any value can be a grid value.
     space = {k: [_encode(v) for v in values] for k, values in grid.items()}
+    name = name or default_study_name(space)
     sampler = optuna.samplers.GridSampler(space, seed=0)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
-    ), space
+    )
+    # Optuna cannot change a parameter's choices within a study: refuse clearly, before any trial.
+    for trial in study.get_trials(deepcopy=False):
+        for key, dist in trial.distributions.items():
+            if key not in space or list(dist.choices) != space[key]:
+                raise ValueError(
+                    f"sweep: study '{name}' in this storage was made with another grid (axis "
+                    f"{key!r} differs); keep its grid or give a new study name"
+                )
+    return study, space
+
+
+def default_study_name(space: Mapping[str, Sequence[Any]]) -> str:
+    """``grid-<hash of the grid>``: a changed grid (e.g. more seeds) gets its own study, while its
+    run directories, keyed by parameters, are shared, so finished points are not trained again."""
+    text = json.dumps({k: list(v) for k, v in space.items()}, sort_keys=True)
+    return "grid-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _encode(value: Any) -> Any:
@@ -205,7 +222,7 @@ def sweep(
             ``variants`` (a dict of overrides, e.g. ``{"dropout+L2": {"p_hidden": 0.5, "l2": 1e-4}}``).
         root: sweep folder; run directories go to ``<root>/runs/``.
         storage: Optuna storage URL; default ``sqlite:///<root>/sweep.db``.
-        study_name: default ``"sweep"``; one storage can hold many studies.
+        study_name: default :func:`default_study_name` of the grid; one storage holds many studies.
         workers: local worker processes (each runs trials until the grid is done).
         heartbeat: seconds between a worker's heartbeats (dead workers' trials are retried).
 
@@ -221,8 +238,8 @@ def sweep(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(root / 'sweep.db').resolve()}"
-    name = study_name or "sweep"
-    study, space = _study(_storage(url, heartbeat), name, grid)  # creates the study once
+    study, space = _study(_storage(url, heartbeat), study_name, grid)  # creates the study once
+    name = study.study_name
     args = (base.model_dump_json(), space, variants, str(root), url, name, heartbeat, progress)
     if workers == 1:
         _worker(*args)
