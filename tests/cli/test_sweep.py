@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dropkit.cli import main
@@ -40,3 +42,13 @@ def test_grid_errors_exit_2(tmp_path, capsys, grid, message):
         main(["sweep", "--root", str(tmp_path), "--grid", grid, *TINY_ARGS])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_list_valued_axis(tmp_path, capsys):
+    argv = ["sweep", "--root", str(tmp_path), "--no-report", "--grid", "widths=8;16,4", *TINY_ARGS]
+    assert main(argv) == 0
+    assert "2 of 2 grid points complete" in capsys.readouterr().out
+    widths = sorted(
+        json.loads((d / "config.json").read_text())["widths"] for d in (tmp_path / "runs").iterdir()
+    )
+    assert widths == [[8], [16, 4]]

@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=V1,V2",
         help="a grid axis (repeatable), e.g. --grid p_hidden=0,0.25,0.5 --grid seed=0,1,2; "
-        "with --preset, replaces that axis of the preset's grid",
+        "with --preset, replaces that axis of the preset's grid; list-valued keys take ';' between "
+        "values: --grid 'widths=100,100;256,256'",
     )
     parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")

@@ -9,7 +9,9 @@ Each grid point's run directory is ``<root>/runs/<key>``, named by its parameter
 
 * rerunning the same sweep resumes it: finished points return their saved summary at once, an
   interrupted one resumes from its checkpoint, and points whose trial failed are queued again;
-* a point two workers happen to draw at once is trained once: the later trial is pruned.
+* a point two workers happen to draw at once is trained once: the later trial is pruned;
+* a grown grid (e.g. more seeds) is a new study, named by the grid (:func:`default_study_name`), in
+  the same storage; its points already on disk are not trained again.
 
 Workers record a heartbeat; a trial whose worker died (no heartbeat for ``grace_period`` seconds) is
 marked failed by the next worker and queued again.
