@@ -57,12 +57,18 @@ PRESETS: dict[str, Preset] = {
         title="MNIST-1D MLP, published recipe, with and without dropout",
         base=MNIST1D_RECIPE,
         grid={
-            "variant": ["no regularization", "dropout 0.2", "dropout 0.1 in, 0.3 hidden, 256 wide"],
+            "variant": [
+                "no regularization",
+                "dropout 0.2",
+                "dropout 0.1 in, 0.3 hidden, 256 wide",
+                "dropout 0.3 hidden, 256 wide",
+            ],
             "seed": [0, 1, 2],
         },
         variants={
             "no regularization": {},
             "dropout 0.2": {"p_hidden": 0.2},
+            "dropout 0.3 hidden, 256 wide": {"widths": (256, 256), "p_hidden": 0.3},
             "dropout 0.1 in, 0.3 hidden, 256 wide": {
                 "widths": (256, 256),
                 "p_input": 0.1,
