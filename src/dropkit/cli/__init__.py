@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dropkit.cli import demo
+from dropkit.cli import demo, report, run, sweep
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (demo,)
+_SUBCOMMANDS = (demo, run, sweep, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as err:
         parser.error(str(err))  # exits with code 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished epochs are saved; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     return 2  # unreachable: parser.error exits
 
 

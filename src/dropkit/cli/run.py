@@ -1,0 +1,28 @@
+"""``dropkit run``: train one configured model into a run directory (rerun to resume)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dropkit.cli._common import add_config_arguments, config_from_args
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="train one configured model (resumes an interrupted run)", description=__doc__
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--workdir", default="runs/run", help="run directory (default: runs/run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dropkit.lab.runner import run
+
+    config = config_from_args(args)
+    summary = run(config, args.workdir, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"run directory: {args.workdir}")
+    return 0

@@ -1,0 +1,85 @@
+"""``dropkit sweep``: a grid of runs on Optuna (SQLite by default; rerun the same command to resume).
+
+Several machines join one sweep by pointing at one database: ``--storage postgresql://user:pw@host/db``
+with the same grid, ``--study`` and ``--root`` on each machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dropkit.cli._common import add_config_arguments, config_from_args
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a grid of configs (resumable; workers share one Optuna storage)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a grid axis (repeatable), e.g. --grid p_hidden=0,0.25,0.5 --grid seed=0,1,2; "
+        "with --preset, replaces that axis of the preset's grid; list-valued keys take ';' between "
+        "values: --grid 'widths=100,100;256,256'",
+    )
+    parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")
+    parser.add_argument(
+        "--study", default=None, help="study name in the storage (default: grid-<hash of the grid>)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+    parser.add_argument("--no-report", action="store_true", help="skip writing <root>/report")
+    parser.set_defaults(func=_run)
+
+
+def _parse_axis(text: str) -> tuple[str, list]:
+    from dropkit.lab.config import parse_overrides
+
+    key, sep, values = text.partition("=")
+    if not sep or not values.strip():
+        raise ValueError(f"--grid {text!r} is not of the form key=v1,v2,...")
+    if key.strip() in ("widths", "channels", "p_hidden") and ";" in values:
+        items = values.split(";")  # list-valued axes: --grid widths="100,100;256,256"
+    else:
+        items = values.split(",")
+    return key.strip(), [parse_overrides([f"v={v.strip()}"])["v"] for v in items]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dropkit.lab.presets import PRESETS
+    from dropkit.lab.report import report
+    from dropkit.lab.sweep import grid_points, sweep
+
+    config = config_from_args(args)
+    preset = PRESETS[args.preset] if args.preset else None
+    grid = dict(preset.grid) if preset else {}
+    grid.update(_parse_axis(axis) for axis in args.grid)
+    root = args.root or f"runs/{args.preset or 'sweep'}"
+    rows = sweep(
+        config,
+        grid,
+        root,
+        variants=preset.variants if preset else None,
+        storage=args.storage,
+        study_name=args.study,
+        workers=args.workers,
+        progress=True,
+    )
+    done = {json.dumps(r["params"], sort_keys=True) for r in rows if r["state"] == "COMPLETE"}
+    print(
+        f"{len(done)} of {len(grid_points(grid))} grid points complete; "
+        f"run directories under {root}/runs"
+    )
+    if not args.no_report:
+        title = preset.title if preset else "dropkit sweep"
+        order = list(preset.variants) if preset else ()
+        out = report([f"{root}/runs"], f"{root}/report", title=title, order=order)
+        print(f"report: {out['html']}")
+    return 0

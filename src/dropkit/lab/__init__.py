@@ -1,0 +1,11 @@
+"""The experiment lab: typed configs, a runner, sweeps on Optuna, and reports with plots.
+
+``run(config, workdir)`` trains one model and writes its run directory; ``sweep`` runs a grid of
+configs (resumable, several workers share one Optuna storage); ``report`` aggregates run directories.
+The ``dropkit`` command (``dropkit run|sweep|report|demo``) is a thin shell over these.
+"""
+
+from dropkit.lab.config import Config, load_config, parse_overrides
+from dropkit.lab.runner import load_run, run
+
+__all__ = ["Config", "load_config", "load_run", "parse_overrides", "run"]

@@ -1,0 +1,202 @@
+"""The typed run configuration: one flat pydantic model, every field with a default.
+
+Flat on purpose: every field is reachable as ``key=value`` on the command line and as a sweep axis, and
+a config file is a plain JSON object. Unknown keys are errors that list the valid ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["Config", "load_config", "parse_overrides"]
+
+
+class Config(BaseModel):
+    """Everything one run needs. ``p`` values are drop probabilities, as everywhere in dropkit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: str = Field("run", description="label for reports (e.g. 'dropout+max-norm')")
+    seed: int = Field(
+        0, ge=0, description="seeds the model, the masks, the batches and the val split"
+    )
+
+    # data
+    dataset: Literal["mnist1d", "fashion_mnist", "mnist", "digits", "uci"] = "mnist1d"
+    data_dir: str | None = Field(None, description="IDX folder (fashion_mnist/mnist) or UCI folder")
+    uci_split: int = Field(0, ge=0, description="which standard split of a UCI set")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="carved from train, by seed")
+    train_size: int | None = Field(None, ge=1, description="use only this many training examples")
+
+    # model
+    model: Literal["mlp", "cnn", "gru", "lstm"] = "mlp"
+    widths: tuple[int, ...] = Field((100, 100), description="MLP hidden widths")
+    activation: Literal["relu", "tanh", "gelu", "elu"] = "relu"
+    p_input: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the inputs")
+    p_hidden: tuple[float, ...] = Field(
+        (0.0,), description="dropout after each hidden layer: one rate for all, or one per layer"
+    )
+    batchnorm: Literal["none", "before_dropout", "after_dropout"] = "none"
+    channels: tuple[int, ...] = Field((32, 64), description="CNN conv channels (one block each)")
+    conv_dropout: str = Field(
+        "element", description="CNN dropout layer: see lab.models.CONV_DROPOUT"
+    )
+    hidden_size: int = Field(128, ge=1, description="CNN dense layer / RNN state size")
+    rnn_layers: int = Field(1, ge=1)
+    rnn_dropout: str = Field("standard", description="RNN dropout: see lab.models.RNN_DROPOUT")
+
+    # optimisation
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    batch_size: int = Field(100, ge=1)
+    epochs: int = Field(20, ge=1)
+
+    # regularizers
+    l2: float = Field(
+        0.0, ge=0.0, description="adds l2 * sum(w**2) over weight matrices to the loss"
+    )
+    l1: float = Field(
+        0.0, ge=0.0, description="adds l1 * sum(|w|) over weight matrices to the loss"
+    )
+    max_norm: float | None = Field(
+        None, gt=0.0, description="cap on each unit's incoming weight norm"
+    )
+    early_stopping: int = Field(
+        0, ge=0, description="patience in evaluations (epochs) on val loss; 0 = off"
+    )
+    augment_shift: int = Field(
+        0, ge=0, description="random shift of up to this many samples/pixels"
+    )
+    augment_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to inputs")
+
+    # running
+    threads: int = Field(1, ge=1, description="torch.set_num_threads")
+    eval_train_max: int = Field(10_000, ge=1, description="train metrics on at most this many")
+    eval_every: int = Field(
+        1, ge=1, description="evaluate, log and checkpoint every this many epochs (and the last)"
+    )
+    plots: bool = True
+
+    @field_validator("widths", "channels", "p_hidden", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        # "100,100" or "[100, 100]" from the command line; a bare number means one entry.
+        if isinstance(value, str):
+            text = value.strip().strip("[]()")
+            return tuple(v.strip() for v in text.split(",") if v.strip())
+        if isinstance(value, (int, float)):
+            return (value,)
+        return value
+
+    @field_validator("p_hidden")
+    @classmethod
+    def _check_rates(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 <= p < 1.0 for p in value):
+            raise ValueError(f"each rate must be in [0, 1), got {list(value)}")
+        return value
+
+    @field_validator("widths", "channels")
+    @classmethod
+    def _check_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"sizes must be positive, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        n_hidden = {"mlp": len(self.widths), "cnn": len(self.channels) + 1}.get(self.model)
+        if n_hidden is not None and len(self.p_hidden) not in (1, n_hidden):
+            raise ValueError(
+                f"p_hidden has {len(self.p_hidden)} rates but the {self.model} has {n_hidden} "
+                "hidden layers: give one rate for all or one per layer"
+            )
+        if self.early_stopping and self.val_fraction == 0.0:
+            raise ValueError("early_stopping needs a validation set: set val_fraction > 0")
+        if self.dataset == "uci" and self.model != "mlp":
+            raise ValueError("uci is tabular: only model=mlp applies")
+        if self.dataset == "uci" and self.augment_shift:
+            raise ValueError("augment_shift needs signals or images; uci is tabular")
+        return self
+
+    def rates(self, n_layers: int) -> tuple[float, ...]:
+        """``p_hidden`` expanded to one rate per hidden layer."""
+        return self.p_hidden * n_layers if len(self.p_hidden) == 1 else self.p_hidden
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, /, **more: Any) -> Config:
+        """Validate ``values`` (and keyword ``more``); ``ValueError`` names unknown keys and bad values."""
+        merged = {**(values or {}), **more}
+        unknown = sorted(set(merged) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(
+                f"Config: unknown key(s) {', '.join(unknown)}; valid keys are "
+                f"{', '.join(cls.model_fields)}"
+            )
+        try:
+            return cls(**merged)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} "
+                f"(got {e.get('input')!r})"
+                for e in err.errors()
+            )
+            raise ValueError(f"Config: {problems}") from None
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with ``changes`` applied (a config variant overrides only what differs)."""
+        return Config.build({**self.model_dump(), **changes})
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"none": None, "null": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["lr=0.01", "widths=256,256"]`` -> ``{"lr": 0.01, "widths": "256,256"}``.
+
+    Values are read as JSON where they parse (numbers, lists, true/false/null), else kept as text; the
+    config's types then validate them.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    base: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults, then ``base`` (a preset), then the JSON file at ``path``, then ``overrides``."""
+    values: dict[str, Any] = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"load_config: no config file '{path}'") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"load_config: '{path}' is not valid JSON ({err})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"load_config: '{path}' must hold a JSON object of config keys")
+        values.update(loaded)
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
+    values.update(overrides)
+    return Config.build(values)

@@ -1,0 +1,153 @@
+"""Models built from a :class:`~dropkit.lab.config.Config`, with dropkit's dropout layers.
+
+Which dropout layer a CNN or an RNN uses is looked up by name in :data:`CONV_DROPOUT` and
+:data:`RNN_DROPOUT`: plain dicts from the config's name to a layer factory. New dropkit layers (channel
+dropout, DropBlock, DropConnect, variational RNN dropout) are wired in by adding one entry each; the
+config field (``conv_dropout`` / ``rnn_dropout``) then accepts the new name with no other change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import dropkit.nn as dnn
+from dropkit.lab.config import Config
+
+__all__ = ["CONV_DROPOUT", "RNN_DROPOUT", "build_model"]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+}
+
+# factory(p, spatial_dims) -> module applied to (N, C, *spatial) feature maps.
+# "channel" uses torch's Dropout1d/2d until dropkit's channel dropout lands (issue 3); add
+# "dropblock" and "dropconnect" here at that merge.
+CONV_DROPOUT: dict[str, Callable[[float, int], nn.Module]] = {
+    "element": lambda p, dims: dnn.Dropout(p),
+    "channel": lambda p, dims: (nn.Dropout1d if dims == 1 else nn.Dropout2d)(p),
+}
+
+# factory(p) -> module applied to the RNN's (N, T, F) input and output sequences. "standard" samples
+# a new mask at every time step; add "variational" (one mask per sequence, issue 4) here, e.g.
+# "variational": lambda p: dnn.LockedDropout(p, batch_first=True).
+RNN_DROPOUT: dict[str, Callable[[float], nn.Module]] = {
+    "standard": lambda p: dnn.Dropout(p),
+}
+
+
+def _lookup(table: dict, name: str, field: str):
+    if name not in table:
+        raise ValueError(f"{field}={name!r} is not available; choose one of {', '.join(table)}")
+    return table[name]
+
+
+def _block(
+    layer: nn.Module,
+    width: int,
+    norm: Callable[[int], nn.Module],
+    config: Config,
+    dropout: nn.Module,
+) -> list[nn.Module]:
+    """``layer, act, dropout`` with BatchNorm placed per ``config.batchnorm``.
+
+    before_dropout: layer -> BN -> act -> dropout (BN never sees dropped units in the same block);
+    after_dropout:  layer -> act -> dropout -> BN (BN normalises the dropped activations; the
+    train/test "variance shift" of Li et al. 2019 hits it directly).
+    """
+    act = _ACTIVATIONS[config.activation]()
+    if config.batchnorm == "before_dropout":
+        return [layer, norm(width), act, dropout]
+    if config.batchnorm == "after_dropout":
+        return [layer, act, dropout, norm(width)]
+    return [layer, act, dropout]
+
+
+def _mlp(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Sequential:
+    n_in = int(torch.Size(input_shape).numel())
+    layers: list[nn.Module] = [nn.Flatten(), dnn.Dropout(config.p_input)]
+    for width, p in zip(config.widths, config.rates(len(config.widths)), strict=True):
+        layers += _block(nn.Linear(n_in, width), width, nn.BatchNorm1d, config, dnn.Dropout(p))
+        n_in = width
+    layers.append(nn.Linear(n_in, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def _cnn(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Sequential:
+    dims = len(input_shape) - 1  # (C, L) -> 1, (C, H, W) -> 2
+    if dims not in (1, 2):
+        raise ValueError(f"model=cnn needs signals or images, but the input shape is {input_shape}")
+    conv, norm, pool = (
+        (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+        if dims == 1
+        else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+    )
+    factory = _lookup(CONV_DROPOUT, config.conv_dropout, "conv_dropout")
+    rates = config.rates(len(config.channels) + 1)
+    layers: list[nn.Module] = [dnn.Dropout(config.p_input)]
+    c_in, size = input_shape[0], list(input_shape[1:])
+    for c_out, p in zip(config.channels, rates[:-1], strict=True):
+        layers += _block(conv(c_in, c_out, 3, padding=1), c_out, norm, config, factory(p, dims))
+        layers.append(pool(2))
+        c_in, size = c_out, [s // 2 for s in size]
+    n_flat = c_in * int(torch.Size(size).numel())
+    layers.append(nn.Flatten())
+    layers += _block(
+        nn.Linear(n_flat, config.hidden_size),
+        config.hidden_size,
+        nn.BatchNorm1d,
+        config,
+        dnn.Dropout(rates[-1]),
+    )
+    layers.append(nn.Linear(config.hidden_size, n_outputs))
+    return nn.Sequential(*layers)
+
+
+class RNNClassifier(nn.Module):
+    """GRU/LSTM over a sequence; classifies from the last time step's state.
+
+    Signals ``(N, 1, L)`` are read as L steps of 1 feature, images ``(N, 1, H, W)`` as H rows of W
+    features. Dropout (``config.rnn_dropout``) on the input sequence (p_input), between stacked layers
+    and on the final state (p_hidden).
+    """
+
+    def __init__(self, config: Config, input_shape: tuple[int, ...], n_outputs: int) -> None:
+        super().__init__()
+        if len(input_shape) not in (2, 3):
+            raise ValueError(f"model={config.model} needs signals or images, got {input_shape}")
+        factory = _lookup(RNN_DROPOUT, config.rnn_dropout, "rnn_dropout")
+        n_features = input_shape[0] if len(input_shape) == 2 else input_shape[-1]
+        p = config.p_hidden[0]
+        rnn = nn.GRU if config.model == "gru" else nn.LSTM
+        self.input_dropout = factory(config.p_input)
+        self.layers = nn.ModuleList()
+        self.between = nn.ModuleList()
+        for i in range(config.rnn_layers):
+            size_in = n_features if i == 0 else config.hidden_size
+            self.layers.append(rnn(size_in, config.hidden_size, batch_first=True))
+            self.between.append(factory(p))
+        self.head = nn.Linear(config.hidden_size, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, 1, L) -> (N, L, 1); (N, 1, H, W) -> (N, H, W)
+        seq = x.transpose(1, 2) if x.dim() == 3 else x[:, 0]
+        seq = self.input_dropout(seq)
+        for rnn, drop in zip(self.layers, self.between, strict=True):
+            seq = drop(rnn(seq)[0])  # (N, T, hidden)
+        return self.head(seq[:, -1])
+
+
+def build_model(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """The model ``config.model`` for inputs of ``input_shape`` (without the batch axis)."""
+    if config.model == "mlp":
+        return _mlp(config, input_shape, n_outputs)
+    if config.model == "cnn":
+        return _cnn(config, input_shape, n_outputs)
+    if config.batchnorm != "none":
+        raise ValueError(f"batchnorm is for mlp and cnn models, not model={config.model}")
+    return RNNClassifier(config, input_shape, n_outputs)

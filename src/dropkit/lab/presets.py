@@ -1,0 +1,154 @@
+"""Presets: a base config, a grid and named variants for each published claim the lab checks.
+
+Run one with ``dropkit sweep --preset NAME`` (add ``--grid seed=0,1`` to change an axis, ``key=value``
+to change the base). Measured results are in docs/results.md. Every preset starts from the MNIST-1D
+recipe of the mnist1d package's paper (Greydanus 2020: MLP 40-100-100-10, ReLU, Adam lr 1e-2, batch
+100, 6,000 steps = 150 epochs of its 4,000 training signals) and overrides only what differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MNIST1D_RECIPE", "PRESETS", "Preset"]
+
+MNIST1D_RECIPE: dict[str, Any] = {
+    "dataset": "mnist1d",
+    "model": "mlp",
+    "widths": (100, 100),
+    "activation": "relu",
+    "optimizer": "adam",
+    "lr": 1e-2,
+    "batch_size": 100,
+    "epochs": 150,
+    "val_fraction": 0.0,  # the recipe trains on all 4,000; test on the 1,000 held out
+}
+# The comparisons: 10% of the training signals held out for validation (early stopping needs it),
+# two 256-unit layers (room for dropout to help), 100 epochs (4,000 steps), evaluated every 5th.
+_COMPARE = {
+    **MNIST1D_RECIPE,
+    "val_fraction": 0.1,
+    "widths": (256, 256),
+    "epochs": 100,
+    "eval_every": 5,
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    title: str
+    base: dict[str, Any]
+    grid: dict[str, list]
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _size_variants(sizes: tuple[int, ...], steps: int = 3000) -> dict[str, dict[str, Any]]:
+    # Same number of optimiser steps at every size, so small sets are not simply under-trained.
+    out = {}
+    for n in sizes:
+        epochs = max(1, steps // -(-n // 100))  # batches per epoch: ceil(n / 100)
+        out[f"n={n}"] = {"train_size": n, "epochs": epochs, "eval_every": max(1, epochs // 50)}
+    return out
+
+
+PRESETS: dict[str, Preset] = {
+    "mnist1d-mlp": Preset(
+        title="MNIST-1D MLP, published recipe, with and without dropout",
+        base=MNIST1D_RECIPE,
+        grid={
+            "variant": [
+                "no regularization",
+                "dropout 0.2",
+                "dropout 0.1 in, 0.3 hidden, 256 wide",
+                "dropout 0.3 hidden, 256 wide",
+            ],
+            "seed": [0, 1, 2],
+        },
+        variants={
+            "no regularization": {},
+            "dropout 0.2": {"p_hidden": 0.2},
+            "dropout 0.3 hidden, 256 wide": {"widths": (256, 256), "p_hidden": 0.3},
+            "dropout 0.1 in, 0.3 hidden, 256 wide": {
+                "widths": (256, 256),
+                "p_input": 0.1,
+                "p_hidden": 0.3,
+            },
+        },
+    ),
+    "fashion-mlp": Preset(
+        title="Fashion-MNIST MLP 784-512-512-10, with and without dropout",
+        base={
+            "dataset": "fashion_mnist",
+            "model": "mlp",
+            "widths": (512, 512),
+            "lr": 1e-3,
+            "batch_size": 128,
+            "epochs": 30,
+            "val_fraction": 1 / 12,
+            "eval_train_max": 10_000,
+        },
+        grid={"variant": ["no dropout", "dropout 0.2 in, 0.5 hidden"], "seed": [0, 1]},
+        variants={
+            "no dropout": {},
+            "dropout 0.2 in, 0.5 hidden": {"p_input": 0.2, "p_hidden": 0.5},
+        },
+    ),
+    "rate-sweep": Preset(
+        title="MNIST-1D: test accuracy vs drop probability (Srivastava et al. Fig. 9)",
+        base={**_COMPARE, "name": "rate-sweep"},
+        grid={"p_hidden": [0.0, 0.2, 0.4, 0.6, 0.8], "seed": [0, 1, 2]},
+    ),
+    "size-sweep": Preset(
+        title="MNIST-1D: dropout vs training-set size (Srivastava et al. Fig. 10)",
+        base={**_COMPARE, "name": "size-sweep"},
+        grid={
+            "variant": list(_size_variants((100, 250, 500, 1000, 2000, 3600))),
+            "p_hidden": [0.0, 0.3],
+            "seed": [0, 1, 2],
+        },
+        variants=_size_variants((100, 250, 500, 1000, 2000, 3600)),
+    ),
+    "regularizers": Preset(
+        title="MNIST-1D: regularizers compared (Srivastava et al. Table 9)",
+        base=_COMPARE,
+        grid={
+            "variant": [
+                "none",
+                "L2",
+                "L2+L1",
+                "max-norm",
+                "dropout+L2",
+                "dropout+max-norm",
+                "early stopping",
+                "augmentation",
+                "BatchNorm",
+            ],
+            "seed": [0, 1, 2],
+        },
+        variants={
+            "none": {},
+            "L2": {"l2": 1e-4},
+            "L2+L1": {"l2": 1e-4, "l1": 1e-5},
+            "max-norm": {"max_norm": 3.0},
+            "dropout+L2": {"p_hidden": 0.3, "l2": 1e-4},
+            "dropout+max-norm": {"p_hidden": 0.3, "max_norm": 3.0},
+            "early stopping": {"early_stopping": 4},  # 4 evaluations = 20 epochs
+            "augmentation": {"augment_shift": 3, "augment_noise": 0.1},
+            "BatchNorm": {"batchnorm": "before_dropout"},
+        },
+    ),
+    "bn-placement": Preset(
+        title="MNIST-1D: BatchNorm before vs after dropout (Li et al. 2019)",
+        base={**_COMPARE, "p_hidden": 0.3},
+        grid={
+            "variant": ["dropout, no BN", "BN before dropout", "BN after dropout"],
+            "seed": [0, 1, 2],
+        },
+        variants={
+            "dropout, no BN": {},
+            "BN before dropout": {"batchnorm": "before_dropout"},
+            "BN after dropout": {"batchnorm": "after_dropout"},
+        },
+    ),
+}

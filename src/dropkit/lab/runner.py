@@ -1,0 +1,324 @@
+"""``run(config, workdir)``: train one model and write everything about it to its run directory.
+
+Run directory::
+
+    config.json     the resolved config (every field, defaults included)
+    metrics.jsonl   one record per epoch: train/val/test loss and accuracy (RMSE for regression)
+    metrics.csv     the same, as a table
+    checkpoint.pt   model, optimiser, RNG states and history after the last finished epoch
+                    (removed once the run is complete)
+    model.pt        the final weights (the best-val epoch's when early stopping is on)
+    summary.json    the final metrics; its presence marks the run as complete
+    curves.png      learning curves (when config.plots)
+
+Every file is written atomically. An interrupted run (Ctrl-C, a killed process) resumes from its last
+checkpoint when ``run`` is called again on the same directory with the same config, and continues
+exactly as if it had not stopped: the batch order, dropout masks and augmentation come from RNG states
+saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dropkit.lab._data import Prepared, prepare
+from dropkit.lab._io import atomic_write, read_jsonl, write_json
+from dropkit.lab.config import Config
+from dropkit.lab.loggers import FileLogger, MetricsLogger
+from dropkit.lab.models import build_model
+
+__all__ = ["load_run", "run"]
+
+_EVAL_BATCH = 2048
+
+
+def _as_config(config: Config | Mapping[str, Any]) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return Config.build(config)
+    raise TypeError(f"run: config must be a Config or a mapping, but got {type(config).__name__}")
+
+
+def _check_same_config(workdir: Path, config: Config) -> None:
+    saved = Config.build(_read_json(workdir / "config.json")).model_dump(mode="json")
+    now = config.model_dump(mode="json")
+    diff = sorted(k for k in now if saved.get(k) != now[k])
+    if diff:
+        raise ValueError(
+            f"run: '{workdir}' holds a run with a different config ({', '.join(diff)} differ); "
+            "use another workdir or delete that one"
+        )
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _penalty(model: nn.Module, config: Config) -> torch.Tensor | float:
+    if not (config.l1 or config.l2):
+        return 0.0
+    total = 0.0
+    for param in model.parameters():
+        if param.dim() > 1:  # weight matrices and filters; not biases or BatchNorm
+            if config.l2:
+                total = total + config.l2 * param.pow(2).sum()
+            if config.l1:
+                total = total + config.l1 * param.abs().sum()
+    return total
+
+
+@torch.no_grad()
+def _apply_max_norm(model: nn.Module, c: float) -> None:
+    # Each unit's incoming weight vector (a row of a Linear, one filter of a Conv) has norm <= c.
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            module.weight.copy_(torch.renorm(module.weight, p=2, dim=0, maxnorm=c))
+
+
+def _augment(x: torch.Tensor, config: Config) -> torch.Tensor:
+    if config.augment_shift:
+        x = _random_shift(x, config.augment_shift)
+    if config.augment_noise:
+        x = x + config.augment_noise * torch.randn_like(x)
+    return x
+
+
+def _random_shift(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Shift each example by a random offset in [-s, s] along every spatial axis, filling with 0."""
+    n, c, *spatial = x.shape
+    padded = F.pad(x, [s, s] * len(spatial))
+    offsets = torch.randint(0, 2 * s + 1, (n, len(spatial)))
+    if len(spatial) == 1:
+        (length,) = spatial
+        idx = offsets[:, :1] + torch.arange(length)  # (N, L)
+        return padded.gather(2, idx[:, None, :].expand(n, c, length))
+    h, w = spatial
+    rows = offsets[:, :1] + torch.arange(h)  # (N, H)
+    cols = offsets[:, 1:] + torch.arange(w)  # (N, W)
+    padded = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * s))
+    return padded.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "regression":
+        return F.mse_loss(out.squeeze(-1), y)
+    return F.cross_entropy(out, y)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Prepared) -> dict:
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(x), _EVAL_BATCH):
+        out = model(x[start : start + _EVAL_BATCH])
+        yb = y[start : start + _EVAL_BATCH]
+        total_loss += _loss(out, yb, data.task).item() * len(yb)
+        if data.task == "classification":
+            correct += int((out.argmax(1) == yb).sum())
+    loss = total_loss / len(x)
+    if data.task == "regression":
+        return {"loss": loss, "rmse": math.sqrt(loss) * data.y_scale}
+    return {"loss": loss, "acc": correct / len(x)}
+
+
+def _epoch_record(epoch: int, model: nn.Module, data: Prepared, config: Config) -> dict:
+    record: dict[str, Any] = {"epoch": epoch}
+    parts = [
+        ("train", data.x_train[: config.eval_train_max], data.y_train[: config.eval_train_max])
+    ]
+    if data.x_val is not None:
+        parts.append(("val", data.x_val, data.y_val))
+    parts.append(("test", data.x_test, data.y_test))
+    for part, x, y in parts:
+        for key, value in _evaluate(model, x, y, data).items():
+            record[f"{part}_{key}"] = value
+    return record
+
+
+def _train_epoch(
+    model, optimizer, data: Prepared, config: Config, rng: np.random.Generator
+) -> None:
+    model.train()
+    order = torch.from_numpy(rng.permutation(len(data.x_train)))
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        if len(idx) < 2 and config.batchnorm != "none":
+            continue  # BatchNorm cannot train on a batch of one
+        xb = _augment(data.x_train[idx], config)
+        loss = _loss(model(xb), data.y_train[idx], data.task) + _penalty(model, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if config.max_norm is not None:
+            _apply_max_norm(model, config.max_norm)
+
+
+def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def _save(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def run(
+    config: Config | Mapping[str, Any],
+    workdir: str | Path,
+    *,
+    loggers: Iterable[MetricsLogger] = (),
+    progress: bool = False,
+) -> dict:
+    """Train ``config``'s model, writing to ``workdir``; return the summary (also in summary.json).
+
+    Calling it again on a finished directory returns the saved summary; on an interrupted one, it
+    resumes. A directory that holds a run with another config is refused (``ValueError``).
+
+    Args:
+        config: a :class:`Config`, or a mapping of its keys (validated).
+        workdir: the run directory (created if needed).
+        loggers: extra metric loggers (e.g. :class:`~dropkit.lab.loggers.StdoutLogger`); the JSONL/CSV
+            files are always written.
+        progress: show a tqdm bar over epochs.
+    """
+    config = _as_config(config)
+    workdir = Path(workdir)
+    if (workdir / "config.json").is_file():
+        _check_same_config(workdir, config)
+        if (workdir / "summary.json").is_file():
+            return _read_json(workdir / "summary.json")
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", config.model_dump(mode="json"))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, workdir, list(loggers), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
+    data = prepare(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.input_shape, data.n_outputs)
+    optimizer = _optimizer(model, config)
+    rng = np.random.default_rng([config.seed, 1])
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "history": [],
+        "elapsed": 0.0,
+        "best_loss": math.inf,
+        "best_epoch": 0,
+        "best_model": None,
+        "bad_epochs": 0,
+    }
+
+    checkpoint = workdir / "checkpoint.pt"
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        state = saved["state"]
+    file_logger = FileLogger(workdir, state["history"])
+
+    # A run that early-stopped and was killed before its summary does not train on.
+    epochs = range(0) if state.get("stopped") else range(state["epoch"] + 1, config.epochs + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc=config.name, initial=state["epoch"], total=config.epochs)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        _train_epoch(model, optimizer, data, config, rng)
+        if epoch % config.eval_every and epoch != config.epochs:
+            state["elapsed"] += time.perf_counter() - t0
+            continue
+        record = _epoch_record(epoch, model, data, config)
+        state["elapsed"] += time.perf_counter() - t0
+        record["elapsed_s"] = round(state["elapsed"], 3)
+
+        stop = False
+        if config.early_stopping:
+            if record["val_loss"] < state["best_loss"]:
+                state.update(
+                    best_loss=record["val_loss"],
+                    best_epoch=epoch,
+                    bad_epochs=0,
+                    best_model=copy.deepcopy(model.state_dict()),
+                )
+            else:
+                state["bad_epochs"] += 1
+                stop = state["bad_epochs"] >= config.early_stopping
+        state["epoch"] = epoch
+        state["stopped"] = stop
+        file_logger.log(record)
+        state["history"] = file_logger.records
+        for logger in loggers:
+            logger.log(record)
+        _save(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                "state": state,
+            },
+        )
+        if stop:
+            break
+
+    history = file_logger.records
+    final = history[-1]
+    if config.early_stopping and state["best_model"] is not None:
+        model.load_state_dict(state["best_model"])
+        final = next(r for r in history if r["epoch"] == state["best_epoch"])
+    _save(workdir / "model.pt", model.state_dict())
+    summary = {
+        "name": config.name,
+        "epochs_run": state["epoch"],
+        "final_epoch": final["epoch"],
+        "wall_s": round(state["elapsed"], 3),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s")},
+    }
+    if "train_acc" in final:
+        summary["gap"] = final["train_acc"] - final["test_acc"]
+    if config.plots:
+        from dropkit.lab.plots import plot_run
+
+        plot_run(history, workdir / "curves.png", title=config.name)
+    write_json(workdir / "summary.json", summary)
+    checkpoint.unlink(missing_ok=True)
+    return summary
+
+
+def load_run(workdir: str | Path) -> dict:
+    """``{"dir", "config", "metrics", "summary"}`` of a run directory (summary None if unfinished)."""
+    workdir = Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(f"load_run: '{workdir}' is not a run directory (no config.json)")
+    summary_path = workdir / "summary.json"
+    metrics_path = workdir / "metrics.jsonl"
+    return {
+        "dir": str(workdir),
+        "config": Config.build(_read_json(workdir / "config.json")),
+        "metrics": read_jsonl(metrics_path) if metrics_path.is_file() else [],
+        "summary": _read_json(summary_path) if summary_path.is_file() else None,
+    }

@@ -1,0 +1,268 @@
+"""Grid sweeps on Optuna: one trial per grid point, each a :func:`~dropkit.lab.runner.run`.
+
+The study lives in an Optuna storage: by default SQLite at ``<root>/sweep.db``; any SQLAlchemy URL
+(e.g. ``postgresql://user:pass@host/db``) lets workers on several machines share one sweep — start
+``dropkit sweep`` with the same ``--storage`` URL, grid and ``--root`` (a shared folder, or each machine
+its own and ``dropkit report`` over all of them) on each machine.
+
+Each grid point's run directory is ``<root>/runs/<key>``, named by its parameters, so:
+
+* rerunning the same sweep resumes it: finished points return their saved summary at once, an
+  interrupted one resumes from its checkpoint, and points whose trial failed are queued again;
+* a point two workers happen to draw at once is trained once: the later trial is pruned;
+* a grown grid (e.g. more seeds) is a new study, named by the grid (:func:`default_study_name`), in
+  the same storage; its points already on disk are not trained again.
+
+Workers record a heartbeat; a trial whose worker died (no heartbeat for ``grace_period`` seconds) is
+marked failed by the next worker and queued again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dropkit.lab.config import Config
+
+__all__ = ["default_study_name", "grid_points", "point_dir", "sweep"]
+
+VARIANT = "variant"  # grid axis whose values name override sets in ``variants``
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def point_dir(root: str | Path, params: Mapping[str, Any]) -> Path:
+    """``<root>/runs/<key>``: a readable, filesystem-safe key from the parameters."""
+    text = "_".join(f"{k}={_short(v)}" for k, v in sorted(params.items()))
+    safe = "".join(c if c.isalnum() or c in "=._-+" else "-" for c in text)
+    if len(safe) > 120:
+        safe = safe[:100] + "_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return Path(root) / "runs" / safe
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_short, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _check_grid(base: Config, grid: Mapping[str, Sequence[Any]], variants: Mapping[str, Mapping]):
+    if not grid:
+        raise ValueError("sweep: the grid is empty; give at least one axis (e.g. seed=0,1,2)")
+    valid = set(Config.model_fields) | ({VARIANT} if variants else set())
+    unknown = sorted(set(grid) - valid)
+    if unknown:
+        raise ValueError(
+            f"sweep: unknown grid key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(valid))}"
+        )
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"sweep: grid axis {key!r} needs a non-empty list of values")
+    for name in grid.get(VARIANT, ()):
+        if name not in variants:
+            raise ValueError(f"sweep: unknown variant {name!r}; known: {', '.join(variants)}")
+    for params in grid_points(grid):  # fail before any training if a point is invalid
+        _point_config(base, params, variants)
+
+
+def _point_config(
+    base: Config, params: Mapping[str, Any], variants: Mapping[str, Mapping]
+) -> Config:
+    changes = {k: v for k, v in params.items() if k != VARIANT}
+    if VARIANT in params:
+        changes = {"name": params[VARIANT], **variants[params[VARIANT]], **changes}
+    return base.replace(**changes)
+
+
+def _storage(url: str, heartbeat: int):
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
+        )
+
+
+def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]]):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna stores categorical choices; lists become JSON text so any value can be a grid value.
+    space = {k: [_encode(v) for v in values] for k, values in grid.items()}
+    name = name or default_study_name(space)
+    sampler = optuna.samplers.GridSampler(space, seed=0)
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
+    )
+    # Optuna cannot change a parameter's choices within a study: refuse clearly, before any trial.
+    for trial in study.get_trials(deepcopy=False):
+        for key, dist in trial.distributions.items():
+            if key not in space or list(dist.choices) != space[key]:
+                raise ValueError(
+                    f"sweep: study '{name}' in this storage was made with another grid (axis "
+                    f"{key!r} differs); keep its grid or give a new study name"
+                )
+    return study, space
+
+
+def default_study_name(space: Mapping[str, Sequence[Any]]) -> str:
+    """``grid-<hash of the grid>``: a changed grid (e.g. more seeds) gets its own study, while its
+    run directories, keyed by parameters, are shared, so finished points are not trained again."""
+    text = json.dumps({k: list(v) for k, v in space.items()}, sort_keys=True)
+    return "grid-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _encode(value: Any) -> Any:
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+
+
+def _decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+def _requeue_failed(study, space: Mapping[str, Sequence[Any]]) -> None:
+    """Queue again each grid point whose trials all failed (e.g. interrupted by Ctrl-C)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    by_point: dict[str, list] = {}
+    for t in trials:
+        by_point.setdefault(json.dumps(t.params, sort_keys=True), []).append(t.state)
+    for params in grid_points(space):
+        states = by_point.get(json.dumps(params, sort_keys=True), [])
+        if states and all(s == TrialState.FAIL for s in states):
+            study.enqueue_trial(params)
+
+
+def _objective(base: Config, space, variants, root: Path, progress: bool):
+    import optuna
+    from optuna.trial import TrialState
+
+    from dropkit.lab.runner import run
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {k: trial.suggest_categorical(k, values) for k, values in space.items()}
+        # Another worker drew the same point (GridSampler can hand one point to two workers): if it
+        # is done, or running in a lower-numbered trial, this trial is a duplicate and stops.
+        states = (TrialState.RUNNING, TrialState.COMPLETE)
+        for other in trial.study.get_trials(deepcopy=False, states=states):
+            if other.params == params and other.number != trial.number:
+                if other.state == TrialState.COMPLETE or other.number < trial.number:
+                    raise optuna.TrialPruned(f"duplicate of trial {other.number}")
+        decoded = {k: _decode(v) for k, v in params.items()}
+        config = _point_config(base, decoded, variants)
+        workdir = point_dir(root, decoded)
+        summary = run(config, workdir, progress=progress)
+        trial.set_user_attr("workdir", str(workdir))
+        metric = "val" if summary.get("val_acc", summary.get("val_rmse")) is not None else "test"
+        if "test_acc" in summary:
+            return summary[f"{metric}_acc"]
+        return -summary[f"{metric}_rmse"]
+
+    return objective
+
+
+def _worker(
+    base_json: str,
+    space,
+    variants,
+    root: str,
+    storage_url: str,
+    name: str,
+    heartbeat: int,
+    progress: bool,
+) -> None:
+    base = Config.build(json.loads(base_json))
+    storage = _storage(storage_url, heartbeat)
+    study, _ = _study(storage, name, {k: [_decode(v) for v in vs] for k, vs in space.items()})
+    objective = _objective(base, space, variants, Path(root), progress)
+    for _ in range(3):  # requeue-and-run until every point is complete (or running elsewhere)
+        _requeue_failed(study, space)
+        if not _incomplete(study, space):
+            break
+        study.optimize(objective, catch=())
+
+
+def _incomplete(study, space) -> list[dict]:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = {json.dumps(t.params, sort_keys=True) for t in complete}
+    return [p for p in grid_points(space) if json.dumps(p, sort_keys=True) not in done]
+
+
+def sweep(
+    base: Config | Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    root: str | Path,
+    *,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    heartbeat: int = 60,
+    progress: bool = False,
+) -> list[dict]:
+    """Run every point of ``grid`` (the product of its axes) over ``base``; return one row per point.
+
+    Args:
+        base: the config every point starts from.
+        grid: ``{key: [values]}``; keys are config fields, or ``"variant"`` naming an entry of
+            ``variants`` (a dict of overrides, e.g. ``{"dropout+L2": {"p_hidden": 0.5, "l2": 1e-4}}``).
+        root: sweep folder; run directories go to ``<root>/runs/``.
+        storage: Optuna storage URL; default ``sqlite:///<root>/sweep.db``.
+        study_name: default :func:`default_study_name` of the grid; one storage holds many studies.
+        workers: local worker processes (each runs trials until the grid is done).
+        heartbeat: seconds between a worker's heartbeats (dead workers' trials are retried).
+
+    Returns rows ``{"params", "workdir", "state", "value"}`` for every trial in the study.
+    """
+    from dropkit.lab.runner import _as_config
+
+    base = _as_config(base)
+    variants = dict(variants or {})
+    _check_grid(base, grid, variants)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"sweep: workers must be a positive int, but got {workers!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(root / 'sweep.db').resolve()}"
+    study, space = _study(_storage(url, heartbeat), study_name, grid)  # creates the study once
+    name = study.study_name
+    args = (base.model_dump_json(), space, variants, str(root), url, name, heartbeat, progress)
+    if workers == 1:
+        _worker(*args)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [p.exitcode for p in procs if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"sweep: {len(failed)} worker(s) failed (exit codes {failed})")
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "params": {k: _decode(v) for k, v in t.params.items()},
+                "workdir": t.user_attrs.get("workdir"),
+                "state": t.state.name,
+                "value": t.value,
+            }
+        )
+    return rows

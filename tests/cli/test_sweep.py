@@ -1,0 +1,54 @@
+"""`dropkit sweep`: a grid from the command line, a report at the end, errors exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dropkit.cli import main
+
+TINY_ARGS = ["dataset=digits", "widths=16", "epochs=1", "plots=false"]
+
+
+def test_sweep_and_report(tmp_path, capsys):
+    argv = [
+        "sweep",
+        "--root",
+        str(tmp_path),
+        "--grid",
+        "p_hidden=0,0.5",
+        "--grid",
+        "seed=0,1",
+        *TINY_ARGS,
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 of 4 grid points complete" in out
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("p_hidden", "is not of the form key=v1,v2"),
+        ("p_hiden=0,1", "unknown grid key(s) p_hiden"),
+        ("p_hidden=0,1.5", "each rate must be in [0, 1)"),
+    ],
+)
+def test_grid_errors_exit_2(tmp_path, capsys, grid, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--root", str(tmp_path), "--grid", grid, *TINY_ARGS])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_valued_axis(tmp_path, capsys):
+    argv = ["sweep", "--root", str(tmp_path), "--no-report", "--grid", "widths=8;16,4", *TINY_ARGS]
+    assert main(argv) == 0
+    assert "2 of 2 grid points complete" in capsys.readouterr().out
+    widths = sorted(
+        json.loads((d / "config.json").read_text())["widths"] for d in (tmp_path / "runs").iterdir()
+    )
+    assert widths == [[8], [16, 4]]

@@ -1,0 +1,187 @@
+"""run(config, workdir): the files of a run directory, resume after an interrupt, config clashes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import dropkit.lab.runner as runner_mod
+from dropkit.lab import Config, load_run, run
+from dropkit.lab._data import prepare
+from dropkit.lab.models import build_model
+from tests.lab._helpers import TINY
+
+
+def test_one_epoch_smoke(tmp_path):
+    cfg = Config.build({**TINY, "plots": True})
+    summary = run(cfg, tmp_path)
+
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.model_dump(mode="json")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["epoch"] == 1
+    rec = records[0]
+    for part in ("train", "val", "test"):
+        assert 0.0 <= rec[f"{part}_acc"] <= 1.0 and rec[f"{part}_loss"] > 0
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and float(rows[0]["test_acc"]) == rec["test_acc"]
+
+    # summary.json is the last epoch's metrics, and model.pt reproduces its test accuracy.
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (
+        summary["test_acc"] == rec["test_acc"]
+        and summary["gap"] == rec["train_acc"] - rec["test_acc"]
+    )
+    data = prepare(cfg)
+    model = build_model(cfg, data.input_shape, data.n_outputs)
+    model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        acc = (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
+    assert acc == pytest.approx(rec["test_acc"], abs=1e-6)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Finished: no checkpoint, no temporary files left behind.
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not list(tmp_path.glob(".*tmp"))
+    # Atomic writes keep the usual file mode (mkstemp's 0600 is not left behind).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    # A second call returns the saved summary without training.
+    assert run(cfg, tmp_path) == summary
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    # Dropout and input noise draw from the RNG: the resumed run must replay the same draws.
+    cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1})
+    straight = run(cfg, tmp_path / "straight")
+
+    original = runner_mod._epoch_record
+
+    def interrupt_at_epoch_3(epoch, *args):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(epoch, *args)
+
+    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "resumed")
+    kept = load_run(tmp_path / "resumed")
+    assert [r["epoch"] for r in kept["metrics"]] == [1, 2] and kept["summary"] is None
+    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+
+    monkeypatch.setattr(runner_mod, "_epoch_record", original)
+    resumed = run(cfg, tmp_path / "resumed")
+    a = load_run(tmp_path / "straight")["metrics"]
+    b = load_run(tmp_path / "resumed")["metrics"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert resumed["test_acc"] == straight["test_acc"]
+
+
+def test_early_stopping_keeps_best_epoch(tmp_path):
+    cfg = Config.build({**TINY, "epochs": 40, "early_stopping": 2, "lr": 0.05})
+    summary = run(cfg, tmp_path)
+    metrics = load_run(tmp_path)["metrics"]
+    best = min(metrics, key=lambda r: r["val_loss"])
+    assert summary["final_epoch"] == best["epoch"] and summary["test_acc"] == best["test_acc"]
+    # Stopped `patience` epochs after the best one (or ran out of epochs).
+    assert len(metrics) == min(40, best["epoch"] + 2) == summary["epochs_run"]
+
+
+def test_max_norm_caps_every_unit(tmp_path):
+    cfg = Config.build({**TINY, "epochs": 2, "lr": 0.5, "max_norm": 0.5})
+    run(cfg, tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    norms = [w.flatten(1).norm(dim=1) for k, w in state.items() if k.endswith("weight")]
+    assert max(n.max().item() for n in norms) <= 0.5 + 1e-5
+
+
+def test_regularizers_and_models_train(tmp_path):
+    # Every model and regularizer path runs one epoch and beats chance (10 classes) on digits.
+    variants = [
+        {"l1": 1e-4, "l2": 1e-4, "batchnorm": "after_dropout", "p_hidden": 0.2},
+        {
+            "model": "cnn",
+            "channels": [4],
+            "hidden_size": 16,
+            "conv_dropout": "channel",
+            "p_hidden": 0.1,
+            "batchnorm": "before_dropout",
+            "augment_shift": 1,
+        },
+        {"model": "gru", "hidden_size": 16, "p_input": 0.1, "p_hidden": 0.1, "rnn_layers": 2},
+        {"model": "lstm", "hidden_size": 16},
+    ]
+    for i, extra in enumerate(variants):
+        summary = run(Config.build({**TINY, "epochs": 3, **extra}), tmp_path / str(i))
+        assert summary["test_acc"] > 0.2, extra
+
+
+def test_different_config_in_same_workdir_is_refused(tmp_path):
+    run(Config.build(TINY), tmp_path)
+    with pytest.raises(ValueError, match=r"different config \(lr, seed differ\)"):
+        run(Config.build({**TINY, "lr": 0.5, "seed": 3}), tmp_path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(TypeError, match="config must be a Config or a mapping"):
+        run(3, tmp_path)
+    with pytest.raises(ValueError, match="unknown key"):
+        run({"nope": 1}, tmp_path)
+    with pytest.raises(
+        ValueError, match=r"conv_dropout='dropblock' is not available; choose one of"
+    ):
+        run(Config.build({**TINY, "model": "cnn", "conv_dropout": "dropblock"}), tmp_path / "x")
+    with pytest.raises(ValueError, match="train_size=5000 but only"):
+        run(Config.build({**TINY, "train_size": 5000}), tmp_path / "y")
+
+
+def test_uci_regression_reports_rmse_in_target_units(tmp_path):
+    # A tiny folder in the standard split format: y = 3 * x0 + 100, so a fitted model's RMSE in
+    # target units must be far below the target's spread (std ~ 3 * 1 = 3) only if units are right.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    rows = np.column_stack([x, 3 * x[:, 0] + 100])
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.savetxt(folder / "data.txt", rows)
+    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
+    (folder / "index_target.txt").write_text("2\n")
+    (folder / "n_splits.txt").write_text("1\n")
+    np.savetxt(folder / "index_train_0.txt", np.arange(180), fmt="%d")
+    np.savetxt(folder / "index_test_0.txt", np.arange(180, 200), fmt="%d")
+    cfg = Config.build(
+        dataset="uci",
+        data_dir=str(folder),
+        widths=[16],
+        epochs=30,
+        lr=0.01,
+        batch_size=32,
+        plots=False,
+    )
+    summary = run(cfg, tmp_path / "run")
+    assert "test_acc" not in summary and "gap" not in summary
+    first = load_run(tmp_path / "run")["metrics"][0]
+    # RMSE = sqrt(MSE on standardised targets) * the training targets' std (about 3 here).
+    y_scale = prepare(cfg).y_scale
+    assert abs(y_scale - 3.0) < 0.6
+    assert first["test_rmse"] == pytest.approx(math.sqrt(first["test_loss"]) * y_scale, rel=1e-9)
+    assert summary["test_rmse"] < 0.5  # the linear target is learnt: far below its std of ~3
+
+
+def test_ctrl_c_in_cli_exits_130(tmp_path, monkeypatch, capsys):
+    from dropkit.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "_run", interrupted)
+    code = main(["run", "--quiet", "--workdir", str(tmp_path), "dataset=digits", "plots=false"])
+    assert code == 130 and "rerun the same command to resume" in capsys.readouterr().err

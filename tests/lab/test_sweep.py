@@ -1,0 +1,94 @@
+"""Sweeps on Optuna with SQLite: two worker processes, resume after an interrupt, grid errors."""
+
+from __future__ import annotations
+
+import pytest
+
+import dropkit.lab.runner as runner_mod
+from dropkit.lab import Config
+from dropkit.lab.sweep import default_study_name, grid_points, point_dir, sweep
+from tests.lab._helpers import TINY
+
+GRID = {"p_hidden": [0.0, 0.5], "seed": [0, 1]}
+
+
+def _complete(rows):
+    return sorted(
+        (r["params"]["p_hidden"], r["params"]["seed"]) for r in rows if r["state"] == "COMPLETE"
+    )
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    rows = sweep(TINY, GRID, tmp_path, workers=2)
+    # Every point trained exactly once, into its own run directory; duplicates (if the two
+    # workers drew the same point) were pruned, never trained twice.
+    assert _complete(rows) == [(0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
+    assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
+    for params in grid_points(GRID):
+        assert (point_dir(tmp_path, params) / "summary.json").is_file()
+    assert len(list((tmp_path / "runs").iterdir())) == 4
+    assert (tmp_path / "sweep.db").is_file()
+    # Rerunning a finished sweep trains nothing new.
+    again = sweep(TINY, GRID, tmp_path)
+    assert len(again) == len(rows)
+
+
+def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    original = runner_mod._run
+    calls = []
+
+    def interrupt_second(config, workdir, *args):
+        calls.append(workdir)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(config, workdir, *args)
+
+    monkeypatch.setattr(runner_mod, "_run", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(TINY, GRID, tmp_path)
+    monkeypatch.setattr(runner_mod, "_run", original)
+    rows = sweep(TINY, GRID, tmp_path)
+    assert _complete(rows) == [(0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
+    assert sum(r["state"] == "FAIL" for r in rows) == 1  # the interrupted trial, then re-queued
+
+
+def test_variants_name_the_runs(tmp_path):
+    variants = {"plain": {}, "dropout": {"p_hidden": 0.5}}
+    rows = sweep(TINY, {"variant": ["plain", "dropout"]}, tmp_path, variants=variants)
+    assert sorted(r["params"]["variant"] for r in rows) == ["dropout", "plain"]
+    cfg = Config.model_validate_json(
+        (point_dir(tmp_path, {"variant": "dropout"}) / "config.json").read_text()
+    )
+    assert cfg.name == "dropout" and cfg.p_hidden == (0.5,)
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({}, "the grid is empty"),
+        ({"lrr": [1]}, r"unknown grid key\(s\) lrr; valid keys are"),
+        ({"lr": []}, "needs a non-empty list"),
+        ({"p_hidden": [0.5, 2.0]}, r"each rate must be in \[0, 1\)"),
+        ({"variant": ["x"]}, "unknown grid key"),
+    ],
+)
+def test_grid_errors(tmp_path, grid, message):
+    with pytest.raises(ValueError, match=message):
+        sweep(TINY, grid, tmp_path)
+    assert not (tmp_path / "runs").exists()  # refused before any training
+
+
+def test_extending_the_grid_reuses_finished_runs(tmp_path, monkeypatch):
+    sweep(TINY, {"seed": [0, 1]}, tmp_path)
+    trained = []
+    original = runner_mod._run
+    monkeypatch.setattr(
+        runner_mod, "_run", lambda config, *a: trained.append(config.seed) or original(config, *a)
+    )
+    rows = sweep(TINY, {"seed": [0, 1, 2]}, tmp_path)  # a new study; seeds 0, 1 are on disk
+    assert trained == [2]
+    assert sorted(r["params"]["seed"] for r in rows if r["state"] == "COMPLETE") == [0, 1, 2]
+    with pytest.raises(ValueError, match="made with another grid"):
+        sweep(
+            TINY, {"seed": [0, 1, 2, 3]}, tmp_path, study_name=default_study_name({"seed": [0, 1]})
+        )
