@@ -116,8 +116,18 @@ def test_regularizers_and_models_train(tmp_path):
             "batchnorm": "before_dropout",
             "augment_shift": 1,
         },
+        *(
+            {
+                "model": "cnn",
+                "channels": [4],
+                "hidden_size": 16,
+                "conv_dropout": kind,
+                "p_hidden": 0.1,
+            }
+            for kind in ("dropblock", "dropconnect")
+        ),
         {"model": "gru", "hidden_size": 16, "p_input": 0.1, "p_hidden": 0.1, "rnn_layers": 2},
-        {"model": "lstm", "hidden_size": 16},
+        {"model": "lstm", "hidden_size": 16, "rnn_dropout": "variational", "p_hidden": 0.1},
     ]
     for i, extra in enumerate(variants):
         summary = run(Config.build({**TINY, "epochs": 3, **extra}), tmp_path / str(i))
@@ -135,10 +145,8 @@ def test_bad_arguments(tmp_path):
         run(3, tmp_path)
     with pytest.raises(ValueError, match="unknown key"):
         run({"nope": 1}, tmp_path)
-    with pytest.raises(
-        ValueError, match=r"conv_dropout='dropblock' is not available; choose one of"
-    ):
-        run(Config.build({**TINY, "model": "cnn", "conv_dropout": "dropblock"}), tmp_path / "x")
+    with pytest.raises(ValueError, match=r"conv_dropout='spatial' is not available; choose one of"):
+        run(Config.build({**TINY, "model": "cnn", "conv_dropout": "spatial"}), tmp_path / "x")
     with pytest.raises(ValueError, match="train_size=5000 but only"):
         run(Config.build({**TINY, "train_size": 5000}), tmp_path / "y")
 
@@ -185,3 +193,21 @@ def test_ctrl_c_in_cli_exits_130(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner_mod, "_run", interrupted)
     code = main(["run", "--quiet", "--workdir", str(tmp_path), "dataset=digits", "plots=false"])
     assert code == 130 and "rerun the same command to resume" in capsys.readouterr().err
+
+
+def test_dropkit_layers_are_wired_into_the_models():
+    from dropkit.lab.config import Config as C
+    from dropkit.lab.models import build_model
+
+    def kinds(cfg, shape):
+        return {type(m).__name__ for m in build_model(C.build(cfg), shape, 10).modules()}
+
+    base = {"model": "cnn", "channels": [4], "hidden_size": 8, "p_hidden": 0.1}
+    assert "Dropout2d" in kinds({**base, "conv_dropout": "channel"}, (1, 8, 8))
+    assert "Dropout1d" in kinds({**base, "conv_dropout": "channel"}, (1, 40))
+    assert "DropBlock2d" in kinds({**base, "conv_dropout": "dropblock"}, (1, 8, 8))
+    assert "DropConnectConv2d" in kinds({**base, "conv_dropout": "dropconnect"}, (1, 8, 8))
+    with pytest.raises(ValueError, match="dropblock' needs images"):
+        kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
+    rnn = {"model": "gru", "hidden_size": 8, "p_hidden": 0.1, "rnn_dropout": "variational"}
+    assert "LockedDropout" in kinds(rnn, (1, 40))

@@ -25,19 +25,28 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
 }
 
-# factory(p, spatial_dims) -> module applied to (N, C, *spatial) feature maps.
-# "channel" uses torch's Dropout1d/2d until dropkit's channel dropout lands (issue 3); add
-# "dropblock" and "dropconnect" here at that merge.
+
+def _dropblock(p: float, dims: int) -> nn.Module:
+    if dims != 2:
+        raise ValueError("conv_dropout='dropblock' needs images (2-D feature maps); use 'channel'")
+    return dnn.DropBlock2d(p, block_size=3)  # 3x3 blocks suit the small maps of 8x8-28x28 inputs
+
+
+# factory(p, spatial_dims) -> module applied to (N, C, *spatial) feature maps after the activation.
+# "dropconnect" drops conv weights instead of activations: the block's conv becomes a DropConnect
+# conv with rate p and the activation dropout slot holds nn.Identity (see _cnn).
 CONV_DROPOUT: dict[str, Callable[[float, int], nn.Module]] = {
     "element": lambda p, dims: dnn.Dropout(p),
-    "channel": lambda p, dims: (nn.Dropout1d if dims == 1 else nn.Dropout2d)(p),
+    "channel": lambda p, dims: (dnn.Dropout1d if dims == 1 else dnn.Dropout2d)(p),
+    "dropblock": _dropblock,
+    "dropconnect": lambda p, dims: nn.Identity(),
 }
 
 # factory(p) -> module applied to the RNN's (N, T, F) input and output sequences. "standard" samples
-# a new mask at every time step; add "variational" (one mask per sequence, issue 4) here, e.g.
-# "variational": lambda p: dnn.LockedDropout(p, batch_first=True).
+# a new mask at every time step; "variational" (Gal & Ghahramani 2016) one mask per sequence.
 RNN_DROPOUT: dict[str, Callable[[float], nn.Module]] = {
     "standard": lambda p: dnn.Dropout(p),
+    "variational": lambda p: dnn.LockedDropout(p, batch_first=True),
 }
 
 
@@ -92,7 +101,12 @@ def _cnn(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Seq
     layers: list[nn.Module] = [dnn.Dropout(config.p_input)]
     c_in, size = input_shape[0], list(input_shape[1:])
     for c_out, p in zip(config.channels, rates[:-1], strict=True):
-        layers += _block(conv(c_in, c_out, 3, padding=1), c_out, norm, config, factory(p, dims))
+        if config.conv_dropout == "dropconnect":
+            dc_conv = dnn.DropConnectConv1d if dims == 1 else dnn.DropConnectConv2d
+            layer = dc_conv(c_in, c_out, 3, padding=1, p=p)
+        else:
+            layer = conv(c_in, c_out, 3, padding=1)
+        layers += _block(layer, c_out, norm, config, factory(p, dims))
         layers.append(pool(2))
         c_in, size = c_out, [s // 2 for s in size]
     n_flat = c_in * int(torch.Size(size).numel())
