@@ -6,6 +6,12 @@ contract of :mod:`dropkit.reference.philox`: element ``i`` is kept when word ``r
 ``t = round(p * 2**32)``. Work is split over threads by whole blocks, so the result does not depend
 on the number of threads.
 
+Speed (see docs/benchmarks.md): the generator loop is written so that LLVM vectorises it across
+counters (eight 64-bit lanes per AVX-512 register): the rounds are straight-line code, every multiplied
+word is known to fit 32 bits (so each product is one ``vpmuludq``), and arrays are indexed through views
+starting at 0 (an index of unknown sign makes numba's wraparound check turn unit-stride accesses into
+gathers and scatters).
+
 Arithmetic is that of the plain path: the multiplier is ``s`` (kept) or ``0`` (dropped) in the array's
 dtype and the output is one product per element (``fastmath`` stays off, so ``NaN * 0`` is NaN, as in
 torch). The fused kernels round after each operation exactly as the unfused ops do.
@@ -298,6 +304,17 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), "dropkit-kernels")
         return _POOL
+
+
+def _forget_pool() -> None:
+    global _POOL
+    global _POOL_LOCK
+    _POOL = None  # a forked child has none of the parent's threads
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _run(kernel, n: int, *args) -> None:
