@@ -131,6 +131,45 @@ def _keep_block(b, k0, k1, t, keep):
 
 
 @_inline
+def _keep_apply_block(b, k0, k1, t, keep, src, dst, s, zero):
+    # A full block b: _keep_block and _apply_keep in one loop, so that the loads and stores of the
+    # four runs overlap the generator's arithmetic (from memory, about 1.5x faster than two passes).
+    # src and dst must not overlap: LLVM's run-time alias checks would fall back to scalar code.
+    start = b * BLOCK
+    a0, a1 = src[start : start + _Q], src[start + _Q : start + 2 * _Q]
+    a2, a3 = src[start + 2 * _Q : start + 3 * _Q], src[start + 3 * _Q : start + BLOCK]
+    d0, d1 = dst[start : start + _Q], dst[start + _Q : start + 2 * _Q]
+    d2, d3 = dst[start + 2 * _Q : start + 3 * _Q], dst[start + 3 * _Q : start + BLOCK]
+    base = np.uint64(b) * _UQ
+    base_lo = base & _LO32
+    hi = base >> _S32
+    for j in range(_Q):
+        c = (base_lo + np.uint64(j)) & _LO32
+        w0, w1, w2, w3 = _philox10(c, hi, _ZERO, _ZERO, k0, k1)
+        m0, m1, m2, m3 = w0 >= t, w1 >= t, w2 >= t, w3 >= t
+        keep[j] = m0
+        keep[_Q + j] = m1
+        keep[2 * _Q + j] = m2
+        keep[3 * _Q + j] = m3
+        d0[j] = a0[j] * (s if m0 else zero)
+        d1[j] = a1[j] * (s if m1 else zero)
+        d2[j] = a2[j] * (s if m2 else zero)
+        d3[j] = a3[j] * (s if m3 else zero)
+
+
+@_inline
+def _keep_and_apply(b, k0, k1, t, keep, src, dst, s, zero, fuse):
+    # keep <- the flags of block b; dst <- src * (s or 0) over the block (cut short at the end).
+    start = b * BLOCK
+    n = src.size
+    if fuse and start + BLOCK <= n:
+        _keep_apply_block(b, k0, k1, t, keep, src, dst, s, zero)
+    else:
+        _keep_block(b, k0, k1, t, keep)
+        _apply_keep(src, dst, keep, start, min(start + BLOCK, n), s, zero)
+
+
+@_inline
 def _pack_block(keep, start, bits):
     # bits[start // 8 : ...] <- keep packed 8 flags per byte (the last block may be cut short).
     k64 = keep.view(np.uint64)  # (B // 8,)
@@ -174,16 +213,13 @@ def _add_to(out, res, start, stop):
 
 
 @_jit
-def _dropout_fwd(x, out, bits, k0, k1, t, s, save_bits, b0, b1):
-    n = x.size
+def _dropout_fwd(x, out, bits, k0, k1, t, s, save_bits, fuse, b0, b1):
     zero = s - s  # s is finite; s * 0 would be a float64 for float32 s
     keep = np.empty(BLOCK, np.uint8)
     for b in range(b0, b1):
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        _apply_keep(x, out, keep, start, min(start + BLOCK, n), s, zero)
+        _keep_and_apply(b, k0, k1, t, keep, x, out, s, zero, fuse)
         if save_bits:
-            _pack_block(keep, start, bits)
+            _pack_block(keep, b * BLOCK, bits)
 
 
 @_jit
@@ -242,14 +278,11 @@ def _dropout_bwd_bits(g, gin, bits, s, b0, b1):
 
 
 @_jit
-def _dropout_bwd_seed(g, gin, k0, k1, t, s, b0, b1):
-    n = g.size
+def _dropout_bwd_seed(g, gin, k0, k1, t, s, fuse, b0, b1):
     zero = s - s  # s is finite; s * 0 would be a float64 for float32 s
     keep = np.empty(BLOCK, np.uint8)
     for b in range(b0, b1):
-        _keep_block(b, k0, k1, t, keep)
-        start = b * BLOCK
-        _apply_keep(g, gin, keep, start, min(start + BLOCK, n), s, zero)
+        _keep_and_apply(b, k0, k1, t, keep, g, gin, s, zero, fuse)
 
 
 @_pjit
@@ -284,6 +317,11 @@ def _key(seed: int) -> tuple[np.uint64, np.uint64]:
 def _threshold(p: float) -> np.uint64:
     # P(drop) = t / 2**32. The fast path serves 0 < p < 1 only, so t < 2**32 fits the compare.
     return np.uint64(min(int(round(p * 2.0**32)), 2**32 - 1))
+
+
+def _disjoint(a: np.ndarray, b: np.ndarray) -> bool:
+    # The one-loop kernels need input and output apart (in-place calls take the two-pass kernels).
+    return not np.may_share_memory(a, b)
 
 
 def _bits_buffer(n: int, save_bits: bool) -> np.ndarray:
@@ -352,7 +390,7 @@ def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarr
     NumPy scalar of their dtype.
     """
     bits = _bits_buffer(x.size, save_bits)
-    args = (x, out, bits, *_key(seed), _threshold(p), s, save_bits)
+    args = (x, out, bits, *_key(seed), _threshold(p), s, save_bits, _disjoint(x, out))
     _run(_dropout_fwd, x.size, *args)
     return bits
 
@@ -380,7 +418,7 @@ def dropout_backward_bits(g, gin, bits, s) -> None:
 
 def dropout_backward_seed(g, gin, seed: int, p: float, s) -> None:
     """``gin = g * m * s`` regenerating the mask from the seed."""
-    args = (g, gin, *_key(seed), _threshold(p), s)
+    args = (g, gin, *_key(seed), _threshold(p), s, _disjoint(g, gin))
     _run(_dropout_bwd_seed, g.size, *args)
 
 
