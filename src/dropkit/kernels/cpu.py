@@ -10,7 +10,8 @@ Speed (see docs/benchmarks.md): the generator loop is written so that LLVM vecto
 counters (eight 64-bit lanes per AVX-512 register): the rounds are straight-line code, every multiplied
 word is known to fit 32 bits (so each product is one ``vpmuludq``), and arrays are indexed through views
 starting at 0 (an index of unknown sign makes numba's wraparound check turn unit-stride accesses into
-gathers and scatters).
+gathers and scatters). Where input and output do not overlap, a full block is generated and applied
+in one loop, so memory traffic overlaps the generator's arithmetic.
 
 Arithmetic is that of the plain path: the multiplier is ``s`` (kept) or ``0`` (dropped) in the array's
 dtype and the output is one product per element (``fastmath`` stays off, so ``NaN * 0`` is NaN, as in
