@@ -281,7 +281,7 @@ def _backward(
 
 
 def _threads(k, numel: int) -> None:
-    # numba's parallel regions follow torch's thread count (only large tensors run in parallel).
+    # The kernels' thread count follows torch's (only large tensors run in parallel).
     if numel >= k.PARALLEL_MIN_NUMEL:
         k.sync_threads(torch.get_num_threads())
 
