@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dropkit.cli import demo
+from dropkit.cli import demo, mc_vs_scaling, uci
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (demo,)
+_SUBCOMMANDS = (demo, uci, mc_vs_scaling)
 
 
 def build_parser() -> argparse.ArgumentParser:
