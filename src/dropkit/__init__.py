@@ -4,7 +4,7 @@ Every variant in one drop-in API (:mod:`dropkit.nn`, :mod:`dropkit.functional`),
 (:mod:`dropkit.reference`) and an experiment lab (the ``dropkit`` command).
 """
 
-from dropkit import functional, nn, reference
+from dropkit import functional, nn, reference, uncertainty
 from dropkit.functional import apply_mask, dropout, sample_mask
 from dropkit.nn import Dropout
 
@@ -19,4 +19,5 @@ __all__ = [
     "nn",
     "reference",
     "sample_mask",
+    "uncertainty",
 ]
