@@ -59,7 +59,7 @@ def test_runs_writes_per_split_results_and_summary(tmp_path):
     s = summaries["toy"]
     rmse = np.array([r["rmse_mc"] for r in results])
     assert s["rmse_mc"] == pytest.approx(rmse.mean())
-    assert s["rmse_mc_se"] == pytest.approx(rmse.std(ddof=1) / math.sqrt(2))
+    assert s["rmse_mc_se"] == pytest.approx(rmse.std() / math.sqrt(2))
     assert json.loads((out / "summary.json").read_text()) == pytest.approx(s)
     assert json.loads((out / "config.json").read_text())["max_epochs"] == 3
 
@@ -139,3 +139,27 @@ def test_summarise_single_split():
         [{"rmse_mc": 1.0, "ll_mc": -1.0, "rmse_ws": 1.5, "ll_ws": -2.0, "seconds": 3}]
     )
     assert s["rmse_mc"] == 1.0 and s["rmse_mc_se"] == 0.0 and s["n_splits"] == 1
+
+
+def test_compare_with_published_criterion():
+    from dropkit.uncertainty.uci import compare_with_published
+
+    def summary(rmse, rmse_se, ll, ll_se):
+        return {
+            "n_splits": 20, "rmse_mc": rmse, "rmse_mc_se": rmse_se, "ll_mc": ll, "ll_mc_se": ll_se,
+            "rmse_ws": rmse, "rmse_ws_se": rmse_se, "ll_ws": ll, "ll_ws_se": ll_se,
+        }  # fmt: skip
+
+    # published Boston: 2.90 ± 0.18 / -2.40 ± 0.04
+    table = compare_with_published(
+        {
+            "bostonHousing": summary(3.10, 0.10, -2.44, 0.01),  # 0.20 <= hypot(.1,.18); ok
+            "concrete": summary(4.50, 0.10, -3.10, 0.02),  # LL worse by 0.17 > hypot(.02,.02)
+            "naval-propulsion-plant": summary(0.0012, 0.0001, 4.60, 0.01),  # 0.00 and better LL
+        }
+    )
+    lines = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["bostonHousing"].endswith("| yes |")
+    assert lines["concrete"].endswith("| no |")
+    assert lines["naval-propulsion-plant"].endswith("| yes |")
+    assert "2 of 3 datasets agree" in table
