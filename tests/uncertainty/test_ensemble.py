@@ -57,6 +57,8 @@ def test_runner_on_idx_files(tmp_path):
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["mc_error_mean"] == pytest.approx(result["mc_error_mean"])
     assert (tmp_path / "out" / "mc_vs_weight_scaling.png").stat().st_size > 0
+    assert (tmp_path / "out" / "reliability_mc_average.png").is_file()
+    assert set(result["calibration"]) == {"weight_scaling", "mc_average"}
 
 
 def test_mc_errors_of_cumulative_average():

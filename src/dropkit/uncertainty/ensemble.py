@@ -27,6 +27,11 @@ from torch import nn
 
 from dropkit.nn import Dropout
 from dropkit.uncertainty.mc import mc_predict
+from dropkit.uncertainty.metrics import (
+    brier_score,
+    expected_calibration_error,
+    mc_classification_nll,
+)
 
 __all__ = ["MCvsScalingConfig", "build_mlp", "run_mc_vs_scaling"]
 
@@ -160,8 +165,18 @@ def run_mc_vs_scaling(config: MCvsScalingConfig, out: str | Path | None = None, 
     log(f"trained {config.epochs} epochs in {time.perf_counter() - t0:.1f} s")
     model.eval()
     with torch.no_grad():
-        ws_error = (model(xte).argmax(-1) != yte).double().mean().item()
+        ws_probs = model(xte).softmax(-1)
+    ws_error = (ws_probs.argmax(-1) != yte).double().mean().item()
     probs = mc_predict(model, xte, samples=config.max_k, seed=config.seed + 1).softmax(-1)
+    mc_probs = probs.mean(0)
+    calibration = {
+        name: {
+            "nll": mc_classification_nll(p.unsqueeze(0), yte).item(),
+            "brier": brier_score(p, yte).item(),
+            "ece": expected_calibration_error(p, yte).item(),
+        }
+        for name, p in (("weight_scaling", ws_probs), ("mc_average", mc_probs))
+    }
     ks = sorted({k for k in (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100) if k <= config.max_k})
     errors = _mc_errors(probs, yte, ks, config.repeats, torch.Generator().manual_seed(config.seed))
     result = {
@@ -170,6 +185,7 @@ def run_mc_vs_scaling(config: MCvsScalingConfig, out: str | Path | None = None, 
         "mc_error_mean": errors.mean(0).tolist(),
         "mc_error_std": errors.std(0).tolist(),
         "weight_scaling_error": ws_error,
+        "calibration": calibration,
         "n_train": len(xtr),
         "n_test": len(xte),
         "seconds": time.perf_counter() - t0,
@@ -181,7 +197,10 @@ def run_mc_vs_scaling(config: MCvsScalingConfig, out: str | Path | None = None, 
         with os.fdopen(fd, "w") as fh:
             json.dump(result, fh, indent=1)
         os.replace(tmp, out / "results.json")
-        from dropkit.uncertainty.plots import plot_mc_vs_weight_scaling
+        from dropkit.uncertainty.plots import plot_mc_vs_weight_scaling, plot_reliability_diagram
 
         plot_mc_vs_weight_scaling(result, out / "mc_vs_weight_scaling.png")
+        for name, p in (("weight_scaling", ws_probs), ("mc_average", mc_probs)):
+            fig = plot_reliability_diagram(p, yte, path=out / f"reliability_{name}.png")
+            fig.clf()
     return result
