@@ -247,3 +247,24 @@ class TestMCPredict:
             mc_predict(nn.Linear(2, 2), [1.0, 2.0])
         with pytest.raises(ValueError, match="non-empty batch"):
             mc_predict(nn.Linear(2, 2), torch.randn(0, 2))
+
+
+class Wrapper(_Stochastic, nn.Module):
+    """A marked module holding dropout children (as a variational RNN might)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.drop = nn.Linear(4, 4), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.lin(x))
+
+
+def test_nested_dropout_layers_split_once():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(3, 4), Wrapper(), nn.Linear(4, 2)).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    assert len(dropout_layers(model)) == 2
+    assert_same_samples(
+        mc_predict(model, x, 6, seed=3), mc_predict(model, x, 6, seed=3, vectorize=False)
+    )

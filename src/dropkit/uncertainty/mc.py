@@ -30,7 +30,7 @@ __all__ = ["dropout_layers", "is_dropout_layer", "mc_mode", "mc_predict"]
 
 # Bytes of activations per chunk: on CPU a chunk that stays near the caches is as fast as a big one
 # (see docs/benchmarks.md); on a GPU bigger chunks fill the device.
-_DEFAULT_BUDGET = {"cpu": 16 * 2**20, "cuda": 1024 * 2**20}
+_DEFAULT_BUDGET = {"cpu": 4 * 2**20, "cuda": 1024 * 2**20}
 _PROBE_ROWS = 16
 
 
@@ -214,6 +214,12 @@ def _probe(
     return shared, sizes[0] / _PROBE_ROWS
 
 
+def _outermost(layers: list[nn.Module]) -> list[nn.Module]:
+    """Dropout layers not inside another dropout layer (those run within their parent's call)."""
+    inner = {m for layer in layers for m in layer.modules() if m is not layer}
+    return [m for m in layers if m not in inner]
+
+
 def _has_generator(module: nn.Module) -> bool:
     return isinstance(getattr(module, "generator", None), torch.Generator)
 
@@ -256,7 +262,7 @@ def mc_predict(
         generator: ``torch.Generator`` from which per-sample seeds are drawn (keyword only).
         vectorize: replicate the batch (True, default) or loop over samples (False).
         chunk_size: samples per forward; default: what fits in ``memory_budget``.
-        memory_budget: bytes of activations per chunk. Default: 16 MiB on CPU, 1 GiB on CUDA
+        memory_budget: bytes of activations per chunk. Default: 4 MiB on CPU, 1 GiB on CUDA
 
     Returns:
         Tensor ``(T, *model(x).shape)``.
@@ -315,11 +321,12 @@ def mc_predict(
                 outs.append(model(x))
             return torch.stack(outs)
 
-        shared, row_bytes = _probe(model, x, layers)
+        outer = _outermost(layers)
+        shared, row_bytes = _probe(model, x, outer)
         if chunk_size is None:
             per_sample = max(1.0, row_bytes * x.shape[0])
             chunk_size = max(1, min(samples, int(memory_budget // per_sample)))
-        wrapped = _PerSample(layers if seeds is not None else shared, device)
+        wrapped = _PerSample(outer if seeds is not None else shared, device)
         stack.enter_context(wrapped.installed())
         outs = []
         for start in range(0, samples, chunk_size):
