@@ -88,3 +88,16 @@ def _keep_scale(p: float, scale: str) -> float:
     if scale == "classic":
         return 1.0
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+
+
+def _check_rank(
+    input: torch.Tensor, ranks: tuple[int, ...], op: str, name: str = "input", hint: str = ""
+) -> torch.Tensor:
+    """Refuse a tensor whose number of dimensions is not one of ``ranks``, saying what each means."""
+    if input.dim() not in ranks:
+        expected = " or ".join(f"{r}D" for r in ranks)
+        raise ValueError(
+            f"{op}: expected {name} to be {expected}, but received a {input.dim()}D {name} "
+            f"of shape {tuple(input.shape)}" + (f". {hint}" if hint else "")
+        )
+    return input

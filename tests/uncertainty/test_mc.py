@@ -268,3 +268,41 @@ def test_nested_dropout_layers_split_once():
     assert_same_samples(
         mc_predict(model, x, 6, seed=3), mc_predict(model, x, 6, seed=3, vectorize=False)
     )
+
+
+def test_embedding_dropout_is_detected_as_batch_shared():
+    # EmbeddingDropout drops word types once per forward: a per-batch mask
+    torch.manual_seed(8)
+    model = nn.Sequential(
+        dnn.EmbeddingDropout(50, 8, p=0.3), nn.Flatten(), nn.Linear(8 * 5, 2)
+    ).double()
+    x = torch.randint(50, (4, 5))
+    with mc_mode(model), torch.no_grad():
+        shared, _ = _probe(model, x, dropout_layers(model))
+    assert shared == [model[0]]
+    assert_same_samples(
+        mc_predict(model, x, 6, seed=1), mc_predict(model, x, 6, seed=1, vectorize=False)
+    )
+    flat = mc_predict(model, x, 6, chunk_size=6).reshape(6, -1)
+    assert all(not torch.equal(flat[i], flat[j]) for i in range(6) for j in range(i))
+
+
+class LastStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = dnn.VariationalLSTM(
+            3, 4, batch_first=True, recurrent_dropout=0.25, output_dropout=0.3
+        )
+        self.out = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0][:, -1])
+
+
+def test_rnn_returning_a_tuple_falls_back_to_the_loop():
+    torch.manual_seed(9)
+    model, x = LastStep().double(), torch.randn(5, 7, 3, dtype=torch.float64)
+    assert dropout_layers(model) == [model.rnn]
+    a = mc_predict(model, x, 4, seed=2)  # cannot split (output, state): loops, same samples
+    assert torch.equal(a, mc_predict(model, x, 4, seed=2, vectorize=False))
+    assert a.shape == (4, 5, 1) and a.std(0).mean() > 0

@@ -109,6 +109,10 @@ def _own_generators_off(layers: list[nn.Module]) -> Iterator[None]:
             m.generator = g
 
 
+class _NotSplittable(RuntimeError):
+    """A dropout layer's call cannot be split into sample blocks: mc_predict falls back to the loop."""
+
+
 class _PerSample:
     """Runs the wrapped layers once per sample block of a replicated batch.
 
@@ -127,7 +131,7 @@ class _PerSample:
 
         def per_sample(input, *args, **kwargs):
             if not isinstance(input, torch.Tensor) or input.shape[0] % self.blocks:
-                raise RuntimeError(
+                raise _NotSplittable(
                     f"mc_predict: cannot split the input of {type(layer).__name__} into "
                     f"{self.blocks} sample blocks along dimension 0; use vectorize=False"
                 )
@@ -139,9 +143,7 @@ class _PerSample:
                 if self.states is not None:
                     self.states[t] = _get_state(self.device)
             if not all(isinstance(o, torch.Tensor) for o in outs):
-                raise RuntimeError(
-                    f"mc_predict: {type(layer).__name__} returns a non-tensor; use vectorize=False"
-                )
+                raise _NotSplittable(f"mc_predict: {type(layer).__name__} returns a non-tensor")
             return torch.cat(outs, dim=0)
 
         return per_sample
@@ -196,6 +198,8 @@ def _probe(
             if isinstance(p, float) and 0.0 < p < 1.0:
                 module.p = p
             busy[0] = False
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            out = out[0]  # e.g. an RNN's (output, state)
         if isinstance(out, torch.Tensor) and out.shape[0] == _PROBE_ROWS:
             rows = out.reshape(_PROBE_ROWS, -1)
             if rows.shape[1] and bool((rows == rows[:1]).all()) and bool(rows.ne(0).any()):
@@ -245,7 +249,9 @@ def mc_predict(
     Linear, Conv, eval BatchNorm, …). Dropout layers that draw one mask for the whole batch (e.g.
     DropConnect with one weight mask per forward, EmbeddingDropout) would give every sample of a chunk
     the same mask; they are detected by a probe and run once per sample block inside the chunk, so
-    samples stay independent. ``vectorize=False`` loops over ``T`` plain forwards.
+    samples stay independent. ``vectorize=False`` loops over ``T`` plain forwards; the loop is also
+    the automatic fallback when a dropout layer's call cannot be split into sample blocks (e.g. an RNN
+    returning ``(output, state)``) under a seed or a shared mask.
 
     Reproducible masks: with ``seed`` (or a ``generator``, from which ``T`` seeds are drawn), sample t
     draws every mask from its own RNG state seeded with ``seed + t``; the vectorised and the looped
@@ -310,31 +316,42 @@ def mc_predict(
             stack.enter_context(_global_rng_kept(device))
             stack.enter_context(_own_generators_off(layers))
             states = _seed_states(seeds, device)
-        if not vectorize or not layers:
-            if not layers:  # deterministic model: one forward, repeated
-                out = model(x)
-                return out.unsqueeze(0).expand(samples, *out.shape).clone()
-            outs = []
-            for t in range(samples):
-                if seeds is not None:
-                    _set_state(states[t], device)
-                outs.append(model(x))
-            return torch.stack(outs)
-
-        outer = _outermost(layers)
-        shared, row_bytes = _probe(model, x, outer)
-        if chunk_size is None:
-            per_sample = max(1.0, row_bytes * x.shape[0])
-            chunk_size = max(1, min(samples, int(memory_budget // per_sample)))
-        wrapped = _PerSample(outer if seeds is not None else shared, device)
-        stack.enter_context(wrapped.installed())
+        else:
+            states = None
+        if not layers:  # deterministic model: one forward, repeated
+            out = model(x)
+            return out.unsqueeze(0).expand(samples, *out.shape).clone()
+        if vectorize:
+            try:
+                return _vectorised(model, x, samples, layers, states, chunk_size, memory_budget)
+            except _NotSplittable:
+                pass  # e.g. an RNN layer returning (output, state): loop over samples instead
         outs = []
+        for t in range(samples):
+            if states is not None:
+                _set_state(states[t], device)
+            outs.append(model(x))
+        return torch.stack(outs)
+
+
+def _vectorised(model, x, samples, layers, states, chunk_size, memory_budget) -> torch.Tensor:
+    """Replicate the batch: one forward per chunk of samples; (T, B, ...)."""
+    outer = _outermost(layers)
+    shared, row_bytes = _probe(model, x, outer)
+    if chunk_size is None:
+        per_sample = max(1.0, row_bytes * x.shape[0])
+        chunk_size = max(1, min(samples, int(memory_budget // per_sample)))
+    # Seeded: every outermost dropout layer runs per sample block with that sample's RNG state.
+    # Unseeded: only the layers sharing one mask across the batch run per block.
+    wrapped = _PerSample(outer if states is not None else shared, x.device)
+    outs = []
+    with wrapped.installed():
         for start in range(0, samples, chunk_size):
             c = min(chunk_size, samples - start)
             wrapped.blocks = c
-            if seeds is not None:
+            if states is not None:
                 wrapped.states = states[start : start + c]
             xr = x.unsqueeze(0).expand(c, *x.shape).reshape(c * x.shape[0], *x.shape[1:])
             out = model(xr)  # (c*B, ...)
             outs.append(out.reshape(c, x.shape[0], *out.shape[1:]))
-        return torch.cat(outs, dim=0)
+    return torch.cat(outs, dim=0)

@@ -1,0 +1,87 @@
+"""Time per training step of dropkit's recurrent dropout LSTMs against torch.nn.LSTM at equal sizes.
+
+One step = forward, cross-entropy on the last output, backward, Adam step. The models are timed in
+turn within each round (interleaved, so a change in machine load hits all of them alike), and the
+median over rounds is reported with its ratio to nn.LSTM measured in the same run.
+
+    python benchmarks/rnn_step_time.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import dropkit.nn as dnn
+
+
+def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
+    size = dict(input_size=args.input_size, hidden_size=args.hidden, num_layers=args.layers)
+    p = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25)
+    if args.layers > 1:
+        p["dropout"] = 0.25  # between layers (nn.LSTM warns about it for one layer)
+    return {
+        "nn.LSTM": nn.LSTM(**size),
+        "WeightDropLSTM(weight_dropout=0.5)": dnn.WeightDropLSTM(**size, weight_dropout=0.5),
+        "VariationalLSTM(all p=0.25)": dnn.VariationalLSTM(**size, **p),
+        "VariationalLSTM(all p=0.25, per_gate)": dnn.VariationalLSTM(**size, **p, per_gate=True),
+    }
+
+
+def step_fn(rnn: nn.Module, args: argparse.Namespace):
+    head = nn.Linear(args.hidden, 10)
+    opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-3)
+    x = torch.randn(args.seq_len, args.batch, args.input_size)
+    y = torch.randint(10, (args.batch,))
+
+    def step() -> None:
+        out, _ = rnn(x)  # (T, N, H)
+        loss = nn.functional.cross_entropy(head(out[-1]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seq-len", type=int, default=35)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    steps = {name: step_fn(m.train(), args) for name, m in make_models(args).items()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(args.warmup + args.rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if r >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["nn.LSTM"])
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"threads={args.threads}; T={args.seq_len} N={args.batch} I={args.input_size} "
+        f"H={args.hidden} layers={args.layers}; median of {args.rounds} rounds\n"
+    )
+    print("| model | median ms/step | ratio vs nn.LSTM |")
+    print("|---|---|---|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
