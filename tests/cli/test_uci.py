@@ -18,7 +18,8 @@ def test_uci_command(tmp_path, capsys):
         "--val-samples", "4", "--test-samples", "8", "--splits", "1",
     ]  # fmt: skip
     assert main(args) == 0
-    assert "toy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| toy | 1 |" in out and "datasets agree" in out
     assert json.loads((tmp_path / "out" / "toy" / "summary.json").read_text())["n_splits"] == 1
 
 

@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from dropkit.uncertainty.uci import PUBLISHED, UCIConfig, run_uci
+from dropkit.uncertainty.uci import UCIConfig, compare_with_published, run_uci
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,13 +62,5 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     summaries = run_uci(args.data_dir, args.out, config, datasets=args.datasets)
-    print(
-        f"{'dataset':<28} {'n':>3} {'RMSE (MC)':>14} {'LL (MC)':>14} {'RMSE (WS)':>14} {'LL (WS)':>14}"
-    )
-    for name, s in summaries.items():
-        cells = [f"{s[k]:.3f}±{s[k + '_se']:.3f}" for k in ("rmse_mc", "ll_mc", "rmse_ws", "ll_ws")]
-        print(f"{name:<28} {s['n_splits']:>3} " + " ".join(f"{c:>14}" for c in cells))
-        if name in PUBLISHED:
-            (r, rse), (ll, llse) = PUBLISHED[name]
-            print(f"{'  published (grid search)':<32} {r:.2f}±{rse:.2f} {ll:.2f}±{llse:.2f}")
+    print(compare_with_published(summaries))
     return 0
