@@ -4,7 +4,7 @@ Every variant in one drop-in API (:mod:`dropkit.nn`, :mod:`dropkit.functional`),
 (:mod:`dropkit.reference`) and an experiment lab (the ``dropkit`` command).
 """
 
-from dropkit import functional, nn, reference
+from dropkit import functional, nn, reference, uncertainty
 from dropkit.functional import (
     apply_mask,
     dropout,
@@ -69,4 +69,5 @@ __all__ = [
     "sample_mask",
     "set_fast_dropout",
     "use_fast_dropout",
+    "uncertainty",
 ]

@@ -7,6 +7,7 @@ import random
 import socket
 
 import numpy as np
+import pytest
 
 from dropkit.data import load_mnist1d
 
@@ -35,3 +36,12 @@ def test_generated_offline_and_deterministic(monkeypatch):
     np.testing.assert_array_equal(again[0], x_tr)
     np.testing.assert_array_equal(again[3], y_te)
     assert not np.array_equal(load_mnist1d(seed=1)[0], x_tr)
+
+
+def test_num_samples_sets_the_size_and_is_checked():
+
+    x_tr, y_tr, x_te, y_te = load_mnist1d(num_samples=200)
+    assert (len(x_tr), len(x_te)) == (160, 40)
+    assert set(np.unique(np.concatenate([y_tr, y_te]))) <= set(range(10))
+    with pytest.raises(ValueError, match="num_samples must be an int >= 10, but got 5"):
+        load_mnist1d(num_samples=5)

@@ -15,11 +15,16 @@ import numpy as np
 __all__ = ["load_mnist1d"]
 
 
-def load_mnist1d(seed: int = 42) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_mnist1d(
+    seed: int = 42, num_samples: int = 5000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)``: float32 signals ``(N, 40)`` and int64 labels.
 
     ``seed`` is the dataset's own generation seed; 42, the package default, gives the published set.
+    ``num_samples`` (default 5,000, the published size) is split 80/20 into train and test.
     """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10:
+        raise ValueError(f"load_mnist1d: num_samples must be an int >= 10, but got {num_samples!r}")
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -29,6 +34,7 @@ def load_mnist1d(seed: int = 42) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         ) from err
     args = get_dataset_args()
     args.seed = int(seed)
+    args.num_samples = num_samples
     # make_dataset seeds the legacy global generators; put the caller's state back afterwards.
     np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:

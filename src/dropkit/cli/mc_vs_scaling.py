@@ -1,0 +1,60 @@
+"""``dropkit mc-vs-scaling``: test error of MC averaging over k sub-networks vs weight scaling.
+
+Srivastava et al. (2014), Fig. 11, on MNIST-1D (generated offline) or Fashion-MNIST IDX files.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from dropkit.uncertainty.ensemble import MCvsScalingConfig, run_mc_vs_scaling
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mc-vs-scaling",
+        help="MC averaging vs weight scaling on a trained dropout MLP (Srivastava 2014, Fig. 11)",
+        description=__doc__,
+    )
+    parser.add_argument("--dataset", choices=("mnist1d", "fashion-mnist"), default="mnist1d")
+    parser.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
+    parser.add_argument("--out", default="runs/mc_vs_scaling", help="results folder")
+    parser.add_argument("--epochs", type=_positive_int, default=60)
+    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512])
+    parser.add_argument("--max-k", type=_positive_int, default=100)
+    parser.add_argument("--repeats", type=_positive_int, default=20)
+    parser.add_argument("--n-train", type=_positive_int, help="cap on training rows")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, help="torch threads (default 1)"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = MCvsScalingConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        max_k=args.max_k,
+        repeats=args.repeats,
+        n_train=args.n_train,
+        seed=args.seed,
+    )
+    r = run_mc_vs_scaling(config, args.out)
+    print(f"weight scaling: test error {100 * r['weight_scaling_error']:.2f}%")
+    for k, m, s in zip(r["ks"], r["mc_error_mean"], r["mc_error_std"], strict=True):
+        print(f"MC k={k:<4} test error {100 * m:.2f}% ± {100 * s:.2f}")
+    print(f"results and plot in {args.out}")
+    return 0
