@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from dropkit.cli._types import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,27 +19,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per variant")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant")
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="epochs per run (default: the recipe's 150)",
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=None, help="parallel processes (default: up to 2)"
+        "--workers", type=positive_int, default=None, help="parallel processes (default: up to 2)"
     )
     parser.set_defaults(func=_run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

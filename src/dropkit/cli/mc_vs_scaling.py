@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from dropkit.cli._types import positive_int
 from dropkit.uncertainty.ensemble import MCvsScalingConfig, run_mc_vs_scaling
 
 
@@ -21,23 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", choices=("mnist1d", "fashion-mnist"), default="mnist1d")
     parser.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--out", default="runs/mc_vs_scaling", help="results folder")
-    parser.add_argument("--epochs", type=_positive_int, default=60)
-    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512])
-    parser.add_argument("--max-k", type=_positive_int, default=100)
-    parser.add_argument("--repeats", type=_positive_int, default=20)
-    parser.add_argument("--n-train", type=_positive_int, help="cap on training rows")
+    parser.add_argument("--epochs", type=positive_int, default=60)
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 512])
+    parser.add_argument("--max-k", type=positive_int, default=100)
+    parser.add_argument("--repeats", type=positive_int, default=20)
+    parser.add_argument("--n-train", type=positive_int, help="cap on training rows")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=_positive_int, default=1, help="torch threads (default 1)"
-    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     parser.set_defaults(func=_run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

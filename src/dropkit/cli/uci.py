@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from dropkit.cli._types import nonneg_int, positive_int
 from dropkit.uncertainty.uci import UCIConfig, compare_with_published, run_uci
 
 
@@ -21,33 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("data_dir", help="a UCI dataset folder, or a folder of them")
     parser.add_argument("--out", default="runs/uci", help="results folder (default: runs/uci)")
     parser.add_argument("--datasets", nargs="+", help="folder names to run (default: all found)")
-    parser.add_argument(
-        "--splits", nargs="+", type=_nonneg_int, help="split indices (default: all)"
-    )
-    parser.add_argument("--epochs-multiplier", type=_positive_int, default=10)
-    parser.add_argument("--max-epochs", type=_positive_int, help="cap on epochs (smoke runs)")
-    parser.add_argument("--val-samples", type=_positive_int, default=1000)
-    parser.add_argument("--test-samples", type=_positive_int, default=10_000)
-    parser.add_argument("--splits-per-batch", type=_positive_int, default=20)
+    parser.add_argument("--splits", nargs="+", type=nonneg_int, help="split indices (default: all)")
+    parser.add_argument("--epochs-multiplier", type=positive_int, default=10)
+    parser.add_argument("--max-epochs", type=positive_int, help="cap on epochs (smoke runs)")
+    parser.add_argument("--val-samples", type=positive_int, default=1000)
+    parser.add_argument("--test-samples", type=positive_int, default=10_000)
+    parser.add_argument("--splits-per-batch", type=positive_int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--threads", type=_positive_int, default=1, help="torch threads (default 1)"
-    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     parser.set_defaults(func=_run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:
