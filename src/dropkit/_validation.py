@@ -159,3 +159,21 @@ def _check_size_tuple(value: object, n: int, op: str, name: str = "block_size") 
     if any(v < 1 for v in items):
         raise ValueError(f"{op}: {name} must be positive, but got {value!r}")
     return tuple(int(v) for v in items)
+
+
+def _check_noise_args(
+    input: object,
+    p: object,
+    training: object,
+    inplace: object,
+    generator: object,
+    op: str,
+) -> float:
+    """The checks shared by the multiplicative-noise ops (Gaussian and alpha dropout), where p=1 is
+    undefined: the input, p in [0, 1), the two flags and the generator. Returns p as a float."""
+    _check_float_tensor(input, op)
+    p = _check_p(p, op, allow_one=False)
+    _check_bool(training, "training", op)
+    _check_bool(inplace, "inplace", op)
+    _check_generator(generator, input.device, op)
+    return p

@@ -20,9 +20,8 @@ import math
 import torch
 
 from dropkit._validation import (
-    _check_bool,
     _check_float_tensor,
-    _check_generator,
+    _check_noise_args,
     _check_p,
     _check_rank,
 )
@@ -70,11 +69,7 @@ def apply_alpha_mask(
 
 
 def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
-    _check_float_tensor(input, op)
-    p = _check_p(p, op, allow_one=False)
-    _check_bool(training, "training", op)
-    _check_bool(inplace, "inplace", op)
-    _check_generator(generator, input.device, op)
+    p = _check_noise_args(input, p, training, inplace, generator, op)
     if not training:
         return input
     if p == 0.0:

@@ -58,16 +58,19 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
         return grad_x, grad_bias, grad, None, None, None, None
 
 
-def _check_residual(residual: object, input: torch.Tensor, op: str) -> torch.Tensor:
-    residual = _check_float_tensor(residual, op, "residual")
+def _check_operand(
+    value: object, input: torch.Tensor, op: str, name: str = "residual"
+) -> torch.Tensor:
+    """A float tensor (residual or bias) that broadcasts with ``input``."""
+    value = _check_float_tensor(value, op, name)
     try:
-        torch.broadcast_shapes(input.shape, residual.shape)
+        torch.broadcast_shapes(input.shape, value.shape)
     except RuntimeError as err:
         raise ValueError(
-            f"{op}: residual of shape {tuple(residual.shape)} does not broadcast with the input's "
+            f"{op}: {name} of shape {tuple(value.shape)} does not broadcast with the input's "
             f"shape {tuple(input.shape)}"
         ) from err
-    return residual
+    return value
 
 
 def _fused_applies(
@@ -109,7 +112,7 @@ def dropout_add(
     """
     op = "dropout_add"
     _check_float_tensor(input, op)
-    residual = _check_residual(residual, input, op)
+    residual = _check_operand(residual, input, op)
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     if not training:
@@ -149,15 +152,8 @@ def bias_dropout_add(
     """
     op = "bias_dropout_add"
     _check_float_tensor(input, op)
-    bias = _check_float_tensor(bias, op, "bias")
-    try:
-        torch.broadcast_shapes(input.shape, bias.shape)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{op}: bias of shape {tuple(bias.shape)} does not broadcast to the input's shape "
-            f"{tuple(input.shape)}"
-        ) from err
-    residual = _check_residual(residual, input, op)
+    bias = _check_operand(bias, input, op, "bias")
+    residual = _check_operand(residual, input, op)
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     if not training:

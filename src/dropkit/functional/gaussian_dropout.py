@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import (
-    _check_bool,
     _check_float_tensor,
     _check_generator,
+    _check_noise_args,
     _check_p,
 )
 
@@ -100,11 +100,7 @@ def gaussian_dropout(
         >>> y = dropkit.functional.gaussian_dropout(torch.randn(4, 8), p=0.2)
     """
     op = "gaussian_dropout"
-    _check_float_tensor(input, op)
-    p = _check_p(p, op, allow_one=False)
-    _check_bool(training, "training", op)
-    _check_bool(inplace, "inplace", op)
-    _check_generator(generator, input.device, op)
+    p = _check_noise_args(input, p, training, inplace, generator, op)
     if not training:
         return input
     if p == 0.0:
