@@ -21,6 +21,8 @@ def _check_p(p: object, op: str = "dropout", *, allow_one: bool = True) -> float
     The message for an out-of-range value is PyTorch's own, so code that matches on it keeps working.
     NaN and infinities are refused too (PyTorch lets NaN through silently).
     """
+    if type(p) is float and 0.0 <= p < 1.0:  # the common case, without the ABC check below
+        return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{op}: p must be a real number, but got {type(p).__name__} ({p!r})")
     p = float(p)

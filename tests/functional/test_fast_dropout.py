@@ -347,3 +347,13 @@ def test_concurrent_calls_from_python_threads():
     with ThreadPoolExecutor(3) as pool:
         got = list(pool.map(lambda s: DF.dropout(x, 0.5, generator=_seeded(s)), range(6)))
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_the_seed_is_torch_randints_draw():
+    # Eager calls reuse one buffer per thread; the value is the one torch.randint draws from the same
+    # generator state (which the torch.compile path uses), so both paths see the same seeds.
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    eager = [fd._draw_seed(g1) for _ in range(50)]
+    traced = [int(fd._seed_tensor(g2)) for _ in range(50)]
+    assert eager == traced
+    assert len(set(eager)) == 50 and all(0 <= s < 2**63 - 1 for s in eager)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -50,38 +53,72 @@ def test_forward_backward_and_bits(dtype, n):
         np.testing.assert_array_equal(gin, g * (keep.astype(dtype) * s))
 
 
+LAUNCHES = {
+    "1 thread": dict(threads=1),
+    "torch's OpenMP team": dict(threads=2),
+    "Python threads": dict(threads=2, openmp=False),
+    "small chunks": dict(threads=2, even_split_max=0),
+    "3 threads on 2 cores": dict(threads=3),
+}
+
+
+def _launch_as(monkeypatch, threads, openmp=True, even_split_max=None):
+    monkeypatch.setattr(K, "PARALLEL_MIN_NUMEL", 1)
+    if not openmp:
+        monkeypatch.setattr(K, "runtime", lambda: None)
+    if even_split_max is not None:
+        monkeypatch.setattr(K, "EVEN_SPLIT_MAX_NUMEL", even_split_max)
+    return threads
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
 @pytest.mark.parametrize("n", [ph.BLOCK * 3 + 11, 2**20 + 3])
-def test_identical_at_one_and_two_threads(n):
-    from dropkit.kernels._numba import sync_threads
-
+def test_identical_however_the_work_is_split(n, launch, monkeypatch):
+    # Masks and outputs depend on (seed, i) only: not on threads, chunks or who runs them.
     x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
-    results = []
-    for threads in (1, 2):
-        sync_threads(threads)
-        out = np.empty_like(x)
-        bits = K.dropout_forward(x, out, SEED, 0.5, np.float32(2.0), True)
-        results.append((out, bits, K.keep_mask(n, 0.5, SEED)))
-    sync_threads(torch.get_num_threads())
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+    s = np.float32(1 / 0.7)
+    keep = K.keep_mask(n, 0.3, SEED, threads=1)
+    threads = _launch_as(monkeypatch, **LAUNCHES[launch])
+    out, gin_bits, gin_seed = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    bits = K.dropout_forward(x, out, SEED, 0.3, s, True, threads=threads)
+    K.dropout_backward_bits(x, gin_bits, bits, s, threads=threads)
+    K.dropout_backward_seed(x, gin_seed, SEED, 0.3, s, threads=threads)
+    expected = x * (keep.astype(np.float32) * s)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.unpackbits(bits, count=n, bitorder="little"), keep)
+    np.testing.assert_array_equal(gin_bits, expected)
+    np.testing.assert_array_equal(gin_seed, expected)
+    np.testing.assert_array_equal(K.keep_mask(n, 0.3, SEED, threads=threads), keep)
 
 
-def test_serial_and_parallel_drivers_agree():
-    # The parallel drivers split blocks over threads; the serial ones walk them in order.
-    n, s = K.PARALLEL_MIN_NUMEL + 3 * ph.BLOCK + 5, np.float32(1 / 0.7)
-    x = np.random.default_rng(2).standard_normal(n).astype(np.float32)
-    outs = []
-    for threshold in (1, 2**62):  # everything parallel, then everything serial
-        K.PARALLEL_MIN_NUMEL, saved = threshold, K.PARALLEL_MIN_NUMEL
-        try:
-            out, gin = np.empty_like(x), np.empty_like(x)
-            bits = K.dropout_forward(x, out, SEED, 0.3, s, True)
-            K.dropout_backward_bits(x, gin, bits, s)
-            outs.append((out, bits, gin))
-        finally:
-            K.PARALLEL_MIN_NUMEL = saved
-    for a, b in zip(*outs, strict=True):
-        np.testing.assert_array_equal(a, b)
+def test_tensors_and_arrays_give_the_same_result():
+    # The kernels read tensors' memory directly (fast_dropout passes tensors); a view with a
+    # storage offset starts at its own first element.
+    base = torch.randn(ph.BLOCK * 5 + 3, dtype=torch.float64)
+    x = base[3:]
+    out = torch.empty_like(x)
+    bits = K.dropout_forward(x, out, SEED, 0.4, 1 / 0.6, True)
+    out_np = np.empty(x.numel())
+    bits_np = K.dropout_forward(x.numpy(), out_np, SEED, 0.4, np.float64(1 / 0.6), True)
+    assert isinstance(bits, torch.Tensor) and bits.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), out_np)
+    np.testing.assert_array_equal(bits.numpy(), bits_np)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info(),
+    reason="torch's OpenMP runtime is looked for on Linux builds whose parallel backend is OpenMP",
+)
+def test_the_openmp_runtime_is_torchs_own():
+    from dropkit.kernels import _openmp
+
+    lib = _openmp.runtime()
+    assert lib is not None
+    loaded = _openmp._loaded_runtimes()
+    assert lib._name in loaded  # one of the runtimes mapped into this process
+    package = os.path.dirname(os.path.realpath(torch.__file__))
+    if any(os.path.realpath(p).startswith(package) for p in loaded):
+        assert os.path.realpath(lib._name).startswith(package)
 
 
 def test_fused_kernels_round_like_the_unfused_ops():

@@ -30,16 +30,12 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, bias, residual, seed, p, s, save_bits):
         k = _fast._kernels()
-        _fast._threads(k, input.numel())
-        out = torch.empty_like(input)
+        out = _fast._empty_like(input)
         scale = _fast._scale_scalar(s, input.dtype)
-        x, r, o = _fast._flat(input), _fast._flat(residual), _fast._flat(out)
         if bias is None:
-            bits = k.dropout_add_forward(x, r, o, seed, p, scale, save_bits)
+            bits = k.dropout_add_forward(input, residual, out, seed, p, scale, save_bits)
         else:
-            b = _fast._flat(bias)
-            bits = k.bias_dropout_add_forward(x, b, r, o, seed, p, scale, save_bits)
-        bits = torch.from_numpy(bits)
+            bits = k.bias_dropout_add_forward(input, bias, residual, out, seed, p, scale, save_bits)
         ctx.seed, ctx.p, ctx.s, ctx.save_bits = seed, p, s, save_bits
         ctx.has_bias = bias is not None
         if save_bits:
@@ -119,7 +115,7 @@ def dropout_add(
         return _eval(input, p, scale, False) + residual
     _check_generator(generator, input.device, op)
     if _fused_applies(input, None, residual, p):
-        seed = _fast.draw_seed(generator)
+        seed = _fast._draw_seed(generator)
         s = _keep_scale(p, scale)
         save_bits = _fast._settings.save == "bits"
         return _PhiloxDropoutAdd.apply(input, None, residual, seed, p, s, save_bits)
@@ -160,7 +156,7 @@ def bias_dropout_add(
         return _eval(input + bias, p, scale, False) + residual
     _check_generator(generator, input.device, op)
     if _fused_applies(input, bias, residual, p):
-        seed = _fast.draw_seed(generator)
+        seed = _fast._draw_seed(generator)
         s = _keep_scale(p, scale)
         save_bits = _fast._settings.save == "bits"
         return _PhiloxDropoutAdd.apply(input, bias, residual, seed, p, s, save_bits)

@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -149,6 +150,7 @@ def use_fast_dropout(
 
 _kernels_module = None
 _kernels_failed = False
+_empty_like = torch.empty_like  # replaced by the huge-page version when the kernels load
 # Checked without importing numba; a numba that is present but fails to import turns the fast path
 # off at the first call (eager) instead.
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
@@ -156,41 +158,56 @@ _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 def _kernels():
     """The numba kernel module, or None when numba cannot be imported (the plain path is used)."""
-    global _kernels_module, _kernels_failed
+    global _kernels_module, _kernels_failed, _empty_like
     if _kernels_module is None and not _kernels_failed:
         try:
-            from dropkit.kernels import cpu
+            from dropkit.kernels import _hugepages, cpu
         except ImportError:
             _kernels_failed = True
         else:
-            _kernels_module = cpu
+            _kernels_module, _empty_like = cpu, _hugepages.empty_like
     return _kernels_module
 
 
 def _applies(input: torch.Tensor, p: float) -> bool:
+    # Cheapest tests first: this runs on every call of dropout.
     if not (
         _settings.enabled
-        and _HAVE_NUMBA
         and 0.0 < p < 1.0
-        and input.device.type == "cpu"
+        and input.is_cpu
         and input.dtype in _DTYPES
         and input.numel() >= _settings.min_numel
+        and _HAVE_NUMBA
     ):
         return False
     if torch.compiler.is_compiling():
         return _custom_ops_available
-    return _kernels() is not None
+    return _kernels_module is not None or _kernels() is not None
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
     """The 63-bit seed the fast path draws for one call: one draw from ``generator`` (or torch's
     global CPU generator), so ``torch.manual_seed`` reproduces it."""
     _check_generator(generator, torch.device("cpu"), "draw_seed")
-    return int(torch.randint(0, 2**63 - 1, (), generator=generator, dtype=torch.int64))
+    return _draw_seed(generator)
+
+
+_SEED_END = 2**63 - 1
+_seed_buffers = threading.local()
+
+
+def _draw_seed(generator: torch.Generator | None) -> int:
+    # torch.randint(0, _SEED_END, ()) without a new tensor per call: the same value from the same
+    # generator state, for a third of the cost (one buffer per thread).
+    buffer = getattr(_seed_buffers, "tensor", None)
+    if buffer is None:
+        buffer = _seed_buffers.tensor = torch.empty((), dtype=torch.int64)
+    return int(buffer.random_(0, _SEED_END, generator=generator))
 
 
 def _seed_tensor(generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randint(0, 2**63 - 1, (), generator=generator, dtype=torch.int64)
+    # Under torch.compile (dynamo traces randint but not random_): the same draw as _draw_seed.
+    return torch.randint(0, _SEED_END, (), generator=generator, dtype=torch.int64)
 
 
 # ---- memory order --------------------------------------------------------------------------------
@@ -218,43 +235,45 @@ def _from_memory_order(t: torch.Tensor, perm: tuple[int, ...] | None) -> torch.T
     return t.permute(inverse)
 
 
-def _flat(t: torch.Tensor) -> np.ndarray:
-    return t.detach().view(-1).numpy()
-
-
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in _NATIVE else torch.float32
 
 
 @functools.lru_cache(maxsize=64)
-def _scale_scalar(s: float, dtype: torch.dtype):
-    # The multiplier rounded once to the input's dtype, as a NumPy scalar of the compute dtype.
-    rounded = torch.tensor(s, dtype=dtype).item()
-    return _NATIVE[_compute_dtype(dtype)](rounded)
+def _scale_scalar(s: float, dtype: torch.dtype) -> float:
+    # The multiplier rounded once to the input's dtype (the kernels compute in the compute dtype).
+    return torch.tensor(s, dtype=dtype).item()
 
 
 # ---- forward and backward on tensors -------------------------------------------------------------
+# These run on every call, so the common case (a contiguous float32/float64 tensor) is tested first
+# and takes the fewest steps: the kernels read the tensors' memory directly.
+
+
+def _prepare(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """(a contiguous tensor of the compute dtype whose flat order is ``t``'s memory order, perm)."""
+    if t.is_contiguous() and t.dtype in _NATIVE:
+        return t, None
+    perm = _memory_order(t)
+    tp = _to_memory_order(t, perm)
+    cdtype = _compute_dtype(t.dtype)
+    return (tp if tp.dtype == cdtype else tp.to(cdtype)), perm
+
+
+def _finish(out: torch.Tensor, dtype: torch.dtype, perm: tuple[int, ...] | None) -> torch.Tensor:
+    out = out if out.dtype == dtype else out.to(dtype)
+    return out if perm is None else _from_memory_order(out, perm)
 
 
 def _forward(
     input: torch.Tensor, seed: int, p: float, s: float, save_bits: bool, out_buffer=None
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
     """Returns (output with the input's strides where the input is dense, packed mask, perm)."""
-    k = _kernels()
-    perm = _memory_order(input)
-    xp = _to_memory_order(input, perm)
-    cdtype = _compute_dtype(input.dtype)
-    xc = xp if xp.dtype == cdtype else xp.to(cdtype)
-    if out_buffer is not None:  # in place: write over the input's own memory
-        outc = out_buffer
-    else:
-        outc = torch.empty_like(xc)
-    _threads(k, xc.numel())
-    bits = k.dropout_forward(
-        _flat(xc), _flat(outc), seed, p, _scale_scalar(s, input.dtype), save_bits
-    )
-    out = outc if outc.dtype == input.dtype else outc.to(input.dtype)
-    return _from_memory_order(out, perm), torch.from_numpy(bits), perm
+    xc, perm = _prepare(input)
+    # in place: write over the input's own memory
+    outc = out_buffer if out_buffer is not None else _empty_like(xc)
+    bits = _kernels().dropout_forward(xc, outc, seed, p, _scale_scalar(s, input.dtype), save_bits)
+    return _finish(outc, input.dtype, perm), bits, perm
 
 
 def _backward(
@@ -266,24 +285,20 @@ def _backward(
     perm: tuple[int, ...] | None,
 ) -> torch.Tensor:
     k = _kernels()
-    gp = _to_memory_order(grad, perm)
-    cdtype = _compute_dtype(grad.dtype)
-    gc = gp if gp.dtype == cdtype else gp.to(cdtype)
-    gin = torch.empty_like(gc)
-    sc = _scale_scalar(s, grad.dtype)
-    _threads(k, gc.numel())
-    if bits is not None and bits.numel():
-        k.dropout_backward_bits(_flat(gc), _flat(gin), bits.numpy(), sc)
+    if perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
+        gc = grad
     else:
-        k.dropout_backward_seed(_flat(gc), _flat(gin), seed, p, sc)
-    gin = gin if gin.dtype == grad.dtype else gin.to(grad.dtype)
-    return _from_memory_order(gin, perm)
-
-
-def _threads(k, numel: int) -> None:
-    # The kernels' thread count follows torch's (only large tensors run in parallel).
-    if numel >= k.PARALLEL_MIN_NUMEL:
-        k.sync_threads(torch.get_num_threads())
+        perm = perm if perm is not None else _memory_order(grad)
+        gp = _to_memory_order(grad, perm)
+        cdtype = _compute_dtype(grad.dtype)
+        gc = gp if gp.dtype == cdtype else gp.to(cdtype)
+    gin = _empty_like(gc)
+    sc = _scale_scalar(s, grad.dtype)
+    if bits is not None and bits.numel():
+        k.dropout_backward_bits(gc, gin, bits, sc)
+    else:
+        k.dropout_backward_seed(gc, gin, seed, p, sc)
+    return _finish(gin, grad.dtype, perm)
 
 
 class _ApplyPhiloxMask(torch.autograd.Function):
@@ -375,7 +390,7 @@ def _dropout_fast(
     if torch.compiler.is_compiling():
         out, _ = torch.ops.dropkit.philox_dropout(input, _seed_tensor(generator), p, s, save_bits)
         return input.copy_(out) if inplace else out
-    seed = draw_seed(generator)
+    seed = _draw_seed(generator)
     if inplace:
         needs_grad = torch.is_grad_enabled() and input.requires_grad
         if not needs_grad and input.dtype in _NATIVE and _memory_order_is_dense(input):

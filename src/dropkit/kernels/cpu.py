@@ -25,14 +25,19 @@ Shapes in comments: ``n`` elements, ``B = BLOCK``, ``Q = B // 4``.
 
 from __future__ import annotations
 
-import itertools
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import llvmlite.ir as ir
 import numpy as np
+import torch
+from numba import types
+from numba.extending import intrinsic
 
-from dropkit.kernels._numba import CACHE_DIR, numba, sync_threads
+from dropkit.kernels._numba import CACHE_DIR, numba
+from dropkit.kernels._openmp import runtime
 from dropkit.reference.philox import BLOCK
 
 __all__ = [
@@ -45,7 +50,6 @@ __all__ = [
     "dropout_forward",
     "keep_mask",
     "philox4x32_10",
-    "sync_threads",
 ]
 
 _CACHE = CACHE_DIR is not None
@@ -66,13 +70,7 @@ _H7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 _S7 = np.uint64(7)
 _ZERO = np.uint64(0)
 
-# Below this many elements the kernels run serially. Waking numba's worker threads costs tens of
-# microseconds on a quiet machine and milliseconds on a busy one, where a serial kernel is unaffected
-# (see docs/benchmarks.md); environment variable DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL overrides.
-PARALLEL_MIN_NUMEL = int(os.environ.get("DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL", 1 << 19))
-
 _jit = numba.njit(cache=_CACHE, nogil=True)
-_pjit = numba.njit(cache=_CACHE, nogil=True, parallel=True)
 _inline = numba.njit(cache=_CACHE, inline="always")
 
 
@@ -286,15 +284,16 @@ def _dropout_bwd_seed(g, gin, k0, k1, t, s, fuse, b0, b1):
         _keep_and_apply(b, k0, k1, t, keep, g, gin, s, zero, fuse)
 
 
-@_pjit
-def _keep_mask(keep_out, k0, k1, t):
+@_jit
+def _keep_mask_fwd(keep_out, k0, k1, t, b0, b1):
     n = keep_out.size
-    for b in numba.prange((n + BLOCK - 1) // BLOCK):
-        keep = np.empty(BLOCK, np.uint8)
+    keep = np.empty(BLOCK, np.uint8)
+    for b in range(b0, b1):
         _keep_block(b, k0, k1, t, keep)
         start = b * BLOCK
-        for r in range(min(BLOCK, n - start)):
-            keep_out[start + r] = keep[r]
+        dst = keep_out[start : min(start + BLOCK, n)]
+        for r in range(dst.size):
+            dst[r] = keep[r]
 
 
 @_jit
@@ -308,31 +307,202 @@ def _philox_many(counters, keys, out):
             out[i, j] = w[j]
 
 
-# ---- Python-level wrappers: argument preparation only (no checks: callers validate) ----------------
+# ---- tasks: C callbacks that every thread of a parallel region runs -------------------------------
+#
+# A task receives a pointer to one _Args record. The blocks are cut into NCHUNKS chunks; each thread
+# takes the next chunk with an atomic fetch-and-add on the record's NEXT field until none is left, so
+# any number of threads (one, torch's OpenMP team, Python threads) computes the same thing, and a
+# thread slowed down by another process simply takes fewer chunks.
+
+_X, _R, _B, _OUT, _BITS, _N, _H, _K0, _K1, _T, _S, _SAVE, _FUSE, _ITEMSIZE, _NCHUNKS, _NEXT = range(
+    16
+)
+_NARGS = 16
 
 
-def _key(seed: int) -> tuple[np.uint64, np.uint64]:
-    return np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
+@intrinsic
+def _fetch_add(typingctx, record, index, value):
+    # int64 atomic fetch-and-add on word `index` of the record.
+    sig = types.int64(types.voidptr, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        slot = builder.gep(builder.bitcast(args[0], ir.IntType(64).as_pointer()), [args[1]])
+        return builder.atomic_rmw("add", slot, args[2], "seq_cst")
+
+    return sig, codegen
 
 
-def _threshold(p: float) -> np.uint64:
-    # P(drop) = t / 2**32. The fast path serves 0 < p < 1 only, so t < 2**32 fits the compare.
-    return np.uint64(min(int(round(p * 2.0**32)), 2**32 - 1))
+@intrinsic
+def _address(typingctx, value):
+    # An int64 holding an address, as a pointer (for numba.carray).
+    sig = types.voidptr(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen
 
 
-def _disjoint(a: np.ndarray, b: np.ndarray) -> bool:
-    # The one-loop kernels need input and output apart (in-place calls take the two-pass kernels).
-    return not np.may_share_memory(a, b)
+@_inline
+def _chunks(record, a):
+    # (b0, b1) of the next chunk of blocks; b0 >= the number of blocks once all are taken.
+    nblocks = (a[_N] + BLOCK - 1) // BLOCK
+    size = (nblocks + a[_NCHUNKS] - 1) // a[_NCHUNKS]
+    b0 = _fetch_add(record, _NEXT, 1) * size
+    return b0, min(nblocks, b0 + size), nblocks
 
 
-def _bits_buffer(n: int, save_bits: bool) -> np.ndarray:
-    return np.empty((n + 7) // 8 if save_bits else 0, dtype=np.uint8)
+@_inline
+def _fields(record):
+    a = numba.carray(record, _NARGS, np.int64)
+    f = numba.carray(record, _NARGS, np.float64)
+    bits = numba.carray(_address(a[_BITS]), (a[_N] + 7) // 8 if a[_SAVE] else 0, np.uint8)
+    return a, f[_S], bits, np.uint64(a[_K0]), np.uint64(a[_K1]), np.uint64(a[_T])
 
 
-# Work is split over threads in chunks of whole blocks that the threads take in turn (the kernels
-# release the GIL): a thread slowed down by another process on its core simply takes fewer chunks,
-# where an equal split in advance (numba's prange) waits for the slowest thread.
+@_inline
+def _array(a, field, dtype):
+    return numba.carray(_address(a[field]), a[_N], dtype)
+
+
+@_jit
+def _run_forward(record, a, x, out, bits, k0, k1, t, s):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _dropout_fwd(x, out, bits, k0, k1, t, s, a[_SAVE] != 0, a[_FUSE] != 0, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_forward(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    if a[_ITEMSIZE] == 4:
+        x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+        _run_forward(record, a, x, out, bits, k0, k1, t, np.float32(s))
+    else:
+        x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+        _run_forward(record, a, x, out, bits, k0, k1, t, s)
+
+
+@_jit
+def _run_add(record, a, x, res, out, bits, k0, k1, t, s):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _dropout_add_fwd(x, res, out, bits, k0, k1, t, s, a[_SAVE] != 0, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_add(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    if a[_ITEMSIZE] == 4:
+        x, r, o = _array(a, _X, np.float32), _array(a, _R, np.float32), _array(a, _OUT, np.float32)
+        _run_add(record, a, x, r, o, bits, k0, k1, t, np.float32(s))
+    else:
+        x, r, o = _array(a, _X, np.float64), _array(a, _R, np.float64), _array(a, _OUT, np.float64)
+        _run_add(record, a, x, r, o, bits, k0, k1, t, s)
+
+
+@_jit
+def _run_bias_add(record, a, x, bias, res, out, bits, k0, k1, t, s):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _bias_dropout_add_fwd(x, bias, res, out, bits, k0, k1, t, s, a[_SAVE] != 0, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_bias_add(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    if a[_ITEMSIZE] == 4:
+        x, r, o = _array(a, _X, np.float32), _array(a, _R, np.float32), _array(a, _OUT, np.float32)
+        bias = numba.carray(_address(a[_B]), a[_H], np.float32)
+        _run_bias_add(record, a, x, bias, r, o, bits, k0, k1, t, np.float32(s))
+    else:
+        x, r, o = _array(a, _X, np.float64), _array(a, _R, np.float64), _array(a, _OUT, np.float64)
+        bias = numba.carray(_address(a[_B]), a[_H], np.float64)
+        _run_bias_add(record, a, x, bias, r, o, bits, k0, k1, t, s)
+
+
+@_jit
+def _run_backward(record, a, g, gin, bits, k0, k1, t, s):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        if a[_SAVE]:
+            _dropout_bwd_bits(g, gin, bits, s, b0, b1)
+        else:
+            _dropout_bwd_seed(g, gin, k0, k1, t, s, a[_FUSE] != 0, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_backward(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    if a[_ITEMSIZE] == 4:
+        g, gin = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+        _run_backward(record, a, g, gin, bits, k0, k1, t, np.float32(s))
+    else:
+        g, gin = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+        _run_backward(record, a, g, gin, bits, k0, k1, t, s)
+
+
+def _task_keep_mask(record):
+    a = numba.carray(record, _NARGS, np.int64)
+    keep = _array(a, _OUT, np.uint8)
+    k0, k1, t = np.uint64(a[_K0]), np.uint64(a[_K1]), np.uint64(a[_T])
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _keep_mask_fwd(keep, k0, k1, t, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+class _Task:
+    """One task compiled on first use (cached on disk), callable directly or by address."""
+
+    def __init__(self, py_func) -> None:
+        self.py_func = py_func
+        self._compiled = None
+
+    def compiled(self):
+        if self._compiled is None:
+            cf = numba.cfunc(types.void(types.voidptr), cache=_CACHE, nogil=True)(self.py_func)
+            self._compiled = (cf.address, ctypes.CFUNCTYPE(None, ctypes.c_void_p)(cf.address), cf)
+            _COMPILED[self.py_func.__name__.removeprefix("_task_")] = self._compiled
+        return self._compiled
+
+
+_COMPILED: dict[str, tuple] = {}
+_TASKS = {
+    name: _Task(fn)
+    for name, fn in {
+        "forward": _task_forward,
+        "add": _task_add,
+        "bias_add": _task_bias_add,
+        "backward": _task_backward,
+        "keep_mask": _task_keep_mask,
+    }.items()
+}
+
+
+class _Args(ctypes.Structure):
+    # The record a task reads: addresses and sizes as int64, the multiplier as a double.
+    _fields_ = [
+        (name, ctypes.c_double if name == "s" else ctypes.c_int64)
+        for name in (
+            "x", "r", "b", "out", "bits", "n", "h", "k0", "k1", "t",
+            "s", "save", "fuse", "itemsize", "nchunks", "next",
+        )
+    ]  # fmt: skip
+
+
+# ---- launching: serially, on torch's OpenMP team, or on Python threads ----------------------------
+
+# Below this many elements a task runs on the calling thread alone. Torch's team takes over a 128K
+# element tensor in a few microseconds (docs/benchmarks.md); environment variable
+# DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL overrides.
+PARALLEL_MIN_NUMEL = int(os.environ.get("DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL", 1 << 16))
+# Tensors up to this size are cut in one chunk per thread (thread i takes the i-th slice, as torch's
+# own element-wise operators do, so each thread reads what it wrote in the previous operator);
+# larger ones in chunks of CHUNK_BLOCKS blocks that the threads take in turn (load balance).
+EVEN_SPLIT_MAX_NUMEL = 1 << 22
 CHUNK_BLOCKS = 32
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -356,79 +526,132 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _run(kernel, n: int, *args) -> None:
+def _launch(name: str, args: _Args, n: int, threads: int | None) -> None:
+    compiled = _COMPILED.get(name) or _TASKS[name].compiled()
+    if threads is None:
+        threads = torch.get_num_threads()
     nblocks = (n + BLOCK - 1) // BLOCK
-    threads = numba.get_num_threads()
-    if n < PARALLEL_MIN_NUMEL or threads < 2 or nblocks < 2:
-        kernel(*args, 0, nblocks)
+    if threads < 2 or n < PARALLEL_MIN_NUMEL or nblocks < 2:
+        compiled[1](ctypes.addressof(args))  # nchunks = 1: the whole range on this thread
         return
-    nchunks = min(nblocks, max(threads, -(-nblocks // CHUNK_BLOCKS)))
-    size = -(-nblocks // nchunks)
-    chunks = itertools.count()  # next() on it is atomic under the GIL
-
-    def work() -> None:
-        for c in chunks:
-            if c * size >= nblocks:
-                return
-            kernel(*args, c * size, min(nblocks, (c + 1) * size))
-
-    helpers = [_pool().submit(work) for _ in range(threads - 1)]
-    work()
+    threads = min(threads, nblocks)
+    if n <= EVEN_SPLIT_MAX_NUMEL:
+        args.nchunks = threads
+    else:
+        args.nchunks = max(threads, -(-nblocks // CHUNK_BLOCKS))
+    omp = runtime()
+    if omp is not None:
+        omp.GOMP_parallel(compiled[0], ctypes.addressof(args), threads, 0)
+        return
+    call = compiled[1]
+    helpers = [_pool().submit(call, ctypes.addressof(args)) for _ in range(threads - 1)]
+    call(ctypes.addressof(args))
     for f in helpers:
         if not f.cancel():  # a helper that never started has nothing left to do
             f.result()
 
 
-# numba's workqueue layer must not run two parallel regions at once (it aborts the process):
-# keep_mask, the one prange kernel, runs under this lock.
-_PARALLEL_LOCK = threading.Lock()
+# ---- Python-level wrappers: argument preparation only (no checks: callers validate) ----------------
+# They take contiguous tensors or NumPy arrays (read in memory order); the packed mask they return is
+# of the same kind as ``x``.
 
 
-def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
+def _threshold(p: float) -> int:
+    # P(drop) = t / 2**32. The fast path serves 0 < p < 1 only, so t < 2**32 fits the compare.
+    return min(int(round(p * 4294967296.0)), 4294967295)
+
+
+def _tensor(a) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
+
+
+def _run(name, x, out, bits, seed, p, s, fuse, threads, r=None, b=None) -> None:
+    # x, out, bits, r, b: tensors. One record, then the task on one thread or a team.
+    n = x.numel()
+    save = bits is not None and bits.numel() > 0
+    args = _Args(
+        x.data_ptr(),
+        0 if r is None else r.data_ptr(),
+        0 if b is None else b.data_ptr(),
+        out.data_ptr(),
+        bits.data_ptr() if save else 0,
+        n,
+        0 if b is None else b.numel(),
+        seed & 0xFFFFFFFF,
+        (seed >> 32) & 0xFFFFFFFF,
+        _threshold(p),
+        s,
+        save,
+        fuse,
+        x.element_size(),
+        1,
+        0,
+    )
+    _launch(name, args, n, threads)
+
+
+def _new_bits(x: torch.Tensor, save_bits: bool) -> torch.Tensor:
+    return torch.empty((x.numel() + 7) // 8 if save_bits else 0, dtype=torch.uint8)
+
+
+def _like(bits: torch.Tensor, x):
+    return bits if isinstance(x, torch.Tensor) else bits.numpy()
+
+
+def _disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # The one-loop kernels need input and output apart (in-place calls take the two-pass kernels).
+    pa, pb, size = a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()
+    return pa + size <= pb or pb + size <= pa
+
+
+def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool, threads=None):
     """``out[i] = x[i] * (s if keep[i] else 0)``; returns the packed mask (empty if not saved).
 
-    ``x`` and ``out`` are flat contiguous float32/float64 arrays (``out`` may be ``x``); ``s`` is a
-    NumPy scalar of their dtype.
+    ``x`` and ``out`` are contiguous float32/float64 tensors or NumPy arrays of one dtype (``out``
+    may be ``x``). ``s`` is the multiplier, already rounded to the data's dtype. ``threads``: torch's
+    intra-op thread count when None.
     """
-    bits = _bits_buffer(x.size, save_bits)
-    args = (x, out, bits, *_key(seed), _threshold(p), s, save_bits, _disjoint(x, out))
-    _run(_dropout_fwd, x.size, *args)
-    return bits
+    xt, ot = _tensor(x), _tensor(out)
+    bits = _new_bits(xt, save_bits)
+    _run("forward", xt, ot, bits, seed, p, float(s), _disjoint(xt, ot), threads)
+    return _like(bits, x)
 
 
-def dropout_add_forward(x, res, out, seed: int, p: float, s, save_bits: bool) -> np.ndarray:
+def dropout_add_forward(x, res, out, seed: int, p: float, s, save_bits: bool, threads=None):
     """``out = x * m + res`` with the same mask as :func:`dropout_forward`."""
-    bits = _bits_buffer(x.size, save_bits)
-    args = (x, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
-    _run(_dropout_add_fwd, x.size, *args)
-    return bits
+    xt = _tensor(x)
+    bits = _new_bits(xt, save_bits)
+    _run("add", xt, _tensor(out), bits, seed, p, float(s), False, threads, r=_tensor(res))
+    return _like(bits, x)
 
 
-def bias_dropout_add_forward(x, bias, res, out, seed: int, p: float, s, save_bits: bool):
+def bias_dropout_add_forward(
+    x, bias, res, out, seed: int, p: float, s, save_bits: bool, threads=None
+):
     """``out = (x + bias) * m + res``; ``bias`` runs along the last (fastest) dimension."""
-    bits = _bits_buffer(x.size, save_bits)
-    args = (x, bias, res, out, bits, *_key(seed), _threshold(p), s, save_bits)
-    _run(_bias_dropout_add_fwd, x.size, *args)
-    return bits
+    xt = _tensor(x)
+    bits = _new_bits(xt, save_bits)
+    r, b = _tensor(res), _tensor(bias)
+    _run("bias_add", xt, _tensor(out), bits, seed, p, float(s), False, threads, r=r, b=b)
+    return _like(bits, x)
 
 
-def dropout_backward_bits(g, gin, bits, s) -> None:
+def dropout_backward_bits(g, gin, bits, s, threads=None) -> None:
     """``gin = g * m * s`` reading the mask from the packed bits."""
-    _run(_dropout_bwd_bits, g.size, g, gin, bits, s)
+    _run("backward", _tensor(g), _tensor(gin), _tensor(bits), 0, 0.5, float(s), False, threads)
 
 
-def dropout_backward_seed(g, gin, seed: int, p: float, s) -> None:
+def dropout_backward_seed(g, gin, seed: int, p: float, s, threads=None) -> None:
     """``gin = g * m * s`` regenerating the mask from the seed."""
-    args = (g, gin, *_key(seed), _threshold(p), s, _disjoint(g, gin))
-    _run(_dropout_bwd_seed, g.size, *args)
+    gt, it = _tensor(g), _tensor(gin)
+    _run("backward", gt, it, None, seed, p, float(s), _disjoint(gt, it), threads)
 
 
-def keep_mask(numel: int, p: float, seed: int) -> np.ndarray:
+def keep_mask(numel: int, p: float, seed: int, threads=None) -> np.ndarray:
     """The kernels' keep-mask (bool, True = keep) for ``numel`` elements in memory order."""
-    keep = np.empty(numel, dtype=np.uint8)
-    with _PARALLEL_LOCK:
-        _keep_mask(keep, *_key(seed), _threshold(p))
-    return keep.view(np.bool_)
+    keep = torch.empty(numel, dtype=torch.uint8)
+    _run("keep_mask", keep, keep, None, seed, p, 1.0, False, threads)
+    return keep.numpy().view(np.bool_)
 
 
 def philox4x32_10(counter, key) -> np.ndarray:
