@@ -31,11 +31,11 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
     def forward(ctx, input, bias, residual, seed, p, s, save_bits):
         k = _fast._kernels()
         out = _fast._empty_like(input)
+        n = input.numel()
+        bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
         scale = _fast._scale_scalar(s, input.dtype)
-        if bias is None:
-            bits = k.dropout_add_forward(input, residual, out, seed, p, scale, save_bits)
-        else:
-            bits = k.bias_dropout_add_forward(input, bias, residual, out, seed, p, scale, save_bits)
+        kept = bits if save_bits else None
+        k.residual_tensor(input, bias, residual, out, kept, n, seed, k.threshold(p), scale)
         ctx.seed, ctx.p, ctx.s, ctx.save_bits = seed, p, s, save_bits
         ctx.has_bias = bias is not None
         if save_bits:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,8 +49,12 @@ __all__ = [
     "dropout_backward_bits",
     "dropout_backward_seed",
     "dropout_forward",
+    "backward_tensor",
+    "forward_tensor",
     "keep_mask",
     "philox4x32_10",
+    "residual_tensor",
+    "threshold",
 ]
 
 _CACHE = CACHE_DIR is not None
@@ -309,7 +314,7 @@ def _philox_many(counters, keys, out):
 
 # ---- tasks: C callbacks that every thread of a parallel region runs -------------------------------
 #
-# A task receives a pointer to one _Args record. The blocks are cut into NCHUNKS chunks; each thread
+# A task receives a pointer to one record (_RECORD below). The blocks are cut into NCHUNKS chunks; each thread
 # takes the next chunk with an atomic fetch-and-add on the record's NEXT field until none is left, so
 # any number of threads (one, torch's OpenMP team, Python threads) computes the same thing, and a
 # thread slowed down by another process simply takes fewer chunks.
@@ -462,7 +467,8 @@ class _Task:
     def compiled(self):
         if self._compiled is None:
             cf = numba.cfunc(types.void(types.voidptr), cache=_CACHE, nogil=True)(self.py_func)
-            self._compiled = (cf.address, ctypes.CFUNCTYPE(None, ctypes.c_void_p)(cf.address), cf)
+            self._keep = cf  # owns the machine code
+            self._compiled = (cf.address, ctypes.CFUNCTYPE(None, ctypes.c_void_p)(cf.address))
             _COMPILED[self.py_func.__name__.removeprefix("_task_")] = self._compiled
         return self._compiled
 
@@ -480,15 +486,18 @@ _TASKS = {
 }
 
 
-class _Args(ctypes.Structure):
-    # The record a task reads: addresses and sizes as int64, the multiplier as a double.
-    _fields_ = [
-        (name, ctypes.c_double if name == "s" else ctypes.c_int64)
-        for name in (
-            "x", "r", "b", "out", "bits", "n", "h", "k0", "k1", "t",
-            "s", "save", "fuse", "itemsize", "nchunks", "next",
-        )
-    ]  # fmt: skip
+# The record a task reads, in the order of the field indices above: addresses and sizes as int64,
+# the multiplier as a double. Each thread packs its records into a buffer of its own.
+_RECORD = struct.Struct("<10qd5q")
+_records = threading.local()
+
+
+def _record_buffer() -> tuple[ctypes.Array, int]:
+    record = getattr(_records, "buffer", None)
+    if record is None:
+        buffer = ctypes.create_string_buffer(_RECORD.size)
+        record = _records.buffer = (buffer, ctypes.addressof(buffer))
+    return record
 
 
 # ---- launching: serially, on torch's OpenMP team, or on Python threads ----------------------------
@@ -526,82 +535,90 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _launch(name: str, args: _Args, n: int, threads: int | None) -> None:
-    compiled = _COMPILED.get(name) or _TASKS[name].compiled()
+def _run(name, x, r, b, out, bits, n, h, seed, t, s, fuse, itemsize, threads) -> None:
+    # x, r, b, out, bits: addresses (0: none; bits 0 = no mask kept). Packs the record, then runs
+    # the task on this thread alone, on torch's OpenMP team, or on Python threads.
+    address, call = _COMPILED.get(name) or _TASKS[name].compiled()
     if threads is None:
         threads = torch.get_num_threads()
     nblocks = (n + BLOCK - 1) // BLOCK
-    if threads < 2 or n < PARALLEL_MIN_NUMEL or nblocks < 2:
-        compiled[1](ctypes.addressof(args))  # nchunks = 1: the whole range on this thread
+    parallel = threads > 1 and n >= PARALLEL_MIN_NUMEL and nblocks > 1
+    nchunks = 1
+    if parallel:
+        threads = min(threads, nblocks)
+        if n <= EVEN_SPLIT_MAX_NUMEL:
+            nchunks = threads
+        else:
+            nchunks = max(threads, -(-nblocks // CHUNK_BLOCKS))
+    buffer, record = _record_buffer()
+    key0, key1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
+    save = 1 if bits else 0
+    _RECORD.pack_into(
+        buffer, 0, x, r, b, out, bits, n, h, key0, key1, t, s, save, fuse, itemsize, nchunks, 0
+    )
+    if not parallel:
+        call(record)
         return
-    threads = min(threads, nblocks)
-    if n <= EVEN_SPLIT_MAX_NUMEL:
-        args.nchunks = threads
-    else:
-        args.nchunks = max(threads, -(-nblocks // CHUNK_BLOCKS))
     omp = runtime()
     if omp is not None:
-        omp.GOMP_parallel(compiled[0], ctypes.addressof(args), threads, 0)
+        omp.GOMP_parallel(address, record, threads, 0)
         return
-    call = compiled[1]
-    helpers = [_pool().submit(call, ctypes.addressof(args)) for _ in range(threads - 1)]
-    call(ctypes.addressof(args))
+    helpers = [_pool().submit(call, record) for _ in range(threads - 1)]
+    call(record)
     for f in helpers:
         if not f.cancel():  # a helper that never started has nothing left to do
             f.result()
 
 
-# ---- Python-level wrappers: argument preparation only (no checks: callers validate) ----------------
-# They take contiguous tensors or NumPy arrays (read in memory order); the packed mask they return is
-# of the same kind as ``x``.
-
-
-def _threshold(p: float) -> int:
-    # P(drop) = t / 2**32. The fast path serves 0 < p < 1 only, so t < 2**32 fits the compare.
+def threshold(p: float) -> int:
+    """The drop threshold ``t`` of :mod:`dropkit.reference.philox` for ``0 < p < 1``."""
     return min(int(round(p * 4294967296.0)), 4294967295)
+
+
+# ---- entry points on tensors (what dropkit.functional calls; no checks: callers validate) ---------
+
+
+def forward_tensor(x, out, bits, n: int, seed: int, t: int, s: float, fuse: bool) -> None:
+    """``out = x * m``: contiguous tensors of ``n`` elements; ``bits`` (or None) gets the mask.
+
+    ``fuse``: ``x`` and ``out`` do not overlap (one pass; in-place calls must pass False).
+    """
+    b = 0 if bits is None else bits.data_ptr()
+    a, o = x.data_ptr(), out.data_ptr()
+    _run("forward", a, 0, 0, o, b, n, 0, seed, t, s, fuse, x.element_size(), None)
+
+
+def backward_tensor(g, gin, bits, n: int, seed: int, t: int, s: float) -> None:
+    """``gin = g * m`` from the packed ``bits``, or from the seed when ``bits`` is None."""
+    b = 0 if bits is None else bits.data_ptr()
+    a, o = g.data_ptr(), gin.data_ptr()
+    fuse = bits is None and _disjoint(g, gin)
+    _run("backward", a, 0, 0, o, b, n, 0, seed, t, s, fuse, g.element_size(), None)
+
+
+def residual_tensor(x, bias, res, out, bits, n: int, seed: int, t: int, s: float) -> None:
+    """``out = x * m + res``, or ``(x + bias) * m + res`` (bias along the last dimension)."""
+    h = 0 if bias is None else bias.numel()
+    b = 0 if bias is None else bias.data_ptr()
+    name = "add" if bias is None else "bias_add"
+    args = (x.data_ptr(), res.data_ptr(), b, out.data_ptr(), 0 if bits is None else bits.data_ptr())
+    _run(name, *args, n, h, seed, t, s, False, x.element_size(), None)
+
+
+# ---- NumPy-or-tensor wrappers (tests, tools): the mask comes back as the same kind as ``x`` -------
 
 
 def _tensor(a) -> torch.Tensor:
     return a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
-def _run(name, x, out, bits, seed, p, s, fuse, threads, r=None, b=None) -> None:
-    # x, out, bits, r, b: tensors. One record, then the task on one thread or a team.
-    n = x.numel()
-    save = bits is not None and bits.numel() > 0
-    args = _Args(
-        x.data_ptr(),
-        0 if r is None else r.data_ptr(),
-        0 if b is None else b.data_ptr(),
-        out.data_ptr(),
-        bits.data_ptr() if save else 0,
-        n,
-        0 if b is None else b.numel(),
-        seed & 0xFFFFFFFF,
-        (seed >> 32) & 0xFFFFFFFF,
-        _threshold(p),
-        s,
-        save,
-        fuse,
-        x.element_size(),
-        1,
-        0,
-    )
-    _launch(name, args, n, threads)
+def _bits_for(x: torch.Tensor, save_bits: bool) -> torch.Tensor | None:
+    return torch.empty((x.numel() + 7) // 8, dtype=torch.uint8) if save_bits else None
 
 
-def _new_bits(x: torch.Tensor, save_bits: bool) -> torch.Tensor:
-    return torch.empty((x.numel() + 7) // 8 if save_bits else 0, dtype=torch.uint8)
-
-
-def _like(bits: torch.Tensor, x):
+def _returned(bits: torch.Tensor | None, x):
+    bits = torch.empty(0, dtype=torch.uint8) if bits is None else bits
     return bits if isinstance(x, torch.Tensor) else bits.numpy()
-
-
-def _disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
-    # The one-loop kernels need input and output apart (in-place calls take the two-pass kernels).
-    pa, pb, size = a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()
-    return pa + size <= pb or pb + size <= pa
 
 
 def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool, threads=None):
@@ -612,45 +629,62 @@ def dropout_forward(x, out, seed: int, p: float, s, save_bits: bool, threads=Non
     intra-op thread count when None.
     """
     xt, ot = _tensor(x), _tensor(out)
-    bits = _new_bits(xt, save_bits)
-    _run("forward", xt, ot, bits, seed, p, float(s), _disjoint(xt, ot), threads)
-    return _like(bits, x)
+    bits = _bits_for(xt, save_bits)
+    b = 0 if bits is None else bits.data_ptr()
+    fuse = _disjoint(xt, ot)
+    args = (xt.data_ptr(), 0, 0, ot.data_ptr(), b, xt.numel(), 0)
+    _run("forward", *args, seed, threshold(p), float(s), fuse, xt.element_size(), threads)
+    return _returned(bits, x)
 
 
 def dropout_add_forward(x, res, out, seed: int, p: float, s, save_bits: bool, threads=None):
     """``out = x * m + res`` with the same mask as :func:`dropout_forward`."""
-    xt = _tensor(x)
-    bits = _new_bits(xt, save_bits)
-    _run("add", xt, _tensor(out), bits, seed, p, float(s), False, threads, r=_tensor(res))
-    return _like(bits, x)
+    return bias_dropout_add_forward(x, None, res, out, seed, p, s, save_bits, threads)
 
 
 def bias_dropout_add_forward(
     x, bias, res, out, seed: int, p: float, s, save_bits: bool, threads=None
 ):
     """``out = (x + bias) * m + res``; ``bias`` runs along the last (fastest) dimension."""
-    xt = _tensor(x)
-    bits = _new_bits(xt, save_bits)
-    r, b = _tensor(res), _tensor(bias)
-    _run("bias_add", xt, _tensor(out), bits, seed, p, float(s), False, threads, r=r, b=b)
-    return _like(bits, x)
+    xt, rt, ot = _tensor(x), _tensor(res), _tensor(out)
+    bt = None if bias is None else _tensor(bias)
+    bits = _bits_for(xt, save_bits)
+    b = 0 if bits is None else bits.data_ptr()
+    h = 0 if bt is None else bt.numel()
+    name = "add" if bt is None else "bias_add"
+    args = (xt.data_ptr(), rt.data_ptr(), 0 if bt is None else bt.data_ptr(), ot.data_ptr(), b)
+    _run(
+        name, *args, xt.numel(), h, seed, threshold(p), float(s), False, xt.element_size(), threads
+    )
+    return _returned(bits, x)
 
 
 def dropout_backward_bits(g, gin, bits, s, threads=None) -> None:
     """``gin = g * m * s`` reading the mask from the packed bits."""
-    _run("backward", _tensor(g), _tensor(gin), _tensor(bits), 0, 0.5, float(s), False, threads)
+    gt, it, bt = _tensor(g), _tensor(gin), _tensor(bits)
+    args = (gt.data_ptr(), 0, 0, it.data_ptr(), bt.data_ptr(), gt.numel(), 0)
+    _run("backward", *args, 0, 0, float(s), False, gt.element_size(), threads)
 
 
 def dropout_backward_seed(g, gin, seed: int, p: float, s, threads=None) -> None:
     """``gin = g * m * s`` regenerating the mask from the seed."""
     gt, it = _tensor(g), _tensor(gin)
-    _run("backward", gt, it, None, seed, p, float(s), _disjoint(gt, it), threads)
+    args = (gt.data_ptr(), 0, 0, it.data_ptr(), 0, gt.numel(), 0)
+    fuse = _disjoint(gt, it)
+    _run("backward", *args, seed, threshold(p), float(s), fuse, gt.element_size(), threads)
+
+
+def _disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # The one-loop kernels need input and output apart (in-place calls take the two-pass kernels).
+    pa, pb, size = a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()
+    return pa + size <= pb or pb + size <= pa
 
 
 def keep_mask(numel: int, p: float, seed: int, threads=None) -> np.ndarray:
     """The kernels' keep-mask (bool, True = keep) for ``numel`` elements in memory order."""
     keep = torch.empty(numel, dtype=torch.uint8)
-    _run("keep_mask", keep, keep, None, seed, p, 1.0, False, threads)
+    ptr = keep.data_ptr()
+    _run("keep_mask", ptr, 0, 0, ptr, 0, numel, 0, seed, threshold(p), 1.0, False, 1, threads)
     return keep.numpy().view(np.bool_)
 
 
