@@ -168,6 +168,10 @@ def _kernels():
 
 
 def _applies(input: torch.Tensor, p: float) -> bool:
+    if input.device.type == "cuda":  # Triton kernels: functional/_fast_cuda.py
+        from dropkit.functional import _fast_cuda
+
+        return _fast_cuda.applies(input, p)
     if not (
         _settings.enabled
         and _HAVE_NUMBA
@@ -372,6 +376,10 @@ def _dropout_fast(
 ) -> torch.Tensor:
     """Dropout through the kernels. The caller has checked the arguments and that it applies."""
     save_bits = _settings.save == "bits"
+    if input.device.type == "cuda":  # Triton kernels: functional/_fast_cuda.py
+        from dropkit.functional import _fast_cuda
+
+        return _fast_cuda.dropout(input, p, s, inplace, generator, save_bits)
     if torch.compiler.is_compiling():
         out, _ = torch.ops.dropkit.philox_dropout(input, _seed_tensor(generator), p, s, save_bits)
         return input.copy_(out) if inplace else out

@@ -5,9 +5,12 @@ order) lies in block ``b = i // BLOCK`` at offset ``r = i % BLOCK``; it is kept 
 ``r // (BLOCK // 4)`` of ``philox(counter = b * BLOCK // 4 + r % (BLOCK // 4), key = seed)`` is at least
 ``t = round(p * 2**32)``. One program handles one block, so the mask does not depend on the launch.
 
-The generator is Triton's own ``tl.philox``: with 32-bit counter words it runs the Random123 rounds and
-constants with key ``(seed mod 2**32, seed div 2**32)``, which is exactly the reference's Philox4x32-10
-(``tests/kernels/test_gpu.py`` checks it against the published known-answer vectors).
+The generator is Philox4x32-10 written out with ``tl.umulhi`` (the Random123 rounds and constants,
+key ``(seed mod 2**32, seed div 2**32)``). Triton's own ``tl.philox`` computes the same words with
+32-bit counters (``tests/kernels/test_gpu.py`` checks both against the published known-answer
+vectors); dropkit keeps its own copy because Triton's library functions are decorated when triton is
+imported and cannot be switched to the interpreter afterwards (the kernels use only builtins and
+their own helpers, so that the tests can run them interpreted whatever imported triton first).
 
 The seed is read from a 1-element int64 tensor on the device, so a call never waits for the device
 (no ``.item()``); the threshold and the multiplier are kernel arguments (the multiplier travels as its
@@ -51,6 +54,16 @@ __all__ = [
 
 _Q = BLOCK // 4  # counters per block (one Philox call feeds four elements)
 _ROWS = _Q // 8  # mask bytes per quarter block
+# The same as constants inside kernels (Triton reads only constexpr globals).
+_BLOCK_C = tl.constexpr(BLOCK)
+_Q_C = tl.constexpr(_Q)
+_ROWS_C = tl.constexpr(_ROWS)
+_BYTES_C = tl.constexpr(BLOCK // 8)  # mask bytes per block
+# Philox4x32 multipliers and Weyl key increments (Random123).
+_M0 = tl.constexpr(0xD2511F53)
+_M1 = tl.constexpr(0xCD9E8D57)
+_W0 = tl.constexpr(0x9E3779B9)
+_W1 = tl.constexpr(0xBB67AE85)
 _SCALARS = ["t", "s_bits"]  # values that change from call to call: no recompilation per value
 
 
@@ -58,9 +71,37 @@ _SCALARS = ["t", "s_bits"]  # values that change from call to call: no recompila
 
 
 @triton.jit
+def _philox_round(c0, c1, c2, c3, k0, k1):
+    # uint32 words; the products wrap to their low halves, umulhi gives the high halves.
+    return (
+        tl.umulhi(c2, _M1) ^ c1 ^ k0,
+        c2 * _M1,
+        tl.umulhi(c0, _M0) ^ c3 ^ k1,
+        c0 * _M0,
+    )
+
+
+@triton.jit
+def _philox(c0, c1, c2, c3, k0, k1):
+    # Philox4x32-10 on uint32 tensors, key (k0, k1) uint32 scalars.
+    for _ in tl.static_range(9):
+        c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
+        k0 = k0 + _W0
+        k1 = k1 + _W1
+    return _philox_round(c0, c1, c2, c3, k0, k1)
+
+
+@triton.jit
+def _key(seed):
+    # A 64-bit seed (int64 bits) -> the key words (low, high).
+    seed = seed.to(tl.uint64, bitcast=True)
+    return (seed & 0xFFFFFFFF).to(tl.uint32), (seed >> 32).to(tl.uint32)
+
+
+@triton.jit
 def _tile():
     # (ROWS, 8) offsets 0.._Q-1 in row-major order: row q = the 8 elements of one mask byte.
-    rows = tl.arange(0, _ROWS)[:, None]
+    rows = tl.arange(0, _ROWS_C)[:, None]
     cols = tl.arange(0, 8)[None, :]
     return rows * 8 + cols
 
@@ -69,21 +110,27 @@ def _tile():
 def _keep_words(seed_ptr, b, t):
     # Keep flags of block b (int64) as four (ROWS, 8) tiles: the words of one counter go to
     # offsets j, Q + j, 2Q + j, 3Q + j of the block.
-    ctr = b * _Q + _tile()  # (ROWS, 8) int64
+    ctr = b * _Q_C + _tile()  # (ROWS, 8) int64
     c0 = (ctr & 0xFFFFFFFF).to(tl.uint32)
     c1 = (ctr >> 32).to(tl.uint32)
-    zero = tl.zeros_like(c0)
-    seed = tl.load(seed_ptr)
-    w0, w1, w2, w3 = tl.philox(seed, c0, c1, zero, zero)
+    zero = tl.full((_ROWS_C, 8), 0, tl.uint32)
+    k0, k1 = _key(tl.load(seed_ptr))
+    w0, w1, w2, w3 = _philox(c0, c1, zero, zero, k0, k1)
     t32 = t.to(tl.uint32)
     return w0 >= t32, w1 >= t32, w2 >= t32, w3 >= t32
 
 
 @triton.jit
+def _add(a, b):
+    return a + b
+
+
+@triton.jit
 def _pack(keep):
-    # (ROWS, 8) flags -> (ROWS,) mask bytes, bit j of a byte = column j.
+    # (ROWS, 8) flags -> (ROWS,) mask bytes, bit j of a byte = column j. (tl.reduce with a local
+    # combine function, not tl.sum: library jit functions cannot be switched to the interpreter.)
     weights = 1 << tl.arange(0, 8)[None, :]
-    return tl.sum(keep.to(tl.int32) * weights, axis=1).to(tl.uint8)
+    return tl.reduce(keep.to(tl.int32) * weights, 1, _add).to(tl.uint8)
 
 
 @triton.jit
@@ -145,13 +192,13 @@ def _scale(s_bits, F64: tl.constexpr):
 @triton.jit
 def _quarter(b, k, n):
     # Element offsets (int64) of quarter k of block b as a (ROWS, 8) tile, and which exist.
-    offs = b * BLOCK + k * _Q + _tile()
+    offs = b * _BLOCK_C + k * _Q_C + _tile()
     return offs, offs < n
 
 
 @triton.jit
 def _save_bits(bits_ptr, b, k, keep, n):
-    q = b * (BLOCK // 8) + k * _ROWS + tl.arange(0, _ROWS)
+    q = b * _BYTES_C + k * _ROWS_C + tl.arange(0, _ROWS_C)
     tl.store(bits_ptr + q, _pack(keep), mask=q < (n + 7) // 8)
 
 
@@ -164,7 +211,7 @@ def _dropout_quarter(src, dst, bits_ptr, b, k, keep, n, s, SAVE_BITS, BF16):
         _save_bits(bits_ptr, b, k, keep, n)
 
 
-# ---- kernels: one program per block of BLOCK elements ----------------------------------------------
+# ---- kernels: one program per block of BLOCK elements ---------------------------------------------
 
 
 @triton.jit(do_not_specialize=_SCALARS)
@@ -192,7 +239,7 @@ def _dropout_fwd(
 
 @triton.jit
 def _bwd_bits_quarter(g_ptr, gin_ptr, bits_ptr, b, k, n, s, BF16):
-    q = b * (BLOCK // 8) + k * _ROWS + tl.arange(0, _ROWS)
+    q = b * _BYTES_C + k * _ROWS_C + tl.arange(0, _ROWS_C)
     keep = _unpack(tl.load(bits_ptr + q, mask=q < (n + 7) // 8, other=0))
     offs, valid = _quarter(b, k, n)
     g = _load(g_ptr, offs, valid, BF16)
@@ -232,7 +279,7 @@ def _residual_quarter(
     offs, valid = _quarter(b, k, n)
     x = _load(x_ptr, offs, valid, BF16)
     if HAS_BIAS:
-        col = (col0 + k * _Q + _tile()) % h  # col0 = (b * BLOCK) % h < h: int32 suffices
+        col = (col0 + k * _Q_C + _tile()) % h  # col0 = (b * BLOCK) % h < h: int32 suffices
         x = _round(x + _load(bias_ptr, col, valid, BF16), BF16, HALF)
     y = _round(x * tl.where(keep, s, 0.0), BF16, HALF)
     _store(out_ptr, offs, y + _load(res_ptr, offs, valid, BF16), valid, BF16)
@@ -261,13 +308,80 @@ def _residual_fwd(
     # out = dropout(x [+ bias]) + res; bias (h,) runs along the last dimension.
     b = tl.program_id(0).to(tl.int64)
     s = _scale(s_bits, F64)
-    col0 = ((b * BLOCK) % h).to(tl.int32)
+    col0 = ((b * _BLOCK_C) % h).to(tl.int32)
     k0, k1, k2, k3 = _keep_words(seed_ptr, b, t)
-    args = (n, h, col0, s, SAVE_BITS, HAS_BIAS, BF16, HALF)
-    _residual_quarter(x_ptr, bias_ptr, res_ptr, out_ptr, bits_ptr, b, 0, k0, *args)
-    _residual_quarter(x_ptr, bias_ptr, res_ptr, out_ptr, bits_ptr, b, 1, k1, *args)
-    _residual_quarter(x_ptr, bias_ptr, res_ptr, out_ptr, bits_ptr, b, 2, k2, *args)
-    _residual_quarter(x_ptr, bias_ptr, res_ptr, out_ptr, bits_ptr, b, 3, k3, *args)
+    _residual_quarter(
+        x_ptr,
+        bias_ptr,
+        res_ptr,
+        out_ptr,
+        bits_ptr,
+        b,
+        0,
+        k0,
+        n,
+        h,
+        col0,
+        s,
+        SAVE_BITS,
+        HAS_BIAS,
+        BF16,
+        HALF,
+    )
+    _residual_quarter(
+        x_ptr,
+        bias_ptr,
+        res_ptr,
+        out_ptr,
+        bits_ptr,
+        b,
+        1,
+        k1,
+        n,
+        h,
+        col0,
+        s,
+        SAVE_BITS,
+        HAS_BIAS,
+        BF16,
+        HALF,
+    )
+    _residual_quarter(
+        x_ptr,
+        bias_ptr,
+        res_ptr,
+        out_ptr,
+        bits_ptr,
+        b,
+        2,
+        k2,
+        n,
+        h,
+        col0,
+        s,
+        SAVE_BITS,
+        HAS_BIAS,
+        BF16,
+        HALF,
+    )
+    _residual_quarter(
+        x_ptr,
+        bias_ptr,
+        res_ptr,
+        out_ptr,
+        bits_ptr,
+        b,
+        3,
+        k3,
+        n,
+        h,
+        col0,
+        s,
+        SAVE_BITS,
+        HAS_BIAS,
+        BF16,
+        HALF,
+    )
 
 
 @triton.jit
@@ -287,7 +401,7 @@ def _keep_mask(keep_ptr, seed_ptr, n, t):
 
 
 @triton.jit
-def _philox_many(ctr_ptr, key_ptr, out_ptr, m, BLOCK_M: tl.constexpr):
+def _philox_many(ctr_ptr, key_ptr, out_ptr, m, BLOCK_M: tl.constexpr, TL_PHILOX: tl.constexpr):
     # ctr: (m, 4), key: (m,) 64-bit keys k0 + 2**32 k1, out: (m, 4); words held in int64.
     i = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = i < m
@@ -296,7 +410,11 @@ def _philox_many(ctr_ptr, key_ptr, out_ptr, m, BLOCK_M: tl.constexpr):
     c2 = tl.load(ctr_ptr + 4 * i + 2, mask=valid, other=0).to(tl.uint32)
     c3 = tl.load(ctr_ptr + 4 * i + 3, mask=valid, other=0).to(tl.uint32)
     key = tl.load(key_ptr + i, mask=valid, other=0)
-    w0, w1, w2, w3 = tl.philox(key, c0, c1, c2, c3)
+    if TL_PHILOX:  # Triton's own generator, for comparison
+        w0, w1, w2, w3 = tl.philox(key, c0, c1, c2, c3)
+    else:
+        k0, k1 = _key(key)
+        w0, w1, w2, w3 = _philox(c0, c1, c2, c3, k0, k1)
     tl.store(out_ptr + 4 * i, w0.to(tl.int64), mask=valid)
     tl.store(out_ptr + 4 * i + 1, w1.to(tl.int64), mask=valid)
     tl.store(out_ptr + 4 * i + 2, w2.to(tl.int64), mask=valid)
@@ -443,9 +561,11 @@ def keep_mask(
     return keep.view(torch.bool)
 
 
-def philox4x32_10(counter, key, device: torch.device | str = "cuda") -> torch.Tensor:
-    """Triton's ``tl.philox`` on a batch: ``counter`` (m, 4), ``key`` (m, 2) 32-bit words ->
-    (m, 4) int64 tensor of 32-bit words."""
+def philox4x32_10(
+    counter, key, device: torch.device | str = "cuda", *, triton_philox: bool = False
+) -> torch.Tensor:
+    """The kernels' Philox4x32-10 on a batch: ``counter`` (m, 4), ``key`` (m, 2) 32-bit words ->
+    (m, 4) int64 tensor of 32-bit words. ``triton_philox=True`` runs Triton's ``tl.philox`` instead."""
     c = torch.as_tensor(counter, dtype=torch.int64).reshape(-1, 4).to(device).contiguous()
     k = torch.as_tensor(key, dtype=torch.int64).reshape(-1, 2).expand(len(c), 2)
     # the 64-bit key k0 + 2**32 k1 as the int64 with the same bits
@@ -453,5 +573,5 @@ def philox4x32_10(counter, key, device: torch.device | str = "cuda") -> torch.Te
     out = torch.empty_like(c)
     m = len(c)
     if m:
-        _philox_many[(triton.cdiv(m, 64),)](c, key64, out, m, BLOCK_M=64)
+        _philox_many[(triton.cdiv(m, 64),)](c, key64, out, m, BLOCK_M=64, TL_PHILOX=triton_philox)
     return out
