@@ -64,6 +64,7 @@ _M0 = tl.constexpr(0xD2511F53)
 _M1 = tl.constexpr(0xCD9E8D57)
 _W0 = tl.constexpr(0x9E3779B9)
 _W1 = tl.constexpr(0xBB67AE85)
+_SUM = tl.standard._sum_combine  # see _pack
 _SCALARS = ["t", "s_bits"]  # values that change from call to call: no recompilation per value
 
 
@@ -121,16 +122,12 @@ def _keep_words(seed_ptr, b, t):
 
 
 @triton.jit
-def _add(a, b):
-    return a + b
-
-
-@triton.jit
 def _pack(keep):
-    # (ROWS, 8) flags -> (ROWS,) mask bytes, bit j of a byte = column j. (tl.reduce with a local
-    # combine function, not tl.sum: library jit functions cannot be switched to the interpreter.)
+    # (ROWS, 8) flags -> (ROWS,) mask bytes, bit j of a byte = column j. tl.reduce with Triton's
+    # sum combiner rather than tl.sum: library jit functions cannot be switched to the interpreter,
+    # and the interpreter sums with NumPy when it sees this combiner (any other runs element-wise).
     weights = 1 << tl.arange(0, 8)[None, :]
-    return tl.reduce(keep.to(tl.int32) * weights, 1, _add).to(tl.uint8)
+    return tl.reduce(keep.to(tl.int32) * weights, 1, _SUM).to(tl.uint8)
 
 
 @triton.jit
