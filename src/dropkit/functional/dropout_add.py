@@ -20,6 +20,7 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
+from dropkit.functional import _fast_cuda
 from dropkit.functional import fast_dropout as _fast
 from dropkit.functional.dropout import _eval, dropout
 
@@ -114,6 +115,8 @@ def dropout_add(
     if not training:
         return _eval(input, p, scale, False) + residual
     _check_generator(generator, input.device, op)
+    if input.is_cuda:  # Triton kernels or the composition: functional/_fast_cuda.py
+        return _fast_cuda.residual_dropout(input, None, residual, p, scale, generator)
     if _fused_applies(input, None, residual, p):
         seed = _fast._draw_seed(generator)
         s = _keep_scale(p, scale)
@@ -155,6 +158,8 @@ def bias_dropout_add(
     if not training:
         return _eval(input + bias, p, scale, False) + residual
     _check_generator(generator, input.device, op)
+    if input.is_cuda:  # Triton kernels or the composition: functional/_fast_cuda.py
+        return _fast_cuda.residual_dropout(input, bias, residual, p, scale, generator)
     if _fused_applies(input, bias, residual, p):
         seed = _fast._draw_seed(generator)
         s = _keep_scale(p, scale)

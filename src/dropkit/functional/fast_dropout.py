@@ -170,6 +170,11 @@ def _kernels():
 
 
 def _applies(input: torch.Tensor, p: float) -> bool:
+    """Whether ``dropout`` takes a fast path for ``input``: numba on CPU, Triton on CUDA."""
+    if input.is_cuda:  # Triton kernels: functional/_fast_cuda.py
+        from dropkit.functional import _fast_cuda
+
+        return _fast_cuda.applies(input, p)
     # Cheapest tests first: this runs on every call of dropout.
     if not (
         _settings.enabled
@@ -180,9 +185,11 @@ def _applies(input: torch.Tensor, p: float) -> bool:
         and _HAVE_NUMBA
     ):
         return False
+    if _kernels_module is not None and _custom_ops_available:
+        return True  # a path both eager and under torch.compile (is_compiling costs a call)
     if torch.compiler.is_compiling():
         return _custom_ops_available
-    return _kernels_module is not None or _kernels() is not None
+    return _kernels() is not None
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
@@ -395,6 +402,10 @@ def _dropout_fast(
 ) -> torch.Tensor:
     """Dropout through the kernels. The caller has checked the arguments and that it applies."""
     save_bits = _settings.save == "bits"
+    if input.is_cuda:  # Triton kernels: functional/_fast_cuda.py
+        from dropkit.functional import _fast_cuda
+
+        return _fast_cuda.dropout(input, p, s, inplace, generator, save_bits)
     if torch.compiler.is_compiling():
         out, _ = torch.ops.dropkit.philox_dropout(input, _seed_tensor(generator), p, s, save_bits)
         return input.copy_(out) if inplace else out
