@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 import dropkit
 import dropkit.functional as DF
 import dropkit.nn as dnn
+from dropkit.kernels import _hugepages
 
 SECTIONS = ("big", "small", "dtypes", "fused", "memory", "mlp", "loaded", "jit")
 
@@ -86,9 +88,16 @@ def section_big(args) -> list[dict]:
                 lambda t, p=p: _with(True, "seed", lambda: DF.dropout(t, p)), x, g
             ),
             "2x clone (floor)": lambda: (xd.clone(), g.clone()),
+            # The same two copies into buffers allocated as dropkit allocates its outputs (huge
+            # pages where the kernel grants them): the floor for the same allocation policy.
+            "2x copy, huge pages (floor)": lambda: (
+                _hugepages.empty_like(xd).copy_(xd),
+                _hugepages.empty_like(g).copy_(g),
+            ),
         }
         t = interleaved(fns, args.repeats)
         base, floor = t["torch F.dropout"], t["2x clone (floor)"]
+        huge_floor = t["2x copy, huge pages (floor)"]
         for name, sec in t.items():
             rows.append(
                 {
@@ -97,6 +106,7 @@ def section_big(args) -> list[dict]:
                     "ns/elem": sec / n * 1e9,
                     "speed-up vs torch": base / sec,
                     "x floor": sec / floor,
+                    "x huge-page floor": sec / huge_floor,
                 }
             )
     return rows
@@ -271,11 +281,15 @@ def _mlp_table(args, label: str) -> list[dict]:
         for _ in range(3):
             step()
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(
-        args.repeats * 6
-    ):  # one step of each variant in turn: load changes hit all alike
-        for k, step in steps.items():
-            times[k].append(step())
+    # One step of each variant in turn, so load changes hit all alike, in a new random order each
+    # round: a variant is slowed by the state the one before it leaves (caches, and the C heap:
+    # after torch's dropout step the next step took ~90 more page faults), so no variant may
+    # always follow the same one.
+    order, rng = list(steps), random.Random(0)
+    for _ in range(args.repeats * 30):
+        rng.shuffle(order)
+        for k in order:
+            times[k].append(steps[k]())
     none = statistics.median(times["no dropout"])
     rows = []
     for k, ts in times.items():
@@ -389,10 +403,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    layer = os.environ.get("NUMBA_THREADING_LAYER", "workqueue (dropkit default)")
+    from dropkit.kernels import _openmp
+
+    team = "torch's OpenMP team" if _openmp.runtime() is not None else "Python threads"
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {args.threads} threads, numba layer {layer}, "
+        f"{torch.__version__}, {args.threads} threads, kernels on {team}, huge pages "
+        f"{'on' if _hugepages._MADVISE is not None else 'off'}, "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     rows: list[dict] = []

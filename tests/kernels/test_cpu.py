@@ -57,17 +57,16 @@ LAUNCHES = {
     "1 thread": dict(threads=1),
     "torch's OpenMP team": dict(threads=2),
     "Python threads": dict(threads=2, openmp=False),
-    "small chunks": dict(threads=2, even_split_max=0),
+    "7 chunks per thread": dict(threads=2, chunks_per_thread=7),
     "3 threads on 2 cores": dict(threads=3),
 }
 
 
-def _launch_as(monkeypatch, threads, openmp=True, even_split_max=None):
+def _launch_as(monkeypatch, threads, openmp=True, chunks_per_thread=1):
     monkeypatch.setattr(K, "PARALLEL_MIN_NUMEL", 1)
     if not openmp:
         monkeypatch.setattr(K, "runtime", lambda: None)
-    if even_split_max is not None:
-        monkeypatch.setattr(K, "EVEN_SPLIT_MAX_NUMEL", even_split_max)
+    monkeypatch.setattr(K, "_CHUNKS_PER_THREAD", chunks_per_thread)
     return threads
 
 

@@ -185,7 +185,8 @@ def dropout(
     scale = _check_scale(scale, "dropout")
     if not training:
         return _eval(input, p, scale, inplace)
-    _check_generator(generator, input.device, "dropout")
+    if generator is not None:
+        _check_generator(generator, input.device, "dropout")
     if p == 0.0:
         return input if inplace else input.clone()
     if _fast._applies(input, p):

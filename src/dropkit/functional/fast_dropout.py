@@ -332,22 +332,40 @@ class _ApplyPhiloxMask(torch.autograd.Function):
 
 
 class _PhiloxDropout(torch.autograd.Function):
+    # forward and backward run once per dropout layer and step, so the common case (a contiguous
+    # float32/float64 tensor) is written out here; everything else goes through _forward/_backward.
+
     @staticmethod
     def forward(ctx, input, seed, p, s, save_bits):
-        out, bits, perm = _forward(input, seed, p, s, save_bits)
-        ctx.seed, ctx.p, ctx.s, ctx.perm = seed, p, s, perm
+        if input.is_contiguous() and input.dtype in _NATIVE:
+            k = _kernels_module
+            n = input.numel()
+            out = _empty_like(input)
+            bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
+            # s as a Python float: the kernel rounds it to float32 for float32 data, once
+            k.forward_tensor(
+                input, out, bits if save_bits else None, n, seed, k.threshold(p), s, True
+            )
+            perm = None
+        else:
+            out, bits, perm = _forward(input, seed, p, s, save_bits)
+        ctx.state = (seed, p, s, perm, save_bits)
         if save_bits:
             ctx.save_for_backward(bits)
-        ctx.save_bits = save_bits
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        bits = ctx.saved_tensors[0] if ctx.save_bits else None
+        seed, p, s, perm, save_bits = ctx.state
+        bits = ctx.saved_tensors[0] if save_bits else None
         if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-            gin = _ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+            gin = _ApplyPhiloxMask.apply(grad, bits, seed, p, s, perm)
+        elif perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
+            k = _kernels_module
+            gin = _empty_like(grad)
+            k.backward_tensor(grad, gin, bits, grad.numel(), seed, k.threshold(p), s)
         else:
-            gin = _backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+            gin = _backward(grad, bits, seed, p, s, perm)
         return gin, None, None, None, None
 
 

@@ -506,11 +506,11 @@ def _record_buffer() -> tuple[ctypes.Array, int]:
 # element tensor in a few microseconds (docs/benchmarks.md); environment variable
 # DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL overrides.
 PARALLEL_MIN_NUMEL = int(os.environ.get("DROPKIT_FAST_DROPOUT_PARALLEL_MIN_NUMEL", 1 << 16))
-# Tensors up to this size are cut in one chunk per thread (thread i takes the i-th slice, as torch's
-# own element-wise operators do, so each thread reads what it wrote in the previous operator);
-# larger ones in chunks of CHUNK_BLOCKS blocks that the threads take in turn (load balance).
-EVEN_SPLIT_MAX_NUMEL = 1 << 22
-CHUNK_BLOCKS = 32
+# The blocks are cut into this many chunks per thread, taken in turn. One: thread i takes the i-th
+# slice, as torch's own element-wise operators do, so each thread reads what it wrote in the previous
+# operator and faults in pages (2 MiB ones too) of its own; smaller chunks shared between threads made
+# a 16M-element call up to 25% slower (docs/benchmarks.md). Tests raise it to check uneven splits.
+_CHUNKS_PER_THREAD = 1
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -546,10 +546,7 @@ def _run(name, x, r, b, out, bits, n, h, seed, t, s, fuse, itemsize, threads) ->
     nchunks = 1
     if parallel:
         threads = min(threads, nblocks)
-        if n <= EVEN_SPLIT_MAX_NUMEL:
-            nchunks = threads
-        else:
-            nchunks = max(threads, -(-nblocks // CHUNK_BLOCKS))
+        nchunks = min(nblocks, threads * _CHUNKS_PER_THREAD)
     buffer, record = _record_buffer()
     key0, key1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
     save = 1 if bits else 0
