@@ -48,15 +48,17 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> floa
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Medians of several candidates timed in turn (round-robin), so load changes hit all alike."""
+    """Medians of several candidates timed in turn, so load changes hit all alike."""
     for fn in fns.values():
         fn()
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    order, rng = list(fns), random.Random(0)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        rng.shuffle(order)  # no candidate always follows the same one (see _mlp_table)
+        for name in order:
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -1,10 +1,17 @@
 """numba CPU kernels for element-wise dropout keyed by Philox4x32-10.
 
-Every kernel works on flat, contiguous NumPy arrays in the tensor's memory order and follows the
-contract of :mod:`dropkit.reference.philox`: element ``i`` is kept when word ``r // (BLOCK // 4)`` of
+Every kernel works on flat, contiguous arrays in the tensor's memory order and follows the contract
+of :mod:`dropkit.reference.philox`: element ``i`` is kept when word ``r // (BLOCK // 4)`` of
 ``philox(counter = i // BLOCK * BLOCK // 4 + i % (BLOCK // 4), key = seed)`` is at least
 ``t = round(p * 2**32)``. Work is split over threads by whole blocks, so the result does not depend
 on the number of threads.
+
+Layers, bottom up: block kernels (generate and apply one block), drivers (a range of blocks), tasks
+(C callbacks that take chunks of blocks from an atomic counter in a record; any number of threads may
+run one), and the launcher, which runs a task on the calling thread, on torch's own OpenMP team
+(:mod:`dropkit.kernels._openmp`) or on Python threads. The entry points take tensors
+(``forward_tensor``, ``backward_tensor``, ``residual_tensor``; what :mod:`dropkit.functional` calls)
+or, for tests and tools, tensors or NumPy arrays (``dropout_forward`` and the rest).
 
 Speed (see docs/benchmarks.md): the generator loop is written so that LLVM vectorises it across
 counters (eight 64-bit lanes per AVX-512 register): the rounds are straight-line code, every multiplied
