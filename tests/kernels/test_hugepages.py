@@ -1,7 +1,8 @@
-"""Large kernel outputs ask for transparent huge pages; small ones are left alone."""
+"""Large kernel outputs ask for transparent huge pages."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -25,13 +26,13 @@ def _vm_flags(address: int) -> list[str]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise is used on Linux only")
-def test_large_buffers_are_advised_and_small_ones_are_not():
+def test_large_buffers_are_advised_for_huge_pages():
     if _hugepages._MADVISE is None:
         pytest.skip("huge pages turned off (DROPKIT_FAST_DROPOUT_HUGEPAGES=0)")
+    if not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        pytest.skip("this kernel has no transparent huge pages (madvise is refused)")
     like = torch.empty(_hugepages.MIN_BYTES // 4 * 2, dtype=torch.float32)
     big = _hugepages.empty_like(like)
     assert big.shape == like.shape and big.dtype == like.dtype and big.is_contiguous()
     middle = big.data_ptr() + big.numel() * 2  # inside the advised whole 2 MiB pages
     assert "hg" in _vm_flags(middle)
-    small = _hugepages.empty_like(torch.empty(1000))
-    assert small.shape == (1000,)
