@@ -121,24 +121,9 @@ def _backward(
     return _fast._from_memory_order(gin, perm)
 
 
-class _ApplyTritonMask(torch.autograd.Function):
-    """``grad -> grad * m * s`` for the mask of a seed: dropout's backward, linear in its input
-    with the same mask, so it is its own backward (gradients of any order work)."""
-
-    @staticmethod
-    def forward(ctx, grad, bits, seed, p, s, perm):
-        ctx.bits, ctx.seed, ctx.p, ctx.s, ctx.perm = bits, seed, p, s, perm
-        return _backward(grad, bits, seed, p, s, perm)
-
-    @staticmethod
-    def backward(ctx, gg):
-        out = _ApplyTritonMask.apply(gg, ctx.bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
-        return out, None, None, None, None, None
-
-
 def _mask_grad(ctx, grad: torch.Tensor, bits: torch.Tensor | None) -> torch.Tensor:
     if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-        return _ApplyTritonMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+        return _fast._ApplyMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm, _backward)
     return _backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
 
 
@@ -185,50 +170,16 @@ class _TritonDropoutAdd(torch.autograd.Function):
         return grad_x, grad_bias, grad, None, None, None, None
 
 
-# ---- torch.library custom ops (torch.compile) ----------------------------------------------------
+# ---- torch.library custom ops (torch.compile): dropkit::triton_dropout and its backward -------------
 
-_custom_ops_available = hasattr(torch.library, "custom_op")
+_custom_ops_available = _fast._custom_ops_available
 
 if _custom_ops_available:
-
-    @torch.library.custom_op("dropkit::triton_dropout", mutates_args=())
-    def _triton_dropout_op(
-        input: torch.Tensor, seed: torch.Tensor, p: float, s: float, save_bits: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, bits, _ = _forward(input, seed, p, s, save_bits)
-        if out.stride() != torch.empty_like(input).stride():
-            out = torch.empty_like(input).copy_(out)  # the layout the fake promises
-        return out, bits
-
-    @_triton_dropout_op.register_fake
-    def _(input, seed, p, s, save_bits):
-        nbytes = (input.numel() + 7) // 8 if save_bits else 0
-        return torch.empty_like(input), input.new_empty(nbytes, dtype=torch.uint8)
-
-    @torch.library.custom_op("dropkit::triton_dropout_backward", mutates_args=())
-    def _triton_dropout_backward_op(
-        grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
-    ) -> torch.Tensor:
-        gin = _backward(grad, bits, seed, p, s, _fast._memory_order(grad))
-        if gin.stride() != torch.empty_like(grad).stride():
-            gin = torch.empty_like(grad).copy_(gin)
-        return gin
-
-    @_triton_dropout_backward_op.register_fake
-    def _(grad, bits, seed, p, s):
-        return torch.empty_like(grad)
-
-    def _op_setup_context(ctx, inputs, output):
-        _, seed, p, s, _ = inputs
-        ctx.save_for_backward(output[1], seed)
-        ctx.p, ctx.s = p, s
-
-    def _op_backward(ctx, grad_out, grad_bits):
-        bits, seed = ctx.saved_tensors
-        gin = _triton_dropout_backward_op(grad_out, bits, seed, ctx.p, ctx.s)
-        return gin, None, None, None, None
-
-    _triton_dropout_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+    _fast._define_custom_ops(
+        "triton_dropout",
+        _forward,
+        lambda grad, bits, seed, p, s: _backward(grad, bits, seed, p, s, _fast._memory_order(grad)),
+    )
 
 
 # ---- entry points (the public ops have checked the arguments and that the path applies) ----------

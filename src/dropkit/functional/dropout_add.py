@@ -47,7 +47,9 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
     def backward(ctx, grad):
         bits = ctx.saved_tensors[0] if ctx.save_bits else None
         if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-            grad_x = _fast._ApplyPhiloxMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, None)
+            grad_x = _fast._ApplyMask.apply(
+                grad, bits, ctx.seed, ctx.p, ctx.s, None, _fast._backward
+            )
         else:
             grad_x = _fast._backward(grad, bits, ctx.seed, ctx.p, ctx.s, None)
         # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)

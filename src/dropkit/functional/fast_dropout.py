@@ -316,19 +316,19 @@ def _backward(
     return _finish(gin, grad.dtype, perm)
 
 
-class _ApplyPhiloxMask(torch.autograd.Function):
-    """``grad -> grad * m * s`` for the mask of a given seed: dropout's backward. Linear in its input
-    with the same mask, so it is its own backward (gradients of any order work)."""
+class _ApplyMask(torch.autograd.Function):
+    """``grad -> grad * m * s`` for the mask of a seed: dropout's backward, computed by ``fn`` (the CPU
+    or the CUDA path's ``_backward``). Linear in its input with the same mask, so it is its own
+    backward (gradients of any order work)."""
 
     @staticmethod
-    def forward(ctx, grad, bits, seed, p, s, perm):
-        ctx.bits, ctx.seed, ctx.p, ctx.s, ctx.perm = bits, seed, p, s, perm
-        return _backward(grad, bits, seed, p, s, perm)
+    def forward(ctx, grad, bits, seed, p, s, perm, fn):
+        ctx.args = (bits, seed, p, s, perm, fn)
+        return fn(grad, bits, seed, p, s, perm)
 
     @staticmethod
     def backward(ctx, gg):
-        out = _ApplyPhiloxMask.apply(gg, ctx.bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
-        return out, None, None, None, None, None
+        return _ApplyMask.apply(gg, *ctx.args), None, None, None, None, None, None
 
 
 class _PhiloxDropout(torch.autograd.Function):
@@ -359,7 +359,7 @@ class _PhiloxDropout(torch.autograd.Function):
         seed, p, s, perm, save_bits = ctx.state
         bits = ctx.saved_tensors[0] if save_bits else None
         if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-            gin = _ApplyPhiloxMask.apply(grad, bits, seed, p, s, perm)
+            gin = _ApplyMask.apply(grad, bits, seed, p, s, perm, _backward)
         elif perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
             k = _kernels_module
             gin = _empty_like(grad)
@@ -369,50 +369,65 @@ class _PhiloxDropout(torch.autograd.Function):
         return gin, None, None, None, None
 
 
-# ---- torch.library custom op (torch.compile) -----------------------------------------------------
+# ---- torch.library custom ops (torch.compile) ----------------------------------------------------
 
 _custom_ops_available = hasattr(torch.library, "custom_op")
 
-if _custom_ops_available:
 
-    @torch.library.custom_op("dropkit::philox_dropout", mutates_args=())
-    def _philox_dropout_op(
+def _define_custom_ops(name: str, forward, backward):
+    """Register ``dropkit::{name}`` and ``dropkit::{name}_backward`` (fakes, autograd); returns the first.
+
+    ``forward(input, seed, p, s, save_bits) -> (out, bits, perm)`` and
+    ``backward(grad, bits, seed, p, s) -> grad_input`` take the seed as a tensor. The CPU and CUDA
+    paths both use this.
+    """
+
+    @torch.library.custom_op(f"dropkit::{name}", mutates_args=())
+    def op(
         input: torch.Tensor, seed: torch.Tensor, p: float, s: float, save_bits: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, bits, _ = _forward(input, int(seed), p, s, save_bits)
+        out, bits, _ = forward(input, seed, p, s, save_bits)
         if out.stride() != torch.empty_like(input).stride():
             out = torch.empty_like(input).copy_(out)  # the layout the fake promises
         return out, bits
 
-    @_philox_dropout_op.register_fake
+    @op.register_fake
     def _(input, seed, p, s, save_bits):
         nbytes = (input.numel() + 7) // 8 if save_bits else 0
         return torch.empty_like(input), input.new_empty(nbytes, dtype=torch.uint8)
 
-    @torch.library.custom_op("dropkit::philox_dropout_backward", mutates_args=())
-    def _philox_dropout_backward_op(
+    @torch.library.custom_op(f"dropkit::{name}_backward", mutates_args=())
+    def backward_op(
         grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
     ) -> torch.Tensor:
-        gin = _backward(grad, bits, int(seed), p, s, _memory_order(grad))
+        gin = backward(grad, bits, seed, p, s)
         if gin.stride() != torch.empty_like(grad).stride():
             gin = torch.empty_like(grad).copy_(gin)
         return gin
 
-    @_philox_dropout_backward_op.register_fake
+    @backward_op.register_fake
     def _(grad, bits, seed, p, s):
         return torch.empty_like(grad)
 
-    def _op_setup_context(ctx, inputs, output):
+    def setup_context(ctx, inputs, output):
         _, seed, p, s, _ = inputs
         ctx.save_for_backward(output[1], seed)
         ctx.p, ctx.s = p, s
 
-    def _op_backward(ctx, grad_out, grad_bits):
+    def op_backward(ctx, grad_out, grad_bits):
         bits, seed = ctx.saved_tensors
-        gin = _philox_dropout_backward_op(grad_out, bits, seed, ctx.p, ctx.s)
-        return gin, None, None, None, None
+        return backward_op(grad_out, bits, seed, ctx.p, ctx.s), None, None, None, None
 
-    _philox_dropout_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+    op.register_autograd(op_backward, setup_context=setup_context)
+    return op
+
+
+if _custom_ops_available:
+    _define_custom_ops(
+        "philox_dropout",
+        lambda input, seed, p, s, save_bits: _forward(input, int(seed), p, s, save_bits),
+        lambda grad, bits, seed, p, s: _backward(grad, bits, int(seed), p, s, _memory_order(grad)),
+    )
 
 
 def _dropout_fast(
