@@ -134,3 +134,30 @@ def test_fused_kernels_round_like_the_unfused_ops():
     bits = K.bias_dropout_add_forward(x, bias, r, out, SEED, p, s, True)
     np.testing.assert_array_equal(out, (x.reshape(-1, h) + bias).reshape(-1) * m + r)
     np.testing.assert_array_equal(np.unpackbits(bits, count=n, bitorder="little"), m != 0)
+
+
+_FORK_SCRIPT = """
+import os, sys, torch
+import dropkit.functional as DF
+torch.set_num_threads(2)
+x = torch.randn(1 << 18, generator=torch.Generator().manual_seed(0))
+expected = DF.dropout(x, 0.3, generator=torch.Generator().manual_seed(1)).numpy().copy()
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # no torch operator here: torch's own would hang after fork (its OpenMP team)
+    z = DF.dropout(x, 0.3, generator=torch.Generator().manual_seed(1)).numpy()
+    os.write(write, b"same" if (z == expected).all() else b"diff")
+    os._exit(0)
+os.waitpid(pid, 0)
+sys.exit(0 if os.read(read, 4) == b"same" else 3)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_the_kernels_without_torchs_team():
+    # libgomp cannot run a team in a child forked after it ran one (it hangs); the kernels notice
+    # the fork and use Python threads there, with the same results.
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], timeout=120)
+    assert result.returncode == 0

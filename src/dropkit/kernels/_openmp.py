@@ -10,6 +10,11 @@ hands the kernel to the very threads that are spinning, as a torch operator woul
 :func:`runtime` finds that runtime (Linux: the ``libgomp``/``libomp``/``libiomp5`` mapped into the
 process by torch, when torch's parallel backend is OpenMP). Elsewhere, or with
 ``DROPKIT_FAST_DROPOUT_OPENMP=0``, it returns None and the kernels fall back to Python threads.
+
+In a process forked from one whose OpenMP team has run, the team cannot be used (libgomp is not
+fork-safe: torch's own parallel operators hang there too, unless the child calls
+``torch.set_num_threads(1)``, as DataLoader workers do). :func:`runtime` returns None in such a child,
+so dropkit's kernels run on Python threads there instead of hanging.
 """
 
 from __future__ import annotations
@@ -41,9 +46,20 @@ def _loaded_runtimes() -> list[str]:
     return found
 
 
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+    runtime.cache_clear()
+
+
 @functools.cache
 def runtime() -> ctypes.CDLL | None:
     """torch's OpenMP runtime (with ``GOMP_parallel``), or None when it cannot be used."""
+    if _forked:
+        return None
     if os.environ.get("DROPKIT_FAST_DROPOUT_OPENMP", "1").strip().lower() in ("0", "false", "off"):
         return None
     if not sys.platform.startswith("linux"):
@@ -65,3 +81,7 @@ def runtime() -> ctypes.CDLL | None:
     parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
     parallel.restype = None
     return lib
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
