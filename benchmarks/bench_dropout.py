@@ -1,7 +1,7 @@
 """Fast CPU dropout vs PyTorch eager: speed, saved memory, an MLP step, a loaded machine, JIT cost.
 
 Every ratio is measured in one run on the same tensors; each figure is the median over repeats.
-Run from the repository root (about 2 minutes):
+Run from the repository root (about 3 minutes):
 
     .venv/bin/python benchmarks/bench_dropout.py            # all sections, 2 threads
     .venv/bin/python benchmarks/bench_dropout.py --only big small --repeats 21
