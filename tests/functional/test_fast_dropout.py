@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -357,3 +358,13 @@ def test_the_seed_is_torch_randints_draw():
     traced = [int(fd._seed_tensor(g2)) for _ in range(50)]
     assert eager == traced
     assert len(set(eager)) == 50 and all(0 <= s < 2**63 - 1 for s in eager)
+
+
+def test_first_call_under_inference_mode_then_training(monkeypatch):
+    # The per-thread seed buffer must stay usable outside inference_mode when it was created inside.
+    monkeypatch.setattr(fd, "_seed_buffers", threading.local())
+    x = torch.randn(fd.DEFAULT_MIN_NUMEL * 2)
+    with torch.inference_mode():
+        inside = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(3))
+    outside = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(inside, outside)

@@ -209,7 +209,10 @@ def _draw_seed(generator: torch.Generator | None) -> int:
     # (tensor.item() would be a second operator call).
     buffers = getattr(_seed_buffers, "pair", None)
     if buffers is None:
-        tensor = torch.empty((), dtype=torch.int64)
+        # a normal tensor even when the first call runs under inference_mode (an inference tensor
+        # could not be updated in place outside it)
+        with torch.inference_mode(False):
+            tensor = torch.empty((), dtype=torch.int64)
         buffers = _seed_buffers.pair = (tensor, tensor.numpy())
     buffers[0].random_(0, _SEED_END, generator=generator)
     return int(buffers[1])
