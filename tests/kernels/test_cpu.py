@@ -161,3 +161,36 @@ def test_a_forked_child_runs_the_kernels_without_torchs_team():
 
     result = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], timeout=120)
     assert result.returncode == 0
+
+
+def test_calls_from_several_python_threads_at_once():
+    # Each Python thread packs its own record and leads its own OpenMP team; results are unchanged.
+    import threading
+
+    n, t, s = 2**18 + 3, K.threshold(0.3), 1 / 0.7
+    xs = [torch.randn(n, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+
+    def run(i):
+        out, bits = torch.empty_like(xs[i]), torch.empty((n + 7) // 8, dtype=torch.uint8)
+        K.forward_tensor(xs[i], out, bits, n, 1000 + i, t, s, True)
+        return out, bits
+
+    expected = [run(i) for i in range(4)]
+    mismatches = []
+
+    def work(i):
+        for _ in range(10):
+            out, bits = run(i)
+            if not (torch.equal(out, expected[i][0]) and torch.equal(bits, expected[i][1])):
+                mismatches.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert mismatches == []
+    keep = torch.from_numpy(K.keep_mask(n, 0.3, 1000))
+    assert torch.equal(
+        expected[0][0], xs[0] * (keep.float() * torch.tensor(s, dtype=torch.float32))
+    )
