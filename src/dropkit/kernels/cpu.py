@@ -321,15 +321,14 @@ def _philox_many(counters, keys, out):
 
 # ---- tasks: C callbacks that every thread of a parallel region runs -------------------------------
 #
-# A task receives a pointer to one record (_RECORD below). The blocks are cut into NCHUNKS chunks; each thread
-# takes the next chunk with an atomic fetch-and-add on the record's NEXT field until none is left, so
-# any number of threads (one, torch's OpenMP team, Python threads) computes the same thing, and a
-# thread slowed down by another process simply takes fewer chunks.
+# A task receives a pointer to one record (_RECORD below). The blocks are cut into NCHUNKS chunks; each
+# thread takes the next chunk with an atomic fetch-and-add on the record's NEXT field until none is
+# left, so any number of threads (one, torch's OpenMP team, Python threads) computes the same thing,
+# and a thread that arrives late finds the work done. The dtype is not in the record: each task is
+# compiled for one dtype (``itemsize`` picks the task).
 
-_X, _R, _B, _OUT, _BITS, _N, _H, _K0, _K1, _T, _S, _SAVE, _FUSE, _ITEMSIZE, _NCHUNKS, _NEXT = range(
-    16
-)
-_NARGS = 16
+_X, _R, _B, _OUT, _BITS, _N, _H, _K0, _K1, _T, _S, _SAVE, _FUSE, _NCHUNKS, _NEXT = range(15)
+_NARGS = 15
 
 
 @intrinsic
@@ -510,7 +509,7 @@ _TASKS = {
 
 # The record a task reads, in the order of the field indices above: addresses and sizes as int64,
 # the multiplier as a double. Each thread packs its records into a buffer of its own.
-_RECORD = struct.Struct("<10qd5q")
+_RECORD = struct.Struct("<10qd4q")
 _records = threading.local()
 
 
@@ -558,8 +557,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run(name, x, r, b, out, bits, n, h, seed, t, s, fuse, itemsize, threads) -> None:
-    # x, r, b, out, bits: addresses (0: none; bits 0 = no mask kept). Packs the record, then runs
-    # the task on this thread alone, on torch's OpenMP team, or on Python threads.
+    # x, r, b, out, bits: addresses (0: none; bits 0 = no mask kept); itemsize picks the task. Packs
+    # the record, then runs the task on this thread alone, on torch's OpenMP team, or on Python threads.
     key = (name, itemsize)
     address, call = _COMPILED.get(key) or _TASKS[key].compiled()
     if threads is None:
@@ -573,9 +572,7 @@ def _run(name, x, r, b, out, bits, n, h, seed, t, s, fuse, itemsize, threads) ->
     buffer, record = _record_buffer()
     key0, key1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
     save = 1 if bits else 0
-    _RECORD.pack_into(
-        buffer, 0, x, r, b, out, bits, n, h, key0, key1, t, s, save, fuse, itemsize, nchunks, 0
-    )
+    _RECORD.pack_into(buffer, 0, x, r, b, out, bits, n, h, key0, key1, t, s, save, fuse, nchunks, 0)
     if not parallel:
         call(record)
         return
