@@ -1,7 +1,7 @@
 """Fast CPU dropout vs PyTorch eager: speed, saved memory, an MLP step, a loaded machine, JIT cost.
 
 Every ratio is measured in one run on the same tensors; each figure is the median over repeats.
-Run from the repository root (about 3 minutes):
+Run from the repository root (about 10 minutes):
 
     .venv/bin/python benchmarks/bench_dropout.py            # all sections, 2 threads
     .venv/bin/python benchmarks/bench_dropout.py --only big small --repeats 21
@@ -55,7 +55,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
     times: dict[str, list[float]] = {k: [] for k in fns}
     order, rng = list(fns), random.Random(0)
     for _ in range(repeats):
-        rng.shuffle(order)  # no candidate always follows the same one (see _mlp_table)
+        rng.shuffle(order)  # no candidate always follows the same one
         for name in order:
             t0 = time.perf_counter()
             fns[name]()
@@ -270,48 +270,115 @@ def _identity(_p: float) -> torch.nn.Module:
     return torch.nn.Identity()
 
 
+class _TimesTwo(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2.0
+
+
+class _PythonFunctionControl(torch.nn.Module):
+    """A control, not dropout: ``x * 2`` through a Python ``autograd.Function``, as dropkit's layer
+    goes through one. It shows what a Python-level autograd node costs the step by itself."""
+
+    def __init__(self, _p: float) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _TimesTwo.apply(x)
+
+
+class _OperatorControl(torch.nn.Module):
+    """The same ``x * 2`` as :class:`_PythonFunctionControl`, through torch's own C++ operator."""
+
+    def __init__(self, _p: float) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0
+
+
 MLP_VARIANTS = {
     "no dropout": _identity,
     "torch nn.Dropout": torch.nn.Dropout,
     "dropkit": dnn.Dropout,
+    "control: Python autograd.Function x*2": _PythonFunctionControl,
+    "control: torch operator x*2": _OperatorControl,
+}
+
+# The C heap decides much of the MLP step's time. With glibc's defaults, freeing the weight
+# gradients (zero_grad(set_to_none=True), 7 MiB) can leave more free memory at the top of the heap
+# than its trim threshold; glibc then returns it to the kernel and the next backward faults it in
+# again: about 2,700 page faults and 3 ms more in such a step, whatever the model. Whether a step
+# trims depends on where everything else lies in the heap, so it differs between processes of the
+# same program. Each variant therefore runs in processes of its own (as in real use, not sharing one
+# heap with the other variants), several times, under glibc's defaults and with trimming off
+# (what jemalloc or tcmalloc, the allocators PyTorch's CPU launcher offers, do by default).
+MLP_ALLOCATORS = {
+    "glibc defaults": {},
+    "glibc, no trim": {
+        "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    },
 }
 
 
-def _mlp_table(args, label: str) -> list[dict]:
-    steps = {k: _MLPStep(cls) for k, cls in MLP_VARIANTS.items()}
-    for step in steps.values():  # warm-up (and the kernels' first call)
-        for _ in range(3):
-            step()
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    # One step of each variant in turn, so load changes hit all alike, in a new random order each
-    # round: a variant is slowed by the state the one before it leaves (caches, and the C heap:
-    # after torch's dropout step the next step took ~90 more page faults), so no variant may
-    # always follow the same one.
-    order, rng = list(steps), random.Random(0)
-    for _ in range(args.repeats * 30):
+def _mlp_child(variant: str, steps: int) -> None:
+    """In a child process: warm up, then print the wall times of ``steps`` steps as JSON."""
+    step = _MLPStep(MLP_VARIANTS[variant])
+    for _ in range(30):  # warm-up (and the kernels' first call)
+        step()
+    print(json.dumps([step() for _ in range(steps)]))
+
+
+def _mlp_runs(args, env: dict[str, str]) -> dict[str, list[float]]:
+    """Step times of each variant, from ``args.processes`` processes per variant taken in turn."""
+    times: dict[str, list[float]] = {k: [] for k in MLP_VARIANTS}
+    order, rng = list(MLP_VARIANTS), random.Random(0)
+    for _ in range(args.processes):
         rng.shuffle(order)
-        for k in order:
-            times[k].append(steps[k]())
-    none = statistics.median(times["no dropout"])
+        for variant in order:
+            command = [sys.executable, os.path.abspath(__file__), "--threads", str(args.threads)]
+            command += ["--mlp-child", variant, "--steps", str(args.steps)]
+            out = subprocess.run(
+                command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+            )
+            times[variant] += json.loads(out.stdout.strip().splitlines()[-1])
+    return times
+
+
+def _mlp_rows(label: str, case: str, times: dict[str, list[float]]) -> list[dict]:
+    # The mean is the figure to compare: with heap trims the step times are bimodal and the median
+    # jumps between the two modes. "added share": (mean - mean without dropout) / mean.
+    none = statistics.fmean(times["no dropout"])
     rows = []
     for k, ts in times.items():
-        p50 = statistics.median(ts)
+        mean = statistics.fmean(ts)
+        q = statistics.quantiles(ts, n=10)
         rows.append(
             {
                 "section": label,
-                "case": f"MLP 784-1024-1024-10 batch 128 step: {k}",
-                "p50 ms": p50 * 1e3,
-                "p90 ms": statistics.quantiles(ts, n=10)[8] * 1e3,
-                "dropout share": 0.0 if k == "no dropout" else (p50 - none) / p50,
+                "case": f"{case}: {k}",
+                "mean ms": mean * 1e3,
+                "p10 ms": q[0] * 1e3,
+                "p50 ms": statistics.median(ts) * 1e3,
+                "p90 ms": q[8] * 1e3,
+                "added share": 0.0 if k == "no dropout" else (mean - none) / mean,
             }
         )
     return rows
 
 
 def section_mlp(args) -> list[dict]:
-    rows = _mlp_table(args, "mlp")
-    # The same share estimated from parts, less sensitive to a noisy machine: the step without
-    # dropout plus the two dropout layers' forward+backward on (128, 1024), timed alone.
+    rows = []
+    for allocator, env in MLP_ALLOCATORS.items():
+        times = _mlp_runs(args, env)
+        rows += _mlp_rows("mlp", f"MLP 784-1024-1024-10 batch 128 step, {allocator}", times)
+    # The same share estimated from parts, in this process: the step without dropout plus the two
+    # dropout layers' forward+backward on (128, 1024), timed alone.
     h = torch.randn(128, 1024, requires_grad=True)
     g = torch.randn(128, 1024)
     step_without = _MLPStep(_identity)
@@ -329,9 +396,11 @@ def section_mlp(args) -> list[dict]:
             {
                 "section": "mlp",
                 "case": f"from parts: step without dropout + 2 x dropout(128x1024) fwd+bwd: {k}",
+                "mean ms": float("nan"),
+                "p10 ms": float("nan"),
                 "p50 ms": (t["no dropout"] + layers) * 1e3,
                 "p90 ms": float("nan"),
-                "dropout share": layers / (t["no dropout"] + layers),
+                "added share": layers / (t["no dropout"] + layers),
             }
         )
     return rows
@@ -342,7 +411,8 @@ def section_loaded(args) -> list[dict]:
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
-        return _mlp_table(args, "loaded")
+        times = _mlp_runs(args, MLP_ALLOCATORS["glibc, no trim"])
+        return _mlp_rows("loaded", "MLP step, one core busy, glibc no trim", times)
     finally:
         hog.kill()
         hog.wait()
@@ -403,8 +473,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument(
+        "--processes", type=int, default=4, help="mlp, loaded: processes per variant and allocator"
+    )
+    parser.add_argument("--steps", type=int, default=300, help="mlp, loaded: steps per process")
+    parser.add_argument("--mlp-child", choices=MLP_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.mlp_child:
+        _mlp_child(args.mlp_child, args.steps)
+        return
     from dropkit.kernels import _openmp
 
     team = "torch's OpenMP team" if _openmp.runtime() is not None else "Python threads"
