@@ -1,6 +1,8 @@
 """Fast CPU dropout vs PyTorch eager: speed, saved memory, an MLP step, a loaded machine, JIT cost.
 
-Every ratio is measured in one run on the same tensors; each figure is the median over repeats.
+Every ratio is measured in one run on the same tensors; each figure is the median over repeats,
+except in the MLP sections (mlp, loaded): there each variant runs in processes of its own and the
+figure is the mean step time (see MLP_ALLOCATORS).
 Run from the repository root (about 10 minutes):
 
     .venv/bin/python benchmarks/bench_dropout.py            # all sections, 2 threads
@@ -316,7 +318,8 @@ MLP_VARIANTS = {
 # trims depends on where everything else lies in the heap, so it differs between processes of the
 # same program. Each variant therefore runs in processes of its own (as in real use, not sharing one
 # heap with the other variants), several times, under glibc's defaults and with trimming off
-# (what jemalloc or tcmalloc, the allocators PyTorch's CPU launcher offers, do by default).
+# (freed memory is kept for reuse, as jemalloc and tcmalloc, the allocators PyTorch's CPU launcher
+# offers, also keep it for a while).
 MLP_ALLOCATORS = {
     "glibc defaults": {},
     "glibc, no trim": {
