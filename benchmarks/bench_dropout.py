@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _common import fwd_bwd, saved_bytes
 
 import dropkit
 import dropkit.functional as DF
@@ -36,17 +37,6 @@ import dropkit.nn as dnn
 from dropkit.kernels import _hugepages
 
 SECTIONS = ("big", "small", "dtypes", "fused", "memory", "mlp", "loaded", "jit")
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -63,14 +53,6 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
             fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def fwd_bwd(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor):
-    def run():
-        x.grad = None
-        op(x).backward(g)
-
-    return run
 
 
 def section_big(args) -> list[dict]:
@@ -205,18 +187,6 @@ def section_fused(args) -> list[dict]:
         {"section": "fused", "case": f"4096x1024 p=0.1 fwd+bwd: {k}", "ms": v * 1e3}
         for k, v in t.items()
     ]
-
-
-def saved_bytes(fn) -> int:
-    total = []
-
-    def pack(t):
-        total.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(total)
 
 
 def section_memory(args) -> list[dict]:

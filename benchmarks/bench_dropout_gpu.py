@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _common import fwd_bwd, saved_bytes
 
 import dropkit
 import dropkit.functional as DF
@@ -49,26 +50,6 @@ def cuda_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
             end.synchronize()
             times[name].append(start.elapsed_time(end) / 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def saved_bytes(fn: Callable[[], object]) -> int:
-    total = []
-
-    def pack(t):
-        total.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(total)
-
-
-def fwd_bwd(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor):
-    def run():
-        x.grad = None
-        op(x).backward(g)
-
-    return run
 
 
 def bench_dropout(n: int, dtype: torch.dtype, p: float, repeats: int) -> list[dict]:

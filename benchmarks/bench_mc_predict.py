@@ -9,24 +9,13 @@ Prints the median wall time of each path and their ratio, measured in one run, f
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _common import median_time
 from torch import nn
 
 from dropkit.uncertainty import mc_mode, mc_predict
 from dropkit.uncertainty.ensemble import build_mlp
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def python_loop(model: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -58,9 +47,11 @@ def main() -> None:
     )
     for (name, (model, d)), batch in [(c, bb) for c in cases.items() for bb in (b, 10)]:
         x = torch.randn(batch, d)
-        loop = timed(lambda m=model, x=x: python_loop(m, x, t), args.repeats)
-        vec = timed(lambda m=model, x=x: mc_predict(m, x, t), args.repeats)
-        seeded = timed(lambda m=model, x=x: mc_predict(m, x, t, seed=0), args.repeats)
+        loop = median_time(lambda m=model, x=x: python_loop(m, x, t), args.repeats, warmup=1)
+        vec = median_time(lambda m=model, x=x: mc_predict(m, x, t), args.repeats, warmup=1)
+        seeded = median_time(
+            lambda m=model, x=x: mc_predict(m, x, t, seed=0), args.repeats, warmup=1
+        )
         print(
             f"{name:<44} {batch:>5} {1e3 * loop:>10.1f} {1e3 * vec:>16.1f} {1e3 * seeded:>12.1f} "
             f"{loop / vec:>9.2f}"
