@@ -121,12 +121,6 @@ def _backward(
     return _fast._from_memory_order(gin, perm)
 
 
-def _mask_grad(ctx, grad: torch.Tensor, bits: torch.Tensor | None) -> torch.Tensor:
-    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-        return _fast._ApplyMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm, _backward)
-    return _backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
-
-
 class _TritonDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, seed, p, s, save_bits):
@@ -139,8 +133,7 @@ class _TritonDropout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        bits = ctx.saved_tensors[0] if ctx.save_bits else None
-        return _mask_grad(ctx, grad, bits), None, None, None, None
+        return _fast._mask_grad(ctx, grad, _backward), None, None, None, None
 
 
 class _TritonDropoutAdd(torch.autograd.Function):
@@ -163,11 +156,7 @@ class _TritonDropoutAdd(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        bits = ctx.saved_tensors[0] if ctx.save_bits else None
-        grad_x = _mask_grad(ctx, grad, bits)
-        # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
-        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
-        return grad_x, grad_bias, grad, None, None, None, None
+        return _fast._residual_backward(ctx, grad, _backward)
 
 
 # ---- torch.library custom ops (torch.compile): dropkit::triton_dropout and its backward -------------

@@ -37,7 +37,7 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
         scale = _fast._scale_scalar(s, input.dtype)
         kept = bits if save_bits else None
         k.residual_tensor(input, bias, residual, out, kept, n, seed, k.threshold(p), scale)
-        ctx.seed, ctx.p, ctx.s, ctx.save_bits = seed, p, s, save_bits
+        ctx.seed, ctx.p, ctx.s, ctx.perm, ctx.save_bits = seed, p, s, None, save_bits
         ctx.has_bias = bias is not None
         if save_bits:
             ctx.save_for_backward(bits)
@@ -45,16 +45,7 @@ class _PhiloxDropoutAdd(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        bits = ctx.saved_tensors[0] if ctx.save_bits else None
-        if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-            grad_x = _fast._ApplyMask.apply(
-                grad, bits, ctx.seed, ctx.p, ctx.s, None, _fast._backward
-            )
-        else:
-            grad_x = _fast._backward(grad, bits, ctx.seed, ctx.p, ctx.s, None)
-        # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
-        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
-        return grad_x, grad_bias, grad, None, None, None, None
+        return _fast._residual_backward(ctx, grad, _fast._backward)
 
 
 def _check_operand(

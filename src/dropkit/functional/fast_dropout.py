@@ -334,6 +334,25 @@ class _ApplyMask(torch.autograd.Function):
         return _ApplyMask.apply(gg, *ctx.args), None, None, None, None, None, None
 
 
+def _mask_grad(ctx, grad: torch.Tensor, backward) -> torch.Tensor:
+    """``grad * m * s`` for the mask the forward drew (``ctx``: seed, p, s, perm, save_bits, and the
+    saved bits), through the CPU or the CUDA path's ``backward``; differentiable under
+    ``create_graph=True``."""
+    bits = ctx.saved_tensors[0] if ctx.save_bits else None
+    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+        return _ApplyMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm, backward)
+    return backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
+
+
+def _residual_backward(ctx, grad: torch.Tensor, backward) -> tuple:
+    """Gradients of ``(input, bias, residual, seed, p, s, save_bits)`` for the fused
+    ``dropout(input [+ bias]) + residual`` functions of the CPU and CUDA paths."""
+    grad_x = _mask_grad(ctx, grad, backward)
+    # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
+    grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
+    return grad_x, grad_bias, grad, None, None, None, None
+
+
 class _PhiloxDropout(torch.autograd.Function):
     # forward and backward run once per dropout layer and step, so the common case (a contiguous
     # float32/float64 tensor) is written out here; everything else goes through _forward/_backward.
