@@ -72,7 +72,10 @@ def test_root_module_and_untouched_modules():
     back = dnn.convert_dropout(dnn.Dropout3d(0.15, inplace=True), to="torch")
     assert type(back) is nn.Dropout3d and back.p == 0.15 and back.inplace
     block = dnn.DropBlock2d(0.1, block_size=3)
-    assert dnn.convert_dropout(block, to="torch") is block  # no torch counterpart: left alone
+    with pytest.warns(dnn.ConversionWarning, match=r"1 x DropBlock2d \('<model>'\): .*no torch"):
+        assert dnn.convert_dropout(block, to="torch") is block  # no torch counterpart: left alone
+    with pytest.raises(ValueError, match="DropBlock2d.*nothing was changed"):
+        dnn.convert_dropout(nn.Sequential(block), to="torch", strict=True)
 
 
 def test_refuses_a_lossy_conversion():
@@ -81,7 +84,7 @@ def test_refuses_a_lossy_conversion():
         dnn.convert_dropout(model, to="torch")
     with pytest.raises(ValueError, match="batched=False"):
         dnn.convert_dropout(nn.Sequential(dnn.Dropout2d(0.2, batched=False)), to="torch")
-    with pytest.raises(ValueError, match="to must be 'dropkit' or 'torch'"):
+    with pytest.raises(ValueError, match="to must be one of .*'keras'"):
         dnn.convert_dropout(model, to="keras")
 
 

@@ -3,7 +3,13 @@
 from dropkit.nn.alpha_dropout import AlphaDropout, FeatureAlphaDropout
 from dropkit.nn.channel_dropout import Dropout1d, Dropout2d, Dropout3d
 from dropkit.nn.concrete_dropout import ConcreteDropout, concrete_regularization
-from dropkit.nn.convert import convert_dropout, dropout_modules, get_dropout_p, set_dropout_p
+from dropkit.nn.convert import (
+    ConversionWarning,
+    convert_dropout,
+    dropout_modules,
+    get_dropout_p,
+    set_dropout_p,
+)
 from dropkit.nn.drop_path import DropPath
 from dropkit.nn.dropblock import DropBlock2d, DropBlock3d
 from dropkit.nn.dropconnect import (
@@ -20,12 +26,21 @@ from dropkit.nn.gaussian_dropout import GaussianDropout
 from dropkit.nn.locked_dropout import LockedDropout
 from dropkit.nn.shared_dropout import SharedDropout
 from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
+from dropkit.nn.registry import (
+    StochasticLayer,
+    Unconvertible,
+    register_stochastic_layer,
+    stochastic_layer,
+    stochastic_layers,
+    unregister_stochastic_layer,
+)
 from dropkit.nn.weight_drop import WeightDropGRU, WeightDropLSTM
 
 __all__ = [
     "add_dropconnect",
     "AlphaDropout",
     "concrete_regularization",
+    "ConversionWarning",
     "ConcreteDropout",
     "convert_dropout",
     "DropBlock2d",
@@ -45,9 +60,15 @@ __all__ = [
     "GaussianDropout",
     "get_dropout_p",
     "LockedDropout",
+    "register_stochastic_layer",
     "remove_dropconnect",
     "set_dropout_p",
     "SharedDropout",
+    "stochastic_layer",
+    "StochasticLayer",
+    "stochastic_layers",
+    "Unconvertible",
+    "unregister_stochastic_layer",
     "VariationalGRU",
     "VariationalLSTM",
     "WeightDropGRU",

@@ -1,0 +1,102 @@
+"""Converters between the peers' stochastic layers and dropkit's, for the registry.
+
+Each ``f(module) -> dropkit module`` maps the peer's argument names onto dropkit's one vocabulary
+(``p`` is the drop probability) and raises ``Unconvertible`` for a setting dropkit cannot express, so
+that the conversion stays lossless: eval outputs are identical (every one of these is the identity
+in eval) and training draws from the same distribution. None of them imports the peer's library:
+they read the module's attributes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dropkit.nn.alpha_dropout import AlphaDropout, FeatureAlphaDropout
+from dropkit.nn.channel_dropout import Dropout1d, Dropout2d, Dropout3d
+from dropkit.nn.drop_path import DropPath
+from dropkit.nn.dropblock import DropBlock2d, DropBlock3d
+from dropkit.nn.dropout import Dropout
+
+# torch class -> dropkit class; exact types only (a subclass may carry behaviour of its own).
+TORCH_PAIRS: tuple[tuple[type[nn.Module], type[nn.Module]], ...] = (
+    (nn.Dropout, Dropout),
+    (nn.Dropout1d, Dropout1d),
+    (nn.Dropout2d, Dropout2d),
+    (nn.Dropout3d, Dropout3d),
+    (nn.AlphaDropout, AlphaDropout),
+    (nn.FeatureAlphaDropout, FeatureAlphaDropout),
+)
+DROPKIT_TO_TORCH = {dk: th for th, dk in TORCH_PAIRS}
+
+
+def _unconvertible(reason: str):
+    from dropkit.nn.registry import Unconvertible
+
+    return Unconvertible(reason)
+
+
+def _torch(dk_cls):
+    def convert(m: nn.Module) -> nn.Module:
+        return dk_cls(m.p, m.inplace)
+
+    return convert
+
+
+TORCH_TO_DROPKIT = {th: _torch(dk) for th, dk in TORCH_PAIRS}
+
+
+def timm_drop_path(m: nn.Module) -> nn.Module:
+    """timm ``DropPath(drop_prob, scale_by_keep)``: per-sample Bernoulli(1-p), scaled by 1/(1-p)."""
+    if not getattr(m, "scale_by_keep", True):
+        raise _unconvertible(
+            "scale_by_keep=False (kept paths unscaled in training, identity in eval) has no dropkit "
+            "equivalent yet; dropkit's scale='classic' rescales in eval instead"
+        )
+    return DropPath(float(m.drop_prob))
+
+
+def timm_dropblock(m: nn.Module) -> nn.Module:
+    """timm ``DropBlock2d``: ``couple_channels`` is dropkit's ``share_channels``; ``gamma_scale``
+    multiplies the seed rate, i.e. the fraction dropped, so dropkit's ``p = drop_prob * gamma_scale``
+    (the origin keeps ``gamma_scale`` for the way back)."""
+    if getattr(m, "with_noise", False):
+        raise _unconvertible(
+            "with_noise=True (Gaussian noise in dropped blocks) has no dropkit form"
+        )
+    if not getattr(m, "scale_by_keep", True):
+        raise _unconvertible("scale_by_keep=False has no dropkit equivalent yet")
+    if not isinstance(m.block_size, int):
+        raise _unconvertible(f"block_size={m.block_size!r} is not an int")
+    p = float(m.drop_prob) * float(getattr(m, "gamma_scale", 1.0))
+    if not 0.0 <= p <= 1.0:
+        raise _unconvertible(f"drop_prob * gamma_scale = {p} is not a probability")
+    return DropBlock2d(
+        p,
+        bool(getattr(m, "inplace", False)),
+        block_size=m.block_size,
+        share_channels=bool(getattr(m, "couple_channels", True)),
+    )
+
+
+def timm_dropblock_back(origin: nn.Module, p: float) -> None:
+    origin.drop_prob = p / float(getattr(origin, "gamma_scale", 1.0))
+
+
+def tv_stochastic_depth(m: nn.Module) -> nn.Module:
+    """torchvision ``StochasticDepth(p, mode="row")`` is dropkit's ``DropPath(p)``."""
+    if m.mode != "row":
+        raise _unconvertible(
+            f"mode={m.mode!r} (one draw for the whole batch) has no dropkit DropPath equivalent yet"
+        )
+    return DropPath(float(m.p))
+
+
+def tv_dropblock(m: nn.Module) -> nn.Module:
+    """torchvision ``DropBlock2d/3d(p, block_size, inplace, eps)``: independent blocks per channel
+    (dropkit's ``share_channels=False``), the same gamma and count/count_ones rescaling."""
+    cls = DropBlock3d if type(m).__name__ == "DropBlock3d" else DropBlock2d
+    return cls(float(m.p), bool(m.inplace), block_size=int(m.block_size), share_channels=False)
+
+
+# How to write a dropkit module's (possibly changed) rate back into the module it came from.
+BACK = {"timm_dropblock": timm_dropblock_back}

@@ -1,0 +1,351 @@
+"""The registry of stochastic layers: one table that every model utility reads.
+
+``convert_dropout``, ``dropout_modules`` / ``get_dropout_p`` / ``set_dropout_p`` and
+:func:`dropkit.uncertainty.mc_mode` / ``mc_predict`` find the stochastic parts of a model here and
+nowhere else, so supporting a new library is one entry. An entry (:class:`StochasticLayer`) says:
+
+* ``kind``: ``"layer"``, a module that is random in training (``nn.Dropout``, timm's ``DropPath``,
+  torchvision's ``StochasticDepth``, ...); or ``"gate"``, a module whose own ``training`` flag
+  switches dropout that runs *functionally* inside its ``forward`` (Hugging Face attention passing
+  ``dropout=self.dropout.p if self.training else 0.0`` to SDPA, timm's fused ``Attention``, timm's
+  ``F.dropout`` classifier heads, ``nn.MultiheadAttention``, ``nn.LSTM(dropout=...)``). Monte-Carlo
+  mode sets the ``training`` flag of both kinds, and of nothing else (BatchNorm stays in eval).
+* how to read and write its drop rate ``p`` (``None`` where the rate lives in a child layer, e.g. a
+  BERT self-attention reads ``self.dropout.p`` of its child ``nn.Dropout``);
+* what ``convert_dropout(model, to="dropkit")`` turns it into, if anything;
+* whether it is multiplicative (``output = input * mask(shape)``, the mask independent of the input),
+  which Monte-Carlo's consistent masks need.
+
+Third-party classes are matched by their import path (``"timm.layers.drop.DropPath"``), so dropkit
+never imports timm, torchvision or transformers. Users add their own with
+:func:`register_stochastic_layer`; any module carrying dropkit's ``_Stochastic`` marker is a layer
+with rate attribute ``p``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from torch import nn
+
+from dropkit._validation import _check_bool
+from dropkit.nn._base import _Stochastic
+
+__all__ = [
+    "StochasticLayer",
+    "Unconvertible",
+    "register_stochastic_layer",
+    "stochastic_layer",
+    "stochastic_layers",
+    "unregister_stochastic_layer",
+]
+
+KINDS = ("layer", "gate")
+
+
+class Unconvertible(Exception):
+    """Raised by a converter for a module whose settings dropkit cannot express; the message says why.
+
+    ``convert_dropout`` leaves that module as it is and reports it.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class StochasticLayer:
+    """How dropkit handles one class of stochastic module (see the module docstring)."""
+
+    name: str
+    kind: str = "layer"
+    get_p: Callable[[nn.Module], float | None] | None = None
+    set_p: Callable[[nn.Module, float], None] | None = None
+    to_dropkit: Callable[[nn.Module], nn.Module] | None = None
+    multiplicative: bool = False
+
+    def p(self, module: nn.Module) -> float | None:
+        """The module's drop rate, or None where it has none of its own."""
+        return None if self.get_p is None else self.get_p(module)
+
+
+def _attr(name: str) -> tuple[Callable, Callable]:
+    def get(m: nn.Module) -> float:
+        return float(getattr(m, name))
+
+    def set(m: nn.Module, p: float) -> None:
+        setattr(m, name, p)
+
+    return get, set
+
+
+def _attrs(*names: str) -> tuple[Callable, Callable]:
+    """A gate with several float rates (e.g. ``dropout`` and ``activation_dropout``): read the
+    first one present, set them all."""
+
+    def present(m: nn.Module) -> list[str]:
+        return [n for n in names if _is_rate(getattr(m, n, None))]
+
+    def get(m: nn.Module) -> float | None:
+        found = present(m)
+        return float(getattr(m, found[0])) if found else None
+
+    def set(m: nn.Module, p: float) -> None:
+        for n in present(m):
+            setattr(m, n, p)
+
+    return get, set
+
+
+def _is_rate(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Exact classes (torch's, dropkit's, users'), import paths (third-party), and rules (families of
+# third-party classes too many to list), looked up in that order.
+_BY_CLASS: dict[type, StochasticLayer] = {}
+_BY_PATH: dict[str, StochasticLayer] = {}
+_RULES: list[tuple[Callable[[nn.Module], bool], StochasticLayer]] = []
+_MARKED = StochasticLayer(
+    "dropkit",
+    "layer",
+    lambda m: float(m.p) if hasattr(m, "p") else None,
+    lambda m, p: setattr(m, "p", p),
+)
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_stochastic_layer(
+    cls: type[nn.Module] | str,
+    *,
+    kind: str = "layer",
+    p: str | tuple[Callable, Callable] | None = "p",
+    to_dropkit: Callable[[nn.Module], nn.Module] | None = None,
+    multiplicative: bool = False,
+) -> StochasticLayer:
+    """Teach dropkit's model utilities about a stochastic module class (yours or a library's).
+
+    Args:
+        cls: the class, or its import path ``"package.module.Class"`` (matched without importing
+            it). Subclasses match too, except for conversion, which needs the exact class.
+        kind: ``"layer"`` (random in training) or ``"gate"`` (its ``training`` flag switches dropout
+            run functionally inside its forward, e.g. attention dropout). Default: ``"layer"``
+        p: the name of the attribute holding the drop rate, a ``(get, set)`` pair of functions
+            ``get(module) -> float`` / ``set(module, p)``, or None if the module has no rate of its
+            own. Default: ``"p"``
+        to_dropkit: ``f(module) -> dropkit module`` used by ``convert_dropout``; may raise
+            :class:`Unconvertible` with the reason. Default: None (never converted; reported)
+        multiplicative: the layer computes ``input * mask`` with a mask independent of the input
+            (needed by ``mc_predict(consistent=True)``). Default: False
+
+    Returns the entry. Registering a class again replaces its entry.
+
+    Example::
+
+        >>> dropkit.nn.register_stochastic_layer(MyNoise, p="rate", multiplicative=True)
+    """
+    op = "register_stochastic_layer"
+    if kind not in KINDS:
+        raise ValueError(f"{op}: kind must be one of {KINDS}, but got {kind!r}")
+    _check_bool(multiplicative, "multiplicative", op)
+    if isinstance(p, str):
+        get, set = _attr(p)
+    elif p is None:
+        get = set = None
+    elif isinstance(p, tuple) and len(p) == 2 and all(callable(f) for f in p):
+        get, set = p
+    else:
+        raise TypeError(
+            f"{op}: p must be an attribute name, a (get, set) pair of functions or None, but got "
+            f"{type(p).__name__}"
+        )
+    if to_dropkit is not None and not callable(to_dropkit):
+        raise TypeError(f"{op}: to_dropkit must be callable, but got {type(to_dropkit).__name__}")
+    if isinstance(cls, str):
+        if "." not in cls:
+            raise ValueError(
+                f"{op}: cls must be an import path 'package.module.Class', got {cls!r}"
+            )
+        entry = StochasticLayer(cls, kind, get, set, to_dropkit, multiplicative)
+        _BY_PATH[cls] = entry
+    elif isinstance(cls, type) and issubclass(cls, nn.Module):
+        entry = StochasticLayer(_path(cls), kind, get, set, to_dropkit, multiplicative)
+        _BY_CLASS[cls] = entry
+    else:
+        raise TypeError(f"{op}: cls must be an nn.Module subclass or an import path, got {cls!r}")
+    return entry
+
+
+def unregister_stochastic_layer(cls: type[nn.Module] | str) -> None:
+    """Remove an entry added by :func:`register_stochastic_layer` (KeyError if there is none)."""
+    table = _BY_PATH if isinstance(cls, str) else _BY_CLASS
+    if cls not in table:
+        raise KeyError(f"unregister_stochastic_layer: {cls!r} is not registered")
+    del table[cls]
+
+
+def _lookup(module: nn.Module) -> tuple[StochasticLayer | None, bool]:
+    """``(entry, exact)``; ``exact`` when the entry is for ``type(module)`` itself."""
+    for i, cls in enumerate(type(module).__mro__):
+        if cls is nn.Module:
+            break
+        entry = _BY_CLASS.get(cls) or _BY_PATH.get(_path(cls))
+        if entry is not None:
+            return entry, i == 0
+    for rule, entry in _RULES:
+        if rule(module):
+            return entry, True
+    if isinstance(module, _Stochastic):
+        return _MARKED, False
+    return None, False
+
+
+def stochastic_layer(module: nn.Module) -> StochasticLayer | None:
+    """The registry's entry for ``module``, or None if it is not a stochastic layer or gate."""
+    return _lookup(module)[0]
+
+
+def stochastic_layers(
+    model: nn.Module, *, kind: str | None = None
+) -> list[tuple[str, nn.Module, StochasticLayer]]:
+    """``(name, module, entry)`` for every registered module of ``model`` (itself included, name
+    ``""``), in ``named_modules()`` order; ``kind`` keeps only layers or only gates."""
+    out = []
+    for name, m in model.named_modules():
+        entry = stochastic_layer(m)
+        if entry is not None and (kind is None or entry.kind == kind):
+            out.append((name, m, entry))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The built-in entries.
+
+
+def _builtin() -> None:
+    # Imported here: the converters need dropkit's modules, which import nothing from this file.
+    from dropkit.nn import _converters as c
+    from dropkit.nn import (
+        channel_dropout,
+        drop_path,
+        dropblock,
+        dropout,
+        gaussian_dropout,
+        shared_dropout,
+    )
+
+    for cls, to in c.TORCH_TO_DROPKIT.items():
+        register_stochastic_layer(
+            cls,
+            to_dropkit=to,
+            multiplicative=not issubclass(cls, (nn.AlphaDropout, nn.FeatureAlphaDropout)),
+        )
+    # dropkit's own multiplicative layers (the rest are found by their _Stochastic marker).
+    for cls in (
+        dropout.Dropout,
+        channel_dropout.Dropout1d,
+        channel_dropout.Dropout2d,
+        channel_dropout.Dropout3d,
+        drop_path.DropPath,
+        dropblock.DropBlock2d,
+        dropblock.DropBlock3d,
+        gaussian_dropout.GaussianDropout,
+        shared_dropout.SharedDropout,
+    ):
+        register_stochastic_layer(cls, multiplicative=True)
+    # torch's own gates: dropout inside a fused or functional forward.
+    register_stochastic_layer(nn.MultiheadAttention, kind="gate", p="dropout")
+    register_stochastic_layer(nn.RNNBase, kind="gate", p=(_rnn_p, _rnn_set_p))
+    for cls in (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder):
+        # training=False selects the fused fast path, which skips the layer's dropout modules.
+        register_stochastic_layer(cls, kind="gate", p=None)
+
+    # timm (current and pre-0.9 import paths).
+    for root in ("timm.layers", "timm.models.layers"):
+        register_stochastic_layer(
+            f"{root}.drop.DropPath", p="drop_prob", to_dropkit=c.timm_drop_path, multiplicative=True
+        )
+        register_stochastic_layer(
+            f"{root}.drop.DropBlock2d",
+            p="drop_prob",
+            to_dropkit=c.timm_dropblock,
+            multiplicative=False,
+        )
+        register_stochastic_layer(f"{root}.patch_dropout.PatchDropout", p="prob")
+    # timm classifiers and layers that call F.dropout(x, self.drop_rate, training=self.training).
+    for path in (
+        "resnet.ResNet",
+        "efficientnet.EfficientNet",
+        "mobilenetv3.MobileNetV3",
+        "densenet.DenseNet",
+        "densenet.DenseLayer",
+        "senet.SENet",
+        "xception.Xception",
+        "dpn.DPN",
+        "ghostnet.GhostNet",
+    ):
+        register_stochastic_layer(f"timm.models.{path}", kind="gate", p="drop_rate")
+
+    # torchvision.
+    register_stochastic_layer(
+        "torchvision.ops.stochastic_depth.StochasticDepth",
+        to_dropkit=c.tv_stochastic_depth,
+        multiplicative=True,
+    )
+    for d in (2, 3):
+        register_stochastic_layer(
+            f"torchvision.ops.drop_block.DropBlock{d}d",
+            to_dropkit=c.tv_dropblock,
+            multiplicative=True,
+        )
+
+    # Families matched by rule. timm: every attention with a fused SDPA path gated by training.
+    _RULES.append(
+        (
+            _is_timm_fused_attention,
+            StochasticLayer("timm fused attention", "gate", *_attrs("attn_drop_p")),
+        )
+    )
+    # Hugging Face: modules that call dropout functionally, gated by their own training flag:
+    # attention (eager and SDPA: dropout=self.dropout.p if self.training else 0.0) and layers
+    # holding float rates (BART/Whisper/Llama style: self.dropout, self.attention_dropout, ...).
+    _RULES.append(
+        (
+            _is_hf_gate,
+            StochasticLayer("transformers functional dropout", "gate", *_attrs(*HF_RATE_ATTRS)),
+        )
+    )
+
+
+# LayerDrop (``layerdrop``) is not a rate dropkit sets, but a module holding it is a gate for its
+# ``dropout`` too, and MC mode then samples skipped layers as the model was trained.
+HF_RATE_ATTRS = ("attention_dropout", "dropout", "activation_dropout", "hidden_dropout")
+_HF_DROPOUT_CHILDREN = ("dropout", "attn_dropout", "attention_dropout")
+
+
+def _rnn_p(m: nn.Module) -> float | None:
+    # torch applies an RNN's dropout between stacked layers only: one layer has no rate.
+    return float(m.dropout) if m.num_layers > 1 else None
+
+
+def _rnn_set_p(m: nn.Module, p: float) -> None:
+    if m.num_layers > 1:
+        m.dropout = p
+
+
+def _is_timm_fused_attention(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("timm.") and hasattr(m, "fused_attn")
+
+
+def _is_hf_gate(m: nn.Module) -> bool:
+    if not type(m).__module__.startswith("transformers."):
+        return False
+    if any(_is_rate(getattr(m, a, None)) for a in HF_RATE_ATTRS):
+        return True
+    return type(m).__name__.endswith("Attention") and any(
+        isinstance(getattr(m, a, None), nn.modules.dropout._DropoutNd) for a in _HF_DROPOUT_CHILDREN
+    )
+
+
+_builtin()
