@@ -8,7 +8,14 @@ from torch import nn
 
 import dropkit.nn as dnn
 from dropkit.nn._base import _Stochastic
-from dropkit.uncertainty import dropout_layers, is_dropout_layer, mc_mode, mc_predict
+from dropkit.uncertainty import (
+    NoDropoutError,
+    NoDropoutWarning,
+    dropout_layers,
+    is_dropout_layer,
+    mc_mode,
+    mc_predict,
+)
 from dropkit.uncertainty.mc import _probe
 from tests.conftest import Z
 
@@ -220,11 +227,25 @@ class TestMCPredict:
         tiny = mc_predict(model, x, 5, seed=1, memory_budget=1)  # one sample per chunk
         assert_same_samples(tiny, mc_predict(model, x, 5, seed=1))
 
-    def test_no_dropout_model_repeats_its_output(self):
+    def test_no_dropout_model_raises_or_warns(self):
         model, x = nn.Linear(3, 2), torch.randn(4, 3)
-        out = mc_predict(model, x, 3)
+        with pytest.raises(NoDropoutError, match="no stochastic layer was found in Linear"):
+            mc_predict(model, x, 3)
+        with pytest.raises(NoDropoutError, match="no stochastic layer"), mc_mode(model):
+            pass
+        with pytest.warns(NoDropoutWarning, match="every Monte-Carlo sample would be identical"):
+            out = mc_predict(model, x, 3, on_deterministic="warn")
         with torch.no_grad():
             assert torch.equal(out, model(x).expand(3, 4, 2))
+        with pytest.raises(ValueError, match="on_deterministic must be one of"):
+            mc_predict(model, x, 3, on_deterministic="loud")
+
+    def test_all_rates_zero_raises(self):
+        model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.0), dnn.DropPath(0.0))
+        with pytest.raises(NoDropoutError, match=r"all 2 stochastic modules have p=0 \('1'"):
+            mc_predict(model, torch.randn(2, 3), 3)
+        with pytest.raises(NoDropoutError, match="p=0"), mc_mode(model):
+            pass
 
     @pytest.mark.parametrize(
         ("kwargs", "err", "match"),
@@ -243,8 +264,10 @@ class TestMCPredict:
     def test_error_types(self):
         with pytest.raises(TypeError, match="mc_predict: model must be"):
             mc_predict(lambda x: x, torch.randn(2))
-        with pytest.raises(TypeError, match="mc_predict: x must be a Tensor"):
+        with pytest.raises(TypeError, match="mc_predict: inputs must be .* holding at least one"):
             mc_predict(nn.Linear(2, 2), [1.0, 2.0])
+        with pytest.raises(TypeError, match="mc_predict: inputs must be a Tensor.*got str"):
+            mc_predict(nn.Linear(2, 2), "x")
         with pytest.raises(ValueError, match="non-empty batch"):
             mc_predict(nn.Linear(2, 2), torch.randn(0, 2))
 

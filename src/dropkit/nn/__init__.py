@@ -24,8 +24,6 @@ from dropkit.nn.dropout import Dropout
 from dropkit.nn.embedding_dropout import EmbeddingDropout
 from dropkit.nn.gaussian_dropout import GaussianDropout
 from dropkit.nn.locked_dropout import LockedDropout
-from dropkit.nn.shared_dropout import SharedDropout
-from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 from dropkit.nn.registry import (
     StochasticLayer,
     Unconvertible,
@@ -34,6 +32,8 @@ from dropkit.nn.registry import (
     stochastic_layers,
     unregister_stochastic_layer,
 )
+from dropkit.nn.shared_dropout import SharedDropout
+from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 from dropkit.nn.weight_drop import WeightDropGRU, WeightDropLSTM
 
 __all__ = [

@@ -187,16 +187,17 @@ def unregister_stochastic_layer(cls: type[nn.Module] | str) -> None:
 
 def _lookup(module: nn.Module) -> tuple[StochasticLayer | None, bool]:
     """``(entry, exact)``; ``exact`` when the entry is for ``type(module)`` itself."""
+    marked = isinstance(module, _Stochastic)
     for i, cls in enumerate(type(module).__mro__):
-        if cls is nn.Module:
-            break
+        if cls is nn.Module or (marked and not issubclass(cls, _Stochastic)):
+            break  # a dropkit module is never matched by a torch base (VariationalLSTM: nn.LSTM)
         entry = _BY_CLASS.get(cls) or _BY_PATH.get(_path(cls))
         if entry is not None:
             return entry, i == 0
     for rule, entry in _RULES:
         if rule(module):
             return entry, True
-    if isinstance(module, _Stochastic):
+    if marked:
         return _MARKED, False
     return None, False
 

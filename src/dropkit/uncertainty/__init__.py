@@ -4,7 +4,15 @@ The plots need matplotlib and the Fig. 11 experiment (:mod:`dropkit.uncertainty.
 ``mnist1d`` for its default data set: both come with the ``lab`` extra.
 """
 
-from dropkit.uncertainty.mc import dropout_layers, is_dropout_layer, mc_mode, mc_predict
+from dropkit.uncertainty.mc import (
+    NoDropoutError,
+    NoDropoutWarning,
+    dropout_layers,
+    is_dropout_layer,
+    mc_mode,
+    mc_predict,
+    to_baal_layout,
+)
 from dropkit.uncertainty.metrics import (
     brier_score,
     calibration_bins,
@@ -37,9 +45,12 @@ __all__ = [
     "mc_predict",
     "mc_variance",
     "mutual_information",
+    "NoDropoutError",
+    "NoDropoutWarning",
     "plot_mc_vs_weight_scaling",
     "plot_reliability_diagram",
     "predictive_entropy",
     "regression_predictive",
     "rmse",
+    "to_baal_layout",
 ]

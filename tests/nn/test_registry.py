@@ -1,0 +1,109 @@
+"""The registry of stochastic layers: users' classes by class or import path, lookup rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import dropkit.nn as dnn
+from dropkit.uncertainty import mc_mode, mc_predict
+
+
+class Jitter(nn.Module):
+    """A user's multiplicative noise layer with its rate in ``rate``."""
+
+    def __init__(self, rate: float = 0.2) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (torch.rand_like(x) >= self.rate) / (1 - self.rate)
+
+
+class FunctionalBlock(nn.Module):
+    """Dropout inside forward, gated by this module's own flag (as HF attention); a BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.bn, self.drop_rate = nn.Linear(4, 4), nn.BatchNorm1d(4), 0.4
+
+    def forward(self, x):
+        return nn.functional.dropout(self.bn(self.lin(x)), self.drop_rate, self.training)
+
+
+@pytest.fixture
+def registered():
+    entries = [
+        dnn.register_stochastic_layer(Jitter, p="rate", to_dropkit=lambda m: dnn.Dropout(m.rate)),
+        dnn.register_stochastic_layer(f"{__name__}.FunctionalBlock", kind="gate", p="drop_rate"),
+    ]
+    yield entries
+    dnn.unregister_stochastic_layer(Jitter)
+    dnn.unregister_stochastic_layer(f"{__name__}.FunctionalBlock")
+
+
+def test_unknown_layers_are_invisible_until_registered():
+    model = nn.Sequential(Jitter(), FunctionalBlock())
+    assert dnn.get_dropout_p(model) == {}
+    assert dnn.stochastic_layer(model[0]) is None
+
+
+def test_registered_layers_are_read_set_switched_and_converted(registered):
+    model = nn.Sequential(Jitter(0.2), FunctionalBlock()).eval()
+    assert dnn.get_dropout_p(model) == {"0": 0.2, "1": 0.4}
+    assert [e.kind for _, _, e in dnn.stochastic_layers(model)] == ["layer", "gate"]
+    assert dnn.set_dropout_p(model, 0.3) == ["0", "1"]
+    assert model[0].rate == 0.3 and model[1].drop_rate == 0.3
+    with mc_mode(model):
+        assert model[0].training and model[1].training and not model[1].bn.training
+    assert mc_predict(model, torch.randn(3, 4), 4).std(0).mean() > 0
+    dnn.convert_dropout(model[:1])
+    original = model[0]
+    with pytest.warns(dnn.ConversionWarning, match="1 x FunctionalBlock.*functionally"):
+        dnn.convert_dropout(model)
+    assert type(model[0]) is dnn.Dropout and model[0].p == 0.3
+    model[0].p = 0.25
+    dnn.convert_dropout(model, to="original")
+    assert model[0] is original and original.rate == 0.25
+
+
+def test_subclass_matches_but_is_not_converted(registered):
+    class Sub(Jitter):
+        pass
+
+    model = nn.Sequential(Sub(0.1))
+    assert dnn.get_dropout_p(model) == {"0": 0.1}
+    with pytest.warns(dnn.ConversionWarning, match="no dropkit counterpart"):
+        dnn.convert_dropout(model)
+    assert type(model[0]) is Sub
+
+
+def test_dropkit_modules_are_not_matched_by_torch_bases():
+    rnn = dnn.VariationalLSTM(3, 4, recurrent_dropout=0.2)
+    assert dnn.stochastic_layer(rnn).name == "dropkit"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"kind": "noise"}, ValueError, "kind must be one of"),
+        ({"p": 3}, TypeError, "p must be an attribute name"),
+        ({"to_dropkit": 3}, TypeError, "to_dropkit must be callable"),
+        ({"multiplicative": 1}, TypeError, "multiplicative must be a bool"),
+    ],
+)
+def test_register_errors(kwargs, err, match):
+    with pytest.raises(err, match=f"register_stochastic_layer: {match}"):
+        dnn.register_stochastic_layer(Jitter, **kwargs)
+
+
+def test_register_rejects_bad_classes():
+    with pytest.raises(TypeError, match="cls must be an nn.Module subclass"):
+        dnn.register_stochastic_layer(int)
+    with pytest.raises(ValueError, match="import path"):
+        dnn.register_stochastic_layer("Jitter")
+    with pytest.raises(KeyError, match="not registered"):
+        dnn.unregister_stochastic_layer("a.b.C")

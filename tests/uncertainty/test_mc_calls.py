@@ -1,0 +1,147 @@
+"""mc_predict's calling conventions, output choice and layout, consistent masks, gates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import dropkit.nn as dnn
+from dropkit.uncertainty import mc_mode, mc_predict, to_baal_layout
+
+
+class TwoInputs(nn.Module):
+    """``model(ids, mask=...)`` returning a dict, like a Hugging Face model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.drop, self.head = nn.Embedding(10, 6), nn.Dropout(0.5), nn.Linear(6, 3)
+
+    def forward(self, ids, mask=None, flag=True):
+        h = self.drop(self.emb(ids))  # (B, L, 6)
+        if mask is not None:
+            h = h * mask.unsqueeze(-1)
+        return {"logits": self.head(h.mean(1)), "hidden": h, "flag": flag}
+
+
+def _inputs():
+    torch.manual_seed(0)
+    return torch.randint(10, (4, 5)), (torch.rand(4, 5) > 0.3).float()
+
+
+class TestCallingConventions:
+    def test_positional_keyword_and_dict_inputs_agree(self):
+        model, (ids, mask) = TwoInputs().double().eval(), _inputs()
+        ref = mc_predict(model, ids, 6, seed=3, vectorize=False, mask=mask)
+        assert ref.shape == (6, 4, 3) and ref.std(0).mean() > 0
+        for out in (
+            mc_predict(model, ids, 6, seed=3, mask=mask),
+            mc_predict(model, (ids, mask), 6, seed=3),
+            mc_predict(model, {"ids": ids, "mask": mask}, 6, seed=3),
+        ):
+            torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+    def test_unseeded_vectorised_keeps_rows_and_samples_apart(self):
+        model, (ids, mask) = TwoInputs().double().eval(), _inputs()
+        out = mc_predict(model, {"ids": ids, "mask": mask}, 8, chunk_size=8, flag=False)
+        flat = out.reshape(8, -1)
+        assert all(not torch.equal(flat[i], flat[j]) for i in range(8) for j in range(i))
+
+    def test_output_choice(self):
+        model, (ids, _) = TwoInputs().double().eval(), _inputs()
+        hidden = mc_predict(model, ids, 3, seed=1, output="hidden")
+        assert hidden.shape == (3, 4, 5, 6)
+        picked = mc_predict(model, ids, 3, seed=1, output=lambda o: o["logits"][:, 0])
+        torch.testing.assert_close(picked, mc_predict(model, ids, 3, seed=1)[..., 0])
+        with pytest.raises(ValueError, match="output='nope' is not in the model's output"):
+            mc_predict(model, ids, 2, output="nope")
+        with pytest.raises(TypeError, match="selected output is a bool, not a Tensor"):
+            mc_predict(model, ids, 2, output="flag")
+
+    def test_tuple_output_samples_the_first_element(self):
+        model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))
+        tup = lambda x: (model(x), x)  # noqa: E731
+        wrapper = nn.Module()
+        wrapper.m = model
+        wrapper.forward = tup
+        x = torch.randn(2, 3)
+        torch.testing.assert_close(
+            mc_predict(wrapper, x, 4, seed=0), mc_predict(model, x, 4, seed=0)
+        )
+
+    def test_errors_name_the_argument(self):
+        model, (ids, mask) = TwoInputs().eval(), _inputs()
+        with pytest.raises(ValueError, match=r"keyword input\(s\) \['mask'\] given twice"):
+            mc_predict(model, {"ids": ids, "mask": mask}, 2, mask=mask)
+        with pytest.raises(TypeError, match="output must be None, a key, an index or a function"):
+            mc_predict(model, ids, 2, output=1.5)
+        with pytest.raises(
+            ValueError, match=r"returned a dict without 'logits' \(keys: \['scores'\]\)"
+        ):
+            mc_predict(DictNoLogits(), torch.randn(2, 3), 2)
+
+    def test_baal_layout(self):
+        s = torch.randn(5, 2, 3)
+        assert to_baal_layout(s).shape == (2, 3, 5)
+        assert torch.equal(to_baal_layout(s)[..., 4], s[4])
+        with pytest.raises(ValueError, match="to_baal_layout"):
+            to_baal_layout(torch.randn(3))
+
+
+class DictNoLogits(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return {"scores": self.drop(x)}
+
+
+class TestConsistent:
+    def test_same_networks_for_every_batch(self):
+        torch.manual_seed(1)
+        model = nn.Sequential(
+            nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 8), dnn.DropPath(0.5), nn.Linear(8, 2)
+        ).double()
+        x = torch.randn(6, 4, dtype=torch.float64)
+        whole = mc_predict(model, x, 7, seed=5, consistent=True)
+        part = mc_predict(model, x[2:5], 7, seed=5, consistent=True, vectorize=False)
+        torch.testing.assert_close(part, whole[:, 2:5], rtol=1e-12, atol=1e-12)
+        other = mc_predict(model, x, 7, seed=6, consistent=True)
+        assert not torch.allclose(other, whole)
+        assert whole.std(0).mean() > 0
+
+    def test_mask_is_shared_by_the_rows_of_a_sample(self):
+        model = nn.Sequential(nn.Dropout(0.5))
+        out = mc_predict(model, torch.ones(5, 40), 3, seed=0, consistent=True)
+        assert torch.equal(out, out[:, :1].expand_as(out))
+
+    def test_refuses_what_cannot_be_consistent(self):
+        x = torch.randn(2, 4)
+        with pytest.raises(ValueError, match="needs seed= or generator="):
+            mc_predict(nn.Sequential(nn.Dropout()), x, 2, consistent=True)
+        with pytest.raises(ValueError, match=r"'0' \(AlphaDropout\) cannot share one mask"):
+            mc_predict(nn.Sequential(nn.AlphaDropout(0.2)), x, 2, seed=0, consistent=True)
+
+
+class TestGates:
+    def test_multihead_attention_dropout_is_switched_on(self):
+        torch.manual_seed(2)
+        mha = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+        model = nn.Sequential()
+        model.mha = mha
+        model.forward = lambda x: mha(x, x, x, need_weights=False)[0]
+        x = torch.randn(3, 5, 8)
+        out = mc_predict(model, x, 4, seed=0)
+        assert out.std(0).mean() > 0
+        torch.testing.assert_close(out, mc_predict(model, x, 4, seed=0, vectorize=False))
+        assert dnn.get_dropout_p(model) == {"mha": 0.5}
+
+    def test_lstm_dropout_between_layers_and_batchnorm_stays_eval(self):
+        lstm, single, bn = nn.LSTM(3, 4, 2, dropout=0.3), nn.LSTM(3, 4), nn.BatchNorm1d(3)
+        model = nn.ModuleList([lstm, single, bn]).eval()
+        assert dnn.get_dropout_p(model) == {"0": pytest.approx(0.3)}
+        with mc_mode(model):
+            assert lstm.training and single.training and not bn.training
+        with pytest.raises(Exception, match="p=0"), mc_mode(nn.ModuleList([single, bn])):
+            pass
