@@ -551,7 +551,8 @@ def mc_predict(
 
     found = stochastic_layers(model)
     layers = [m for _, m, e in found if e.kind == "layer"]
-    gates = [(n, m) for n, m, e in found if e.kind == "gate" and _is_active(m, e)]
+    # Gates that may drop: a rate above 0, or a rate held by a child (BERT's self.dropout.p).
+    gates = [(n, m) for n, m, e in found if e.kind == "gate" and e.p(m) != 0]
 
     def select(out):
         return _select(out, output, op)
