@@ -1,0 +1,225 @@
+"""timm and torchvision models built without weights: torchvision efficientnet_b0, timm vit_tiny
+(drop_path, attn_drop) and resnet18 (drop_block, drop_path, drop_rate). Everything found, each
+source of noise switched on by mc_mode on its own, converted back and forth losslessly, rates set
+and read back, the no-dropout model refused.
+
+timm and torchvision wheels need the torch build they were made for: these tests run in the second
+environment .ci/run creates (torch 2.14.1 + torchvision 0.29.1 + timm) and skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import dropkit.nn as dnn
+from dropkit.uncertainty import NoDropoutError, mc_mode, mc_predict
+
+timm = pytest.importorskip("timm", reason="timm (and a torchvision matching torch) not importable")
+torchvision = pytest.importorskip("torchvision", reason="torchvision not importable")
+
+
+def efficientnet_b0():
+    torch.manual_seed(0)
+    return torchvision.models.efficientnet_b0(num_classes=5).eval(), torch.randn(2, 3, 32, 32)
+
+
+def vit_tiny():
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        num_classes=5,
+        drop_path_rate=0.1,
+        attn_drop_rate=0.1,
+    )
+    return model.eval(), torch.randn(2, 3, 32, 32)
+
+
+def resnet18():
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "resnet18",
+        pretrained=False,
+        num_classes=5,
+        drop_rate=0.2,
+        drop_path_rate=0.1,
+        drop_block_rate=0.1,
+        zero_init_last=False,  # timm zeroes each block's last BN: DropPath of 0 would be invisible
+    )
+    # 96 px: layer3's 6x6 and layer4's 3x3 maps hold timm's 5 and 3 blocks (dropkit refuses a
+    # block larger than the map, where timm clips it)
+    return model.eval(), torch.randn(2, 3, 96, 96)
+
+
+MODELS = {"efficientnet_b0": efficientnet_b0, "vit_tiny": vit_tiny, "resnet18": resnet18}
+# What the registry must find: (class name, kind) -> count.
+FOUND = {
+    "efficientnet_b0": {("StochasticDepth", "layer"): 16, ("Dropout", "layer"): 1},
+    "vit_tiny": {("Dropout", "layer"): 50, ("DropPath", "layer"): 22, ("Attention", "gate"): 12},
+    "resnet18": {("DropPath", "layer"): 7, ("DropBlock2d", "layer"): 4, ("ResNet", "gate"): 1},
+}
+# Each source of noise, switched on alone: (name predicate, rate).
+SOURCES = {
+    "efficientnet_b0": {
+        "stochastic depth": lambda n, m: type(m).__name__ == "StochasticDepth",
+        "head dropout": lambda n, m: n == "classifier.0",
+    },
+    "vit_tiny": {
+        "drop path": lambda n, m: type(m).__name__ == "DropPath",
+        "fused attention dropout": lambda n, m: n.endswith("attn.attn_drop"),
+    },
+    "resnet18": {
+        "drop path": lambda n, m: type(m).__name__ == "DropPath",
+        "drop block": lambda n, m: type(m).__name__ == "DropBlock2d",
+        "functional head dropout": lambda n, m: n == "",
+    },
+}
+CASES = [(model, source) for model in SOURCES for source in SOURCES[model]]
+
+
+def differ(samples: torch.Tensor) -> bool:
+    """Samples pairwise different, by more than rounding (efficientnet's untrained activations are
+    ~1e-14, so relative to their size)."""
+    flat = samples.flatten(1)
+    scale = flat.abs().mean()
+    return all(
+        (flat[i] - flat[j]).abs().max() > 1e-3 * scale for i in range(len(flat)) for j in range(i)
+    )
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_everything_is_found(name):
+    model, _ = MODELS[name]()
+    found = collections.Counter(
+        (type(m).__name__, e.kind) for _, m, e in dnn.stochastic_layers(model)
+    )
+    assert dict(found) == FOUND[name]
+    rates = dnn.get_dropout_p(model)
+    assert len(rates) == len(dnn.dropout_modules(model)) and max(rates.values()) > 0
+
+
+@pytest.mark.parametrize(("name", "source"), CASES)
+def test_each_source_alone_makes_mc_samples_differ(name, source):
+    model, x = MODELS[name]()
+    dnn.set_dropout_p(model, 0.0)
+    chosen = [(n, m, e) for n, m, e in dnn.stochastic_layers(model) if SOURCES[name][source](n, m)]
+    assert chosen
+    for _, m, e in chosen:
+        e.set_p(m, 0.5)
+    with torch.no_grad():
+        ref = model(x)
+    samples = mc_predict(model, x, 4, seed=0)
+    assert samples.shape == (4, *ref.shape) and differ(samples)
+    with mc_mode(model):  # BatchNorm and LayerNorm stay in eval
+        assert not any(
+            m.training for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        )
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_round_trip_is_lossless(name):
+    model, x = MODELS[name]()
+    fresh, _ = MODELS[name]()
+    state = copy.deepcopy(model.state_dict())
+    originals = {n: type(m) for n, m in dnn.dropout_modules(model)}
+    rates = dnn.get_dropout_p(model)
+    with torch.no_grad():
+        ref = model(x)
+    with pytest.warns(dnn.ConversionWarning) if name != "efficientnet_b0" else _no_warning():
+        dnn.convert_dropout(model)
+    converted = {n: m for n, m in dnn.dropout_modules(model) if isinstance(m, nn.Module)}
+    gates = {n for n, _, e in dnn.stochastic_layers(model, kind="gate")}
+    assert all(
+        type(m).__module__.startswith("dropkit") for n, m in converted.items() if n not in gates
+    )
+    assert dnn.get_dropout_p(model) == pytest.approx(_effective(rates, model))
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)  # eval: bit-identical
+    assert samples_differ_after_conversion(model, x)
+    fresh.load_state_dict(model.state_dict(), strict=True)  # loadable by the original library
+    dnn.convert_dropout(model, to="original")
+    assert {n: type(m) for n, m in dnn.dropout_modules(model)} == originals
+    assert dnn.get_dropout_p(model) == pytest.approx(rates)
+    assert _same_state(model.state_dict(), state)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)
+
+
+def _no_warning():
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("error", dnn.ConversionWarning)
+
+    class _Done:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            ctx.__exit__(*exc)
+            return False
+
+    return _Done()
+
+
+def _effective(rates, model):
+    """timm's DropBlock2d(drop_prob, gamma_scale) drops a fraction drop_prob * gamma_scale: that is
+    dropkit's p after conversion."""
+    out = dict(rates)
+    for n, m in dnn.dropout_modules(model):
+        origin = m.__dict__.get("_dropkit_origin")
+        if origin is not None and type(origin).__name__ == "DropBlock2d":
+            out[n] = origin.drop_prob * origin.gamma_scale
+    return out
+
+
+def samples_differ_after_conversion(model, x):
+    return differ(mc_predict(model, x, 3, seed=1))
+
+
+def _same_state(a, b):
+    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rates_set_and_read_back(name):
+    model, _ = MODELS[name]()
+    names = dnn.set_dropout_p(model, 0.3)
+    assert dnn.get_dropout_p(model) == dict.fromkeys(names, 0.3)
+    assert len(names) == len(dnn.dropout_modules(model))
+
+
+def test_models_without_dropout_raise():
+    torch.manual_seed(0)
+    plain = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()  # all rates 0
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(NoDropoutError, match="p=0"):
+        mc_predict(plain, x, 3)
+    with pytest.raises(NoDropoutError, match="no stochastic layer was found in ResNet"):
+        mc_predict(torchvision.models.resnet18(num_classes=3).eval(), x, 3)
+    with pytest.warns(UserWarning, match="identical"):
+        mc_predict(plain, x, 2, on_deterministic="warn")
+
+
+def test_torchvision_dropblock_and_batch_stochastic_depth():
+    ops = torchvision.ops
+    model = nn.Sequential(
+        ops.DropBlock2d(0.2, 3), nn.Unflatten(1, (2, 2)), ops.DropBlock3d(0.1, 1, inplace=True)
+    )
+    with pytest.warns(dnn.ConversionWarning, match="mode='batch'"):
+        dnn.convert_dropout(nn.Sequential(ops.StochasticDepth(0.2, "batch")))
+    dnn.convert_dropout(model)
+    assert type(model[0]) is dnn.DropBlock2d and model[0].block_size == (3, 3)
+    assert not model[0].share_channels and model[2].inplace and model[2].p == 0.1
+    dnn.convert_dropout(model, to="original")
+    assert type(model[0]) is ops.DropBlock2d and type(model[2]) is ops.DropBlock3d
