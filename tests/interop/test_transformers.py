@@ -11,8 +11,9 @@ import torch
 
 import dropkit.nn as dnn
 from dropkit.uncertainty import NoDropoutError, mc_mode, mc_predict
+from tests.interop._require import require
 
-transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+transformers = require("transformers", "transformers is not installed")
 
 ATTN = ("eager", "sdpa")
 

@@ -18,9 +18,10 @@ from torch import nn
 
 import dropkit.nn as dnn
 from dropkit.uncertainty import NoDropoutError, mc_mode, mc_predict
+from tests.interop._require import require
 
-timm = pytest.importorskip("timm", reason="timm (and a torchvision matching torch) not importable")
-torchvision = pytest.importorskip("torchvision", reason="torchvision not importable")
+timm = require("timm", "timm (and a torchvision matching this torch) cannot be imported")
+torchvision = require("torchvision", "torchvision cannot be imported against this torch build")
 
 
 def efficientnet_b0():
