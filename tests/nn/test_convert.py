@@ -151,3 +151,14 @@ def test_every_random_dropkit_module_carries_the_stochastic_marker():
     assert {type(m).__name__ for m in random_modules} <= exported
     assert all(isinstance(m, _Stochastic) for m in random_modules)
     assert len(dnn.dropout_modules(nn.Sequential(*random_modules))) == len(random_modules)
+
+
+def test_back_to_the_original_modules_with_the_rates_set_since():
+    drop, native = nn.Dropout(0.3), dnn.DropPath(0.2)
+    model = nn.Sequential(nn.Linear(4, 4), drop, native)
+    dnn.convert_dropout(model)
+    assert type(model[1]) is dnn.Dropout and model[2] is native
+    dnn.set_dropout_p(model, 0.4)
+    dnn.convert_dropout(model, to="original")  # dropkit's own DropPath stays, silently
+    assert model[1] is drop and drop.p == 0.4 and model[2] is native
+    assert dnn.convert_dropout(dnn.Dropout(0.1), to="original").p == 0.1

@@ -65,10 +65,10 @@ def _to_torch(module: nn.Module, name: str) -> nn.Module:
     return _TO_TORCH[type(module)](module.p, module.inplace)
 
 
-def _to_original(module: nn.Module, name: str) -> nn.Module:
+def _to_original(module: nn.Module, name: str) -> nn.Module | None:
     origin = module.__dict__.get("_dropkit_origin")
     if origin is None:
-        return _to_torch(module, name)
+        return None  # not put there by convert_dropout: already the original
     back = module.__dict__.get("_dropkit_origin_p")
     if back is not None:
         back(origin, float(module.p))
