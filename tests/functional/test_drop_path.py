@@ -70,7 +70,19 @@ def test_rates_follow_huang_et_al():
     assert rates[0] == pytest.approx(0.5 / 54)
 
 
+@pytest.mark.parametrize("num_blocks", [1, 2, 12, 54])
+def test_linspace_rates_match_numpy_and_torch(num_blocks):
+    # timm's drop_path_rate schedule: torch.linspace(0, p, L) (float32 there, float64 here).
+    rates = DF.drop_path_rates(0.3, num_blocks, rule="linspace")
+    np.testing.assert_allclose(rates, np.linspace(0.0, 0.3, num_blocks), rtol=1e-15, atol=0)
+    f32 = torch.linspace(0, 0.3, num_blocks).tolist()
+    np.testing.assert_allclose(rates, f32, rtol=1e-6, atol=1e-7)
+    assert rates[0] == 0.0 and (num_blocks == 1 or rates[-1] == 0.3)
+
+
 def test_errors():
+    with pytest.raises(ValueError, match="drop_path_rates: rule must be one of"):
+        DF.drop_path_rates(0.5, 3, rule="timm")
     with pytest.raises(ValueError, match="batch dimension"):
         DF.drop_path(torch.tensor(1.0), 0.5)
     with pytest.raises(ValueError, match="num_blocks must be positive"):

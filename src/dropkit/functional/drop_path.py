@@ -72,22 +72,36 @@ def drop_path(
     return _shared_dropout(input, p, axes, training, inplace, scale, generator)
 
 
-def drop_path_rates(p: float, num_blocks: int) -> list[float]:
-    """Stochastic depth's linear decay rule: block ``l`` of ``L`` drops with ``p_l = p * l / L``.
+_RULES = ("huang", "linspace")
 
-    Huang et al. 2016, eq. 4 (written there for the survival probability ``1 - l/L (1 - p_L)``): the
-    first block is almost always kept and the last drops with probability ``p``.
+
+def drop_path_rates(p: float, num_blocks: int, *, rule: str = "huang") -> list[float]:
+    """Per-block drop rates rising linearly with depth to ``p`` at the last of ``num_blocks``.
+
+    ``rule="huang"`` (default): stochastic depth's linear decay rule, block ``l`` of ``L`` drops with
+    ``p_l = p * l / L`` (Huang et al. 2016, eq. 4, written there for the survival probability
+    ``1 - l/L (1 - p_L)``): the first block drops with ``p / L``, the last with ``p``.
+
+    ``rule="linspace"``: ``p * l / (L - 1)`` for ``l = 0 .. L-1``, timm's ``drop_path_rate`` schedule
+    (``torch.linspace(0, p, L)``, here in float64): the first block never drops.
 
     Example::
 
         >>> dropkit.functional.drop_path_rates(0.5, 4)
         [0.125, 0.25, 0.375, 0.5]
+        >>> dropkit.functional.drop_path_rates(0.3, 4, rule="linspace")
+        [0.0, 0.1, 0.2, 0.3]
     """
-    p = _check_p(p, "drop_path_rates")
+    op = "drop_path_rates"
+    p = _check_p(p, op)
     if isinstance(num_blocks, bool) or not isinstance(num_blocks, numbers.Integral):
-        raise TypeError(
-            f"drop_path_rates: num_blocks must be an int, but got {type(num_blocks).__name__}"
-        )
+        raise TypeError(f"{op}: num_blocks must be an int, but got {type(num_blocks).__name__}")
     if num_blocks < 1:
-        raise ValueError(f"drop_path_rates: num_blocks must be positive, but got {num_blocks}")
+        raise ValueError(f"{op}: num_blocks must be positive, but got {num_blocks}")
+    if rule not in _RULES:
+        raise ValueError(f"{op}: rule must be one of {_RULES}, but got {rule!r}")
+    if rule == "linspace":
+        if num_blocks == 1:
+            return [0.0]
+        return [p * layer / (num_blocks - 1) for layer in range(num_blocks)]
     return [p * (layer / num_blocks) for layer in range(1, num_blocks + 1)]
