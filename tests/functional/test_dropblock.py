@@ -203,3 +203,30 @@ class TestErrors:
             DF.dropblock2d(torch.ones(1, 1, 5, 5), 1.1, block_size=3)
         with pytest.raises(TypeError, match="floating-point"):
             DF.dropblock2d(torch.ones(1, 1, 5, 5, dtype=torch.int64), 0.1, block_size=3)
+
+
+@pytest.mark.parametrize(
+    "shape, block",
+    [((2, 3, 4, 6), 5), ((2, 2, 3, 9), (7, 2)), ((1, 2, 2, 3, 4), 3), ((2, 1, 1, 1), 7)],
+)
+def test_clipped_block_matches_the_reference(shape, block):
+    # timm clips a block larger than the map along that axis; clip_block_size=True does the same.
+    n = len(shape) - 2
+    clipped = ref.clip_block(_block(block, n), shape[2:])
+    op = DF.dropblock2d if n == 2 else DF.dropblock3d
+    x = torch.randn(shape, dtype=torch.float64, generator=_seeded(5))
+    out = op(x, 0.3, block_size=block, clip_block_size=True, generator=_seeded(6))
+    seeds = DF.dropblock_seeds(shape, 0.3, clipped, generator=_seeded(6))
+    mask = ref.dropblock_mask(seeds.numpy(), clipped)
+    np.testing.assert_array_equal(out.numpy(), ref.dropblock_forward(x.numpy(), mask))
+    with pytest.raises(ValueError, match="does not fit.*or clip_block_size=True"):
+        op(x, 0.3, block_size=block)
+    with pytest.raises(TypeError, match="clip_block_size must be a bool"):
+        op(x, 0.3, block_size=block, clip_block_size=1)
+
+
+def test_clipping_leaves_a_fitting_block_alone():
+    x = torch.randn(2, 3, 8, 8, generator=_seeded(7))
+    a = DF.dropblock2d(x, 0.2, block_size=3, clip_block_size=True, generator=_seeded(8))
+    b = DF.dropblock2d(x, 0.2, block_size=3, generator=_seeded(8))
+    assert torch.equal(a, b)

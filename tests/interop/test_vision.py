@@ -54,9 +54,9 @@ def resnet18():
         drop_block_rate=0.1,
         zero_init_last=False,  # timm zeroes each block's last BN: DropPath of 0 would be invisible
     )
-    # 96 px: layer3's 6x6 and layer4's 3x3 maps hold timm's 5 and 3 blocks (dropkit refuses a
-    # block larger than the map, where timm clips it)
-    return model.eval(), torch.randn(2, 3, 96, 96)
+    # 64 px: layer3's 4x4 map is smaller than its 5-wide blocks; timm clips them, and so does a
+    # converted model (clip_block_size=True)
+    return model.eval(), torch.randn(2, 3, 64, 64)
 
 
 MODELS = {"efficientnet_b0": efficientnet_b0, "vit_tiny": vit_tiny, "resnet18": resnet18}
@@ -221,6 +221,7 @@ def test_torchvision_dropblock_and_batch_stochastic_depth():
         dnn.convert_dropout(nn.Sequential(ops.StochasticDepth(0.2, "batch")))
     dnn.convert_dropout(model)
     assert type(model[0]) is dnn.DropBlock2d and model[0].block_size == (3, 3)
+    assert not model[0].clip_block_size  # torchvision does not clip
     assert not model[0].share_channels and model[2].inplace and model[2].p == 0.1
     dnn.convert_dropout(model, to="original")
     assert type(model[0]) is ops.DropBlock2d and type(model[2]) is ops.DropBlock3d

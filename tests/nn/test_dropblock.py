@@ -34,3 +34,13 @@ def test_bad_block_size_at_construction_and_forward():
         dnn.DropBlock3d(0.1, block_size=(3, 3))
     with pytest.raises(ValueError, match="does not fit"):
         dnn.DropBlock2d(0.1, block_size=7)(torch.randn(1, 1, 5, 5))
+
+
+def test_module_clips_the_block_when_asked():
+    m = dnn.DropBlock2d(0.2, block_size=7, clip_block_size=True)
+    assert repr(m) == "DropBlock2d(p=0.2, inplace=False, block_size=(7, 7), clip_block_size=True)"
+    x = torch.randn(2, 3, 4, 5)
+    g = torch.Generator().manual_seed(3)
+    m.generator = g
+    expected = DF.dropblock2d(x, 0.2, block_size=(4, 5), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(m(x), expected)

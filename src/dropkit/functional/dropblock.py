@@ -46,11 +46,16 @@ __all__ = [
 _SHAPES = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 
+def _clip(size: Sequence[int], block: tuple[int, ...]) -> tuple[int, ...]:
+    """timm's rule: a block larger than the map along an axis spans the whole axis."""
+    return tuple(min(b, s) for b, s in zip(block, size, strict=True))
+
+
 def _check_fits(size: Sequence[int], block: tuple[int, ...], op: str) -> None:
     if any(b > s for b, s in zip(block, size, strict=True)):
         raise ValueError(
             f"{op}: block_size {block} does not fit in the feature map's spatial size "
-            f"{tuple(size)}; use a block no larger than the map"
+            f"{tuple(size)}; use a block no larger than the map, or clip_block_size=True"
         )
 
 
@@ -166,6 +171,7 @@ def dropblock(
     *,
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
+    clip_block_size: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on a batched 2-D ``(N, C, H, W)`` or 3-D ``(N, C, D, H, W)`` feature map.
@@ -186,20 +192,29 @@ def dropblock(
         inplace: do the operation in place. Default: False
         block_size: int or one int per spatial dimension, at most the map's size. Default: 7
         share_channels: one block pattern for all channels of a sample. Default: False
+        clip_block_size: clip a block larger than the map to the map's size along that axis (as
+            timm does) instead of raising. Default: False
         generator: optional ``torch.Generator`` for the seeds.
     """
     op = "dropblock"
     _check_float_tensor(input, op)
     _check_rank(input, (4, 5), op, "dropblock takes batched (N, C, H, W) or (N, C, D, H, W) input")
-    return _dropblock(input, p, training, inplace, block_size, share_channels, generator, op)
+    return _dropblock(
+        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+    )
 
 
-def _dropblock(input, p, training, inplace, block_size, share_channels, generator, op):
+def _dropblock(
+    input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size=False
+):
     p = _check_p(p, op)
     _check_bool(training, "training", op)
     _check_bool(inplace, "inplace", op)
     _check_bool(share_channels, "share_channels", op)
+    _check_bool(clip_block_size, "clip_block_size", op)
     block = _check_size_tuple(block_size, input.dim() - 2, op)
+    if clip_block_size:
+        block = _clip(input.shape[2:], block)
     _check_fits(input.shape[2:], block, op)
     _check_generator(generator, input.device, op)
     if not training:
@@ -232,6 +247,7 @@ def dropblock2d(
     *,
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
+    clip_block_size: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``(N, C, H, W)`` input; see :func:`dropblock`.
@@ -243,7 +259,9 @@ def dropblock2d(
     op = "dropblock2d"
     _check_float_tensor(input, op)
     _check_rank(input, (4,), op, "dropblock2d takes batched (N, C, H, W) input")
-    return _dropblock(input, p, training, inplace, block_size, share_channels, generator, op)
+    return _dropblock(
+        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+    )
 
 
 def dropblock3d(
@@ -254,10 +272,13 @@ def dropblock3d(
     *,
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
+    clip_block_size: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``(N, C, D, H, W)`` input; see :func:`dropblock`."""
     op = "dropblock3d"
     _check_float_tensor(input, op)
     _check_rank(input, (5,), op, "dropblock3d takes batched (N, C, D, H, W) input")
-    return _dropblock(input, p, training, inplace, block_size, share_channels, generator, op)
+    return _dropblock(
+        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+    )

@@ -58,7 +58,7 @@ def timm_drop_path(m: nn.Module) -> nn.Module:
 def timm_dropblock(m: nn.Module) -> nn.Module:
     """timm ``DropBlock2d``: ``couple_channels`` is dropkit's ``share_channels``; ``gamma_scale``
     multiplies the seed rate, i.e. the fraction dropped, so dropkit's ``p = drop_prob * gamma_scale``
-    (the origin keeps ``gamma_scale`` for the way back)."""
+    (the origin keeps ``gamma_scale`` for the way back); blocks are clipped to the map, as timm's."""
     if getattr(m, "with_noise", False):
         raise _unconvertible(
             "with_noise=True (Gaussian noise in dropped blocks) has no dropkit form"
@@ -75,6 +75,7 @@ def timm_dropblock(m: nn.Module) -> nn.Module:
         bool(getattr(m, "inplace", False)),
         block_size=m.block_size,
         share_channels=bool(getattr(m, "couple_channels", True)),
+        clip_block_size=True,  # timm clips a block larger than the map
     )
 
 

@@ -23,16 +23,19 @@ class _DropBlockNd(_DropoutNd):
         *,
         block_size: int | Sequence[int] = 7,
         share_channels: bool = False,
+        clip_block_size: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, inplace, generator=generator)
         op = type(self).__name__
         self.block_size = _check_size_tuple(block_size, self._spatial_dims, op)
         self.share_channels = _check_bool(share_channels, "share_channels", op)
+        self.clip_block_size = _check_bool(clip_block_size, "clip_block_size", op)
 
     def extra_repr(self) -> str:
         extra = f"{super().extra_repr()}, block_size={self.block_size}"
-        return f"{extra}, share_channels=True" if self.share_channels else extra
+        extra += ", share_channels=True" if self.share_channels else ""
+        return extra + (", clip_block_size=True" if self.clip_block_size else "")
 
 
 class DropBlock2d(_DropBlockNd):
@@ -49,6 +52,8 @@ class DropBlock2d(_DropBlockNd):
         inplace: do the operation in place. Default: False
         block_size: int or (bh, bw), keyword only. Default: 7
         share_channels: one block pattern for all channels of a sample. Default: False
+        clip_block_size: clip a block larger than the map to it (timm's rule) instead of
+            raising. Default: False
         generator: optional ``torch.Generator`` (keyword only).
 
     Example::
@@ -66,6 +71,7 @@ class DropBlock2d(_DropBlockNd):
             self.inplace,
             block_size=self.block_size,
             share_channels=self.share_channels,
+            clip_block_size=self.clip_block_size,
             generator=self.generator,
         )
 
@@ -87,5 +93,6 @@ class DropBlock3d(_DropBlockNd):
             self.inplace,
             block_size=self.block_size,
             share_channels=self.share_channels,
+            clip_block_size=self.clip_block_size,
             generator=self.generator,
         )

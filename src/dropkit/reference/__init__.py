@@ -15,6 +15,7 @@ from dropkit.reference.concrete_dropout import (
     concrete_regularizer,
 )
 from dropkit.reference.dropblock import (
+    clip_block,
     dropblock_backward,
     dropblock_forward,
     dropblock_gamma,
@@ -59,6 +60,7 @@ __all__ = [
     "concrete_regularizer",
     "conv_forward",
     "drop_path_forward",
+    "clip_block",
     "dropblock_backward",
     "dropblock_forward",
     "dropblock_gamma",

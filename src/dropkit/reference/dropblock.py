@@ -13,7 +13,18 @@ import numpy as np
 from dropkit._validation import _check_p
 from dropkit.reference._checks import _check_float_array
 
-__all__ = ["dropblock_gamma", "dropblock_mask", "dropblock_forward", "dropblock_backward"]
+__all__ = [
+    "clip_block",
+    "dropblock_gamma",
+    "dropblock_mask",
+    "dropblock_forward",
+    "dropblock_backward",
+]
+
+
+def clip_block(block: tuple[int, ...], size: tuple[int, ...]) -> tuple[int, ...]:
+    """``clip_block_size=True``: along each axis the block spans at most the whole map."""
+    return tuple(b if b <= s else s for b, s in zip(block, size, strict=True))
 
 
 def dropblock_gamma(p: float, size: tuple[int, ...], block: tuple[int, ...]) -> float:
