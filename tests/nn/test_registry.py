@@ -107,3 +107,41 @@ def test_register_rejects_bad_classes():
         dnn.register_stochastic_layer("Jitter")
     with pytest.raises(KeyError, match="not registered"):
         dnn.unregister_stochastic_layer("a.b.C")
+
+
+def _as_published(cls: type, module: str) -> type:
+    """A stand-in with a peer's published import path (the registry matches paths, not objects)."""
+    cls.__module__ = module
+    return cls
+
+
+class RNNDropout(nn.Module):
+    """fastai's RNNDropout, as published in fastai.text.models.awdlstm."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        mask = x.new_empty(x.size(0), 1, *x.shape[2:]).bernoulli_(1 - self.p).div_(1 - self.p)
+        return x * mask
+
+
+_as_published(RNNDropout, "fastai.text.models.awdlstm")
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 3), (4, 6, 3, 2), (2, 5)])
+def test_fastai_rnn_dropout_converts_to_shared_dropout_on_any_rank(shape):
+    m = RNNDropout(0.4)
+    assert dnn.get_dropout_p(nn.Sequential(m)) == {"0": 0.4}
+    dk = dnn.convert_dropout(m)
+    assert type(dk) is dnn.SharedDropout and dk.shared_axes == (1,) and dk.p == 0.4
+    x = torch.randn(shape)
+    out = dk.train()(x)
+    kept = out != 0
+    assert torch.equal(kept, kept[:, :1].expand_as(kept))  # one mask along the sequence
+    torch.testing.assert_close(out[kept], x[kept] / 0.6)
+    back = dnn.convert_dropout(nn.Sequential(dk), to="original")
+    assert back[0] is m

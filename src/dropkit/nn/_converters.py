@@ -16,6 +16,7 @@ from dropkit.nn.channel_dropout import Dropout1d, Dropout2d, Dropout3d
 from dropkit.nn.drop_path import DropPath
 from dropkit.nn.dropblock import DropBlock2d, DropBlock3d
 from dropkit.nn.dropout import Dropout
+from dropkit.nn.shared_dropout import SharedDropout
 
 # torch class -> dropkit class; exact types only (a subclass may carry behaviour of its own).
 TORCH_PAIRS: tuple[tuple[type[nn.Module], type[nn.Module]], ...] = (
@@ -97,6 +98,12 @@ def tv_dropblock(m: nn.Module) -> nn.Module:
     (dropkit's ``share_channels=False``), the same gamma and count/count_ones rescaling."""
     cls = DropBlock3d if type(m).__name__ == "DropBlock3d" else DropBlock2d
     return cls(float(m.p), bool(m.inplace), block_size=int(m.block_size), share_channels=False)
+
+
+def fastai_rnn_dropout(m: nn.Module) -> nn.Module:
+    """fastai ``RNNDropout(p)``: one mask per sample and feature, shared along dimension 1 (the
+    sequence), for an input of any rank: dropkit's ``SharedDropout(p, shared_axes=1)``."""
+    return SharedDropout(float(m.p), shared_axes=1)
 
 
 # How to write a dropkit module's (possibly changed) rate back into the module it came from.

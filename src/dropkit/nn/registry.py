@@ -16,6 +16,7 @@ nowhere else, so supporting a new library is one entry. An entry (:class:`Stocha
 * whether it is multiplicative (``output = input * mask(shape)``, the mask independent of the input),
   which Monte-Carlo's consistent masks need.
 
+fastai's ``RNNDropout``, ``EmbeddingDropout`` and ``WeightDropout`` (AWD-LSTM) are registered too.
 Third-party classes are matched by their import path (``"timm.layers.drop.DropPath"``), so dropkit
 never imports timm, torchvision or transformers. Users add their own with
 :func:`register_stochastic_layer`; any module carrying dropkit's ``_Stochastic`` marker is a layer
@@ -300,6 +301,15 @@ def _builtin() -> None:
             to_dropkit=c.tv_dropblock,
             multiplicative=True,
         )
+
+    # fastai (AWD-LSTM): RNNDropout converts; EmbeddingDropout and WeightDropout wrap a module
+    # (their state_dict keys differ from dropkit's, so they are read, set and sampled, not converted).
+    fastai = "fastai.text.models.awdlstm"
+    register_stochastic_layer(
+        f"{fastai}.RNNDropout", to_dropkit=c.fastai_rnn_dropout, multiplicative=True
+    )
+    register_stochastic_layer(f"{fastai}.EmbeddingDropout", p="embed_p")
+    register_stochastic_layer(f"{fastai}.WeightDropout", p="weight_p")
 
     # Families matched by rule. timm: every attention with a fused SDPA path gated by training.
     _RULES.append(
