@@ -1,5 +1,6 @@
 """Functional ops. Every op takes ``(input, p, training, inplace, *, ..., generator)``."""
 
+from dropkit.functional.additive_noise import additive_noise, additive_noise_sample
 from dropkit.functional.alpha_dropout import (
     alpha_affine,
     alpha_dropout,
@@ -47,6 +48,8 @@ from dropkit.functional.variational_rnn import RNNMasks, sample_rnn_masks, varia
 from dropkit.functional.weight_drop import weight_drop
 
 __all__ = [
+    "additive_noise",
+    "additive_noise_sample",
     "alpha_affine",
     "alpha_dropout",
     "apply_alpha_mask",

@@ -23,6 +23,7 @@ from dropkit.nn.dropconnect import (
 from dropkit.nn.dropout import Dropout
 from dropkit.nn.embedding_dropout import EmbeddingDropout
 from dropkit.nn.gaussian_dropout import GaussianDropout
+from dropkit.nn.gaussian_noise import GaussianNoise
 from dropkit.nn.locked_dropout import LockedDropout
 from dropkit.nn.registry import (
     StochasticLayer,
@@ -58,6 +59,7 @@ __all__ = [
     "EmbeddingDropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "GaussianNoise",
     "get_dropout_p",
     "LockedDropout",
     "register_stochastic_layer",

@@ -4,6 +4,7 @@ Each function takes the mask (or noise) explicitly, so a torch op and its refere
 same mask and compared exactly, forward and backward.
 """
 
+from dropkit.reference.additive_noise import additive_noise_backward, additive_noise_forward
 from dropkit.reference.alpha_dropout import (
     alpha_affine,
     alpha_dropout_backward,
@@ -51,6 +52,8 @@ from dropkit.reference.variational_rnn import variational_rnn_forward
 from dropkit.reference.weight_drop import weight_drop_backward, weight_drop_forward
 
 __all__ = [
+    "additive_noise_backward",
+    "additive_noise_forward",
     "alpha_affine",
     "alpha_dropout_backward",
     "alpha_dropout_forward",
