@@ -43,11 +43,13 @@ from dropkit.functional.fast_dropout import (
 )
 from dropkit.functional.gaussian_dropout import apply_noise, gaussian_dropout, gaussian_noise
 from dropkit.functional.locked_dropout import locked_dropout, locked_mask_shape
+from dropkit.functional.shared_alpha_dropout import shared_alpha_dropout
 from dropkit.functional.shared_dropout import sample_shared_mask, shared_dropout, shared_mask_shape
 from dropkit.functional.variational_rnn import RNNMasks, sample_rnn_masks, variational_rnn
 from dropkit.functional.weight_drop import weight_drop
 
 __all__ = [
+    "shared_alpha_dropout",
     "additive_noise",
     "additive_noise_sample",
     "alpha_affine",

@@ -33,6 +33,7 @@ from dropkit.nn.registry import (
     stochastic_layers,
     unregister_stochastic_layer,
 )
+from dropkit.nn.shared_alpha_dropout import SharedAlphaDropout
 from dropkit.nn.shared_dropout import SharedDropout
 from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 from dropkit.nn.weight_drop import WeightDropGRU, WeightDropLSTM
@@ -65,6 +66,7 @@ __all__ = [
     "register_stochastic_layer",
     "remove_dropconnect",
     "set_dropout_p",
+    "SharedAlphaDropout",
     "SharedDropout",
     "stochastic_layer",
     "StochasticLayer",
