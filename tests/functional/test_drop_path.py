@@ -31,6 +31,20 @@ def test_forward_and_backward_match_the_reference(scale, dtype):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_mode_matches_the_reference(dtype):
+    # torchvision's StochasticDepth(mode="batch"): one draw for the whole batch.
+    p = 0.4
+    x = torch.randn(6, 3, 4, dtype=dtype, generator=_seeded(1))
+    for seed in range(6):
+        out = DF.drop_path(x, p, mode="batch", generator=_seeded(seed))
+        keep = DF.sample_shared_mask(x.shape, p, (0, 1, 2), generator=_seeded(seed)).reshape(1)
+        expected = ref.drop_path_forward(x.numpy(), keep.numpy().repeat(6), p)
+        np.testing.assert_array_equal(out.numpy(), expected)
+    with pytest.raises(ValueError, match="drop_path: mode must be one of"):
+        DF.drop_path(x, p, mode="rows")
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_whole_samples_dropped_at_rate_p(p):
     x = torch.ones(100_000, 3, 2)

@@ -217,8 +217,12 @@ def test_torchvision_dropblock_and_batch_stochastic_depth():
     model = nn.Sequential(
         ops.DropBlock2d(0.2, 3), nn.Unflatten(1, (2, 2)), ops.DropBlock3d(0.1, 1, inplace=True)
     )
-    with pytest.warns(dnn.ConversionWarning, match="mode='batch'"):
-        dnn.convert_dropout(nn.Sequential(ops.StochasticDepth(0.2, "batch")))
+    depth = nn.Sequential(ops.StochasticDepth(0.2, "batch"))
+    dnn.convert_dropout(depth)
+    assert type(depth[0]) is dnn.DropPath and depth[0].mode == "batch"
+    depth[0].p = 0.3
+    dnn.convert_dropout(depth, to="original")
+    assert type(depth[0]) is ops.StochasticDepth and depth[0].mode == "batch" and depth[0].p == 0.3
     dnn.convert_dropout(model)
     assert type(model[0]) is dnn.DropBlock2d and model[0].block_size == (3, 3)
     assert not model[0].clip_block_size  # torchvision does not clip

@@ -145,3 +145,15 @@ class TestGates:
             assert lstm.training and single.training and not bn.training
         with pytest.raises(Exception, match="p=0"), mc_mode(nn.ModuleList([single, bn])):
             pass
+
+
+def test_batch_shared_layer_is_found_by_the_probe_even_when_it_drops_everything():
+    # DropPath(mode="batch") draws once per forward: the probe must flag it although a draw may
+    # zero the whole probe batch; then every sample of a chunk gets its own decision.
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 3), dnn.DropPath(0.5, mode="batch"))
+    out = mc_predict(model, torch.randn(4, 3) + 5, 64, chunk_size=64)
+    kept = out.flatten(1).ne(0).all(1)
+    dropped = out.flatten(1).eq(0).all(1)
+    assert bool((kept | dropped).all())  # one decision per sample, for all its rows
+    assert 0 < int(kept.sum()) < 64  # not one decision for the whole chunk

@@ -26,6 +26,14 @@ from dropkit.functional.shared_dropout import _shared_dropout
 
 __all__ = ["drop_path", "drop_path_rates"]
 
+MODES = ("row", "batch")
+
+
+def _check_mode(mode: object, op: str) -> str:
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"{op}: mode must be one of {MODES}, but got {mode!r}")
+    return mode
+
 
 def drop_path(
     input: torch.Tensor,
@@ -34,12 +42,14 @@ def drop_path(
     inplace: bool = False,
     *,
     scale: str = "inverted",
+    mode: str = "row",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Zero whole samples (dimension 0) of a residual branch's output with probability ``p``.
 
     Training: one Bernoulli(1-p) draw per sample, shared by all its elements; survivors scaled by
-    1/(1-p) (inverted) or 1 (classic). Eval: the identity (inverted) or times 1-p (classic, as in
+    1/(1-p) (inverted) or 1 (classic). ``mode="batch"`` (torchvision's ``StochasticDepth`` mode):
+    one draw for the whole batch. Eval: the identity (inverted) or times 1-p (classic, as in
     Huang et al.).
 
     Paper: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
@@ -50,6 +60,7 @@ def drop_path(
         training: apply if True. Default: True
         inplace: do the operation in place. Default: False
         scale: ``"inverted"`` or ``"classic"``. Default: ``"inverted"``
+        mode: ``"row"`` (one draw per sample) or ``"batch"`` (one for the batch). Default: ``"row"``
         generator: optional ``torch.Generator`` for the mask.
 
     Example::
@@ -68,7 +79,8 @@ def drop_path(
             f"{op}: expected an input with a batch dimension, (N, *), but got a 0-D input"
         )
     _check_generator(generator, input.device, op)
-    axes = tuple(range(1, input.dim()))
+    _check_mode(mode, op)
+    axes = tuple(range(0 if mode == "batch" else 1, input.dim()))
     return _shared_dropout(input, p, axes, training, inplace, scale, generator)
 
 

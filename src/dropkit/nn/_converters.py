@@ -85,12 +85,10 @@ def timm_dropblock_back(origin: nn.Module, p: float) -> None:
 
 
 def tv_stochastic_depth(m: nn.Module) -> nn.Module:
-    """torchvision ``StochasticDepth(p, mode="row")`` is dropkit's ``DropPath(p)``."""
-    if m.mode != "row":
-        raise _unconvertible(
-            f"mode={m.mode!r} (one draw for the whole batch) has no dropkit DropPath equivalent yet"
-        )
-    return DropPath(float(m.p))
+    """torchvision ``StochasticDepth(p, mode)`` is dropkit's ``DropPath(p, mode=mode)``."""
+    if m.mode not in ("row", "batch"):
+        raise _unconvertible(f"mode={m.mode!r} is neither 'row' nor 'batch'")
+    return DropPath(float(m.p), mode=m.mode)
 
 
 def tv_dropblock(m: nn.Module) -> nn.Module:

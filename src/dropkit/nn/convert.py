@@ -76,6 +76,8 @@ def _to_original(module: nn.Module, name: str) -> nn.Module | None:
         entry = stochastic_layer(origin)
         if entry is not None and entry.set_p is not None:
             entry.set_p(origin, float(module.p))
+    if getattr(module, "mode", None) in ("row", "batch") and hasattr(origin, "mode"):
+        origin.mode = module.mode
     if hasattr(origin, "inplace") and hasattr(module, "inplace"):
         origin.inplace = module.inplace
     return origin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.functional.drop_path import drop_path
+from dropkit.functional.drop_path import _check_mode, drop_path
 from dropkit.nn._base import _DropoutNd
 
 __all__ = ["DropPath"]
@@ -22,6 +22,8 @@ class DropPath(_DropoutNd):
     Args:
         p: probability of dropping the branch for a sample. Default: 0.1
         inplace, scale, generator: as in :class:`dropkit.nn.Dropout`.
+        mode: ``"row"`` (one draw per sample) or ``"batch"`` (one for the whole batch, as
+            torchvision's ``StochasticDepth(mode="batch")``), keyword only. Default: ``"row"``
 
     Shape:
         - Input: ``(N, *)``. Output: the same shape.
@@ -38,11 +40,23 @@ class DropPath(_DropoutNd):
         inplace: bool = False,
         *,
         scale: str = "inverted",
+        mode: str = "row",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, inplace, scale=scale, generator=generator)
+        self.mode = _check_mode(mode, type(self).__name__)
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        return extra if self.mode == "row" else f"{extra}, mode={self.mode!r}"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return drop_path(
-            input, self.p, self.training, self.inplace, scale=self.scale, generator=self.generator
+            input,
+            self.p,
+            self.training,
+            self.inplace,
+            scale=self.scale,
+            mode=self.mode,
+            generator=self.generator,
         )

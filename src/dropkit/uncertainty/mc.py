@@ -43,6 +43,7 @@ __all__ = [
 # (see docs/benchmarks.md); on a GPU bigger chunks fill the device.
 _DEFAULT_BUDGET = {"cpu": 4 * 2**20, "cuda": 1024 * 2**20}
 _PROBE_ROWS = 16
+_PROBE_TRIES = 24
 _ON_DETERMINISTIC = ("raise", "warn", "ignore")
 
 
@@ -366,7 +367,13 @@ def _probe(
         try:
             if raise_p:
                 entry.set_p(module, 0.5)
-            out = module(row.expand(_PROBE_ROWS, *row.shape[1:]).clone())
+            # A layer sharing one draw over the batch may drop all of it (a batch-mode DropPath):
+            # zeros tell nothing, so draw again (each time with probability about 1/2).
+            for _ in range(_PROBE_TRIES):
+                out = module(row.expand(_PROBE_ROWS, *row.shape[1:]).clone())
+                first = out[0] if isinstance(out, (tuple, list)) and out else out
+                if not isinstance(first, torch.Tensor) or bool(first.ne(0).any()):
+                    break
         finally:
             if raise_p:
                 entry.set_p(module, p)
