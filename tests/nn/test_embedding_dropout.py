@@ -37,3 +37,20 @@ def test_errors_and_repr():
     with pytest.raises(ValueError, match="but got -0.5"):
         m.p = -0.5
     assert repr(m) == "EmbeddingDropout(10, 3, p=0.1)"
+
+
+def test_wraps_an_existing_embedding_sharing_its_weight():
+    emb = torch.nn.Embedding(20, 4, padding_idx=0).eval()
+    wrapped = dnn.EmbeddingDropout.from_embedding(emb, p=0.3)
+    assert wrapped.weight is emb.weight and wrapped.padding_idx == 0 and not wrapped.training
+    assert list(wrapped.state_dict()) == list(emb.state_dict())
+    ids = torch.randint(20, (3, 5))
+    assert torch.equal(wrapped(ids), emb(ids))
+    out = wrapped.train()(ids)
+    rows = out.ne(0).any(-1)  # a dropped word type is zero everywhere it occurs
+    for w in ids.unique():
+        assert rows[ids == w].all() or not rows[ids == w].any()
+    with pytest.raises(ValueError, match="max_norm is not supported"):
+        dnn.EmbeddingDropout.from_embedding(torch.nn.Embedding(5, 2, max_norm=1.0))
+    with pytest.raises(TypeError, match="from_embedding: embedding must be an nn.Embedding"):
+        dnn.EmbeddingDropout.from_embedding(torch.nn.Linear(2, 2))

@@ -66,6 +66,44 @@ class EmbeddingDropout(_Stochastic, nn.Embedding):
         self.scale = _check_scale(scale, op)
         self.generator = generator
 
+    @classmethod
+    def from_embedding(
+        cls,
+        embedding: nn.Embedding,
+        p: float = 0.1,
+        *,
+        scale: str = "inverted",
+        generator: torch.Generator | None = None,
+    ) -> EmbeddingDropout:
+        """Wrap an existing ``nn.Embedding`` (fastai's ``EmbeddingDropout(emb, embed_p)``): the
+        result shares its weight ``Parameter``, ``padding_idx`` and train/eval mode, so optimisers
+        and ``state_dict`` keys are unchanged; put it where the embedding was.
+
+        Example::
+
+            >>> model.encoder = dropkit.nn.EmbeddingDropout.from_embedding(model.encoder, p=0.1)
+        """
+        op = f"{cls.__name__}.from_embedding"
+        if not isinstance(embedding, nn.Embedding):
+            raise TypeError(
+                f"{op}: embedding must be an nn.Embedding, got {type(embedding).__name__}"
+            )
+        new = cls(
+            embedding.num_embeddings,
+            embedding.embedding_dim,
+            embedding.padding_idx,
+            p=p,
+            scale=scale,
+            generator=generator,
+            max_norm=embedding.max_norm,
+            scale_grad_by_freq=embedding.scale_grad_by_freq,
+            sparse=embedding.sparse,
+            device="meta",
+        )
+        new.weight = embedding.weight  # the same Parameter, not a copy
+        new.train(embedding.training)
+        return new
+
     def __setattr__(self, name: str, value: object) -> None:
         if name == "p":
             value = _check_p(value, type(self).__name__)
