@@ -107,6 +107,8 @@ def _lstm_forward(xg, h0, c0, w_hh, mult, reverse):
     c_next = [c_in[t] for t in order[1:]] + [c_last]
     h, c = h0, c0
     c_in[order[0]].copy_(c0)
+    tmp = torch.empty_like(c_last)  # no allocation in the loop: a fresh small tensor costs more
+    # than the product written into it
     for k, t in enumerate(order):
         hi = hs[t]
         if mult is None:
@@ -120,7 +122,7 @@ def _lstm_forward(xg, h0, c0, w_hh, mult, reverse):
         c_new = c_next[k]
         # c_new = f * c + i * g: two products and one sum, as the plain loop rounds them
         torch.mul(f_s[t], c, out=c_new)
-        c_new.add_(i_s[t] * tanh_g[t])
+        c_new.add_(torch.mul(i_s[t], tanh_g[t], out=tmp))
         torch.tanh(c_new, out=tcs[t])
         torch.mul(sig_o[t], tcs[t], out=outs[t])
         h, c = outs[t], c_new
@@ -206,6 +208,8 @@ def _gru_forward(xg, h0, w_hh, b_hh, mult, reverse):
     hg_rz, hg_n = hg[:, : 2 * hid].unbind(0), hg[:, 2 * hid :].unbind(0)
     r_s, z_s = rz[:, :hid].unbind(0), rz[:, hid:].unbind(0)
     h = h0
+    tmp = torch.empty_like(h0)  # no allocation in the loop (see _lstm_forward)
+    one = h0.new_ones(())
     for t in _order(t_len, reverse):
         hi = his[t]
         if mult is None:
@@ -219,11 +223,11 @@ def _gru_forward(xg, h0, w_hh, b_hh, mult, reverse):
             torch.addmm(bias, w_hh, hi, out=hgs[t])
         torch.add(x_rz[t], hg_rz[t], out=rzs[t])
         rzs[t].sigmoid_()
-        torch.add(x_n[t], r_s[t] * hg_n[t], out=cands[t])
+        torch.add(x_n[t], torch.mul(r_s[t], hg_n[t], out=tmp), out=cands[t])
         cands[t].tanh_()
         # (1 - z) * cand + z * h_prev, as the plain loop rounds it
-        torch.mul(1 - z_s[t], cands[t], out=outs[t])
-        outs[t].add_(z_s[t] * h)
+        torch.mul(torch.sub(one, z_s[t], out=tmp), cands[t], out=outs[t])
+        outs[t].add_(torch.mul(z_s[t], h, out=tmp))
         h = outs[t]
     return hg, rz, cand, h_in, h_prev, out
 
