@@ -14,7 +14,13 @@ import torch.autograd.forward_ad as _fwad
 
 from dropkit.functional import fast_dropout as _fast
 
-__all__ = ["applies", "draw_seed", "kernels"]
+__all__ = ["NOISE_MIN_NUMEL", "applies", "draw_seed", "kernels"]
+
+# Alpha dropout's fast path starts at this many elements (or dropout's min_numel if larger): below
+# it the op keeps torch's generator, so that alpha_dropout matches torch.nn.functional.alpha_dropout
+# under the same seed on small tensors as before (the fixed cost of an autograd function is a
+# large part of a call this small anyway).
+NOISE_MIN_NUMEL = 1 << 15
 
 _DTYPES = (torch.float32, torch.float64)
 _module = None
