@@ -247,10 +247,10 @@ def row_affine(x: torch.Tensor, mult: torch.Tensor, offset: torch.Tensor) -> tor
 
 
 @_jit
-def _gaussian_apply(x, eps, out, std):
+def _gaussian_apply(x, eps, out, std, one):
     # eps <- 1 + eps * std (the noise, kept for backward); out = x * noise. Each step rounded as
-    # the plain path's eps.mul_(std).add_(1) and x * noise.
-    one = std - std + 1
+    # the plain path's eps.mul_(std).add_(1) and x * noise (std and one in the data's dtype: a
+    # Python 1 would make numba compute in float64).
     for i in range(x.size):
         nz = eps[i] * std + one
         eps[i] = nz
@@ -263,6 +263,10 @@ def gaussian_apply(x: torch.Tensor, eps: torch.Tensor, std: float) -> torch.Tens
     out = torch.empty_like(x)
     d = _np_dtype(x)
     _gaussian_apply(
-        x.detach().numpy().reshape(-1), eps.numpy().reshape(-1), out.numpy().reshape(-1), d(std)
+        x.detach().numpy().reshape(-1),
+        eps.numpy().reshape(-1),
+        out.numpy().reshape(-1),
+        d(std),
+        d(1.0),
     )
     return out
