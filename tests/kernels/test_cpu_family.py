@@ -187,3 +187,35 @@ def test_gaussian_fast_path_applies_torchs_noise(dtype):
         out.detach().numpy(), ref.gaussian_dropout_forward(x.detach().numpy(), n)
     )
     np.testing.assert_array_equal(x.grad.numpy(), ref.gaussian_dropout_backward(g.numpy(), n))
+
+
+# ---- DropConnect, one mask per sample ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_per_sample_dropconnect_uses_dropouts_mask_on_the_weight_copies(kind):
+    n = 32
+    if kind == "linear":
+        x = torch.randn(n, 64, dtype=torch.float64, generator=_seeded(12))
+        w = torch.randn(48, 64, dtype=torch.float64, generator=_seeded(13), requires_grad=True)
+        op = lambda m=None, **kw: (  # noqa: E731
+            DF.dropconnect_linear(x, w, None, 0.3, per_sample=True, **kw)
+            if m is None
+            else DF.apply_dropconnect_linear(x, w, None, m, 0.3)
+        )
+    else:
+        x = torch.randn(n, 8, 6, 6, dtype=torch.float64, generator=_seeded(12))
+        w = torch.randn(16, 8, 3, 3, dtype=torch.float64, generator=_seeded(13), requires_grad=True)
+        op = lambda m=None, **kw: (  # noqa: E731
+            DF.dropconnect_conv(x, w, None, 0.3, padding=1, per_sample=True, **kw)
+            if m is None
+            else DF.apply_dropconnect_conv(x, w, None, m, 0.3, padding=1)
+        )
+    assert n * w.numel() >= _fast_family.NOISE_MIN_NUMEL
+    out = op(generator=_seeded(14))
+    mask = DF.fast_keep_mask((n, *w.shape), 0.3, DF.draw_seed(_seeded(14)))
+    expected = op(mask)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(out.sum(), w)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), w)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)

@@ -40,14 +40,15 @@ def kernels():
     return _module
 
 
-def applies(input: torch.Tensor) -> bool:
-    """Whether a family op takes its kernel for ``input`` (the op checks its own ``p``)."""
+def applies(input: torch.Tensor, numel: int | None = None) -> bool:
+    """Whether a family op takes its kernel for ``input`` (the op checks its own ``p``); ``numel``:
+    the size the kernel works on when it is not ``input``'s (DropConnect's N weight copies)."""
     return (
         _fast._settings.enabled
         and input.is_cpu
         and input.dtype in _DTYPES
         and input.layout == torch.strided
-        and input.numel() >= _fast._settings.min_numel
+        and (input.numel() if numel is None else numel) >= _fast._settings.min_numel
         and _fast._HAVE_NUMBA
         and _fwad._current_level < 0
         and not torch.compiler.is_compiling()
