@@ -51,14 +51,15 @@ def recur(mode, x_gates, h0, c0, w_hh, b_hh, mult, reverse, plain):
     # plain(x_gates, h0, c0, w_hh, b_hh) -> (out, h_T, c_T): the step-by-step loop
     """One layer and direction over ``T`` steps of equal batch size ``N``.
 
-    ``x_gates`` (T*N, G*H): the input part of every gate (LSTM: both biases added); ``h0``, ``c0``
-    (N, H); ``w_hh`` (G*H, H); ``b_hh`` (G*H,) or None (GRU only; LSTM folds it into ``x_gates``);
+    ``x_gates`` (T*N, G*H): the input part of every gate (with ``b_ih``); ``h0``, ``c0`` (N, H);
+    ``w_hh`` (G*H, H); ``b_hh`` (G*H,) or None (LSTM: added to ``x_gates`` while they are
+    transposed, the plain loop's ``x_gates + b_hh``; GRU: inside ``r * (w_hh h + b_hh)``);
     ``mult`` (1, N, H) = mask * 1/(1-p) or None. ``plain``: the step-by-step loop on the first five
     arguments, for double backward. Returns ``(out (T*N, H), h_T, c_T or None)``.
     """
     mult2 = None if mult is None else mult[0]
     if mode == "LSTM":
-        return _LSTM.apply(x_gates, h0, c0, w_hh, mult2, reverse, plain)
+        return _LSTM.apply(x_gates, h0, c0, w_hh, b_hh, mult2, reverse, plain)
     out, h = _GRU.apply(x_gates, h0, w_hh, b_hh, mult2, reverse, plain)
     return out, h, None
 
@@ -75,9 +76,12 @@ def _order(t_len: int, reverse: bool) -> range:
 # without copies; x_gates, the output and their gradients are transposed once per sequence.
 
 
-def _feature_major(x: torch.Tensor, t_len: int) -> torch.Tensor:
-    # (T*N, F) -> (T, F, N) contiguous
-    return x.view(t_len, -1, x.shape[-1]).transpose(1, 2).contiguous()
+def _feature_major(x: torch.Tensor, t_len: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    # (T*N, F) -> (T, F, N) contiguous, + bias (F,) in the same pass when given
+    v = x.view(t_len, -1, x.shape[-1]).transpose(1, 2)
+    if bias is None:
+        return v.contiguous()
+    return torch.add(v, bias.view(-1, 1), out=x.new_empty(v.shape))
 
 
 def _row_major(x: torch.Tensor) -> torch.Tensor:
@@ -131,22 +135,22 @@ def _lstm_forward(xg, h0, c0, w_hh, mult, reverse):
 
 class _LSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_gates, h0, c0, w_hh, mult, reverse, plain):
+    def forward(ctx, x_gates, h0, c0, w_hh, b_hh, mult, reverse, plain):
         t_len = x_gates.shape[0] // h0.shape[0]
-        xg = _feature_major(x_gates, t_len)
+        xg = _feature_major(x_gates, t_len, b_hh)
         h0t, c0t = h0.t().contiguous(), c0.t().contiguous()
         mult_t = None if mult is None else mult.t().contiguous()
         gates, c_in, tanh_c, h_in, out, c_last = _lstm_forward(xg, h0t, c0t, w_hh, mult_t, reverse)
-        ctx.save_for_backward(x_gates, h0, c0, w_hh, mult_t, gates, c_in, tanh_c, h_in)
+        ctx.save_for_backward(x_gates, h0, c0, w_hh, b_hh, mult_t, gates, c_in, tanh_c, h_in)
         ctx.reverse, ctx.plain = reverse, plain
         h_t = out[0 if reverse else -1].t().contiguous()
         return _row_major(out), h_t, c_last.t().contiguous()
 
     @staticmethod
     def backward(ctx, d_out, d_h, d_c):
-        x_gates, h0, c0, w_hh, mult, gates, c_in, tanh_c, h_in = ctx.saved_tensors
+        x_gates, h0, c0, w_hh, b_hh, mult, gates, c_in, tanh_c, h_in = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the step-by-step loop
-            return _plain_grads(ctx, (x_gates, h0, c0, w_hh), (d_out, d_h, d_c))
+            return _plain_grads(ctx, (x_gates, h0, c0, w_hh, b_hh), (d_out, d_h, d_c))
         t_len, g4, n = gates.shape
         hid = g4 // 4
         d_out = _feature_major(d_out, t_len)  # (T, H, N)
@@ -186,7 +190,8 @@ class _LSTM(torch.autograd.Function):
         d_w = None
         if ctx.needs_input_grad[3]:
             d_w = d_x.t().mm(_row_major(h_in))
-        return d_x, d_h0.t(), dc.t(), d_w, None, None, None
+        d_b = d_pre.sum((0, 2)) if b_hh is not None and ctx.needs_input_grad[4] else None
+        return d_x, d_h0.t(), dc.t(), d_w, d_b, None, None, None
 
 
 # ---- GRU -------------------------------------------------------------------------------------------
@@ -298,12 +303,13 @@ class _GRU(torch.autograd.Function):
 
 
 def _plain_grads(ctx, inputs, grads):
-    # inputs: (x_gates, h0, c0, w_hh) for LSTM, (x_gates, h0, w_hh, b_hh) for GRU (b_hh may be None)
+    # inputs: (x_gates, h0, c0, w_hh, b_hh) for LSTM, (x_gates, h0, w_hh, b_hh) for GRU (b_hh may
+    # be None)
     lstm = len(grads) == 3
     with torch.enable_grad():
         if lstm:
-            x_gates, h0, c0, w_hh = inputs
-            outputs = ctx.plain(x_gates, h0, c0, w_hh, None)
+            x_gates, h0, c0, w_hh, b_hh = inputs
+            outputs = ctx.plain(x_gates if b_hh is None else x_gates + b_hh, h0, c0, w_hh, None)
         else:
             x_gates, h0, w_hh, b_hh = inputs
             outputs = ctx.plain(x_gates, h0, None, w_hh, b_hh)[:2]

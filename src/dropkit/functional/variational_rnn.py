@@ -327,9 +327,10 @@ def variational_rnn(
             x_gates = _input_gates(
                 layer_input, w_ih, b_ih, sort(masks.input[k], 1), p_in, rows, gates
             )
-            if mode == "LSTM" and b_hh is not None:
-                x_gates = x_gates + b_hh  # (S, 4H); see _recur
             rec_mask = sort(masks.recurrent[k], 1)
+            fused = _fused_rnn.applies(mode, x_gates, not packed, rec_mask)
+            if mode == "LSTM" and b_hh is not None and not fused:
+                x_gates = x_gates + b_hh  # (S, 4H); see _recur (the fused path adds it itself)
             # the step-by-step loop on (x_gates, h_0, c_0, w_hh, b_hh)
             plain = functools.partial(
                 _recur,
@@ -341,15 +342,14 @@ def variational_rnn(
                 reverse=d == 1,
             )
             args = (x_gates, h0[k], c0[k] if c0 is not None else None, w_hh)
-            args += (b_hh if mode == "GRU" else None,)
-            if _fused_rnn.applies(mode, x_gates, not packed, rec_mask):
+            if fused:
                 # one autograd node for the whole sequence (functional/_fused_rnn.py)
                 mult = None
                 if rec_mask is not None:
                     mult = rec_mask * _factor(_keep_scale(ps["recurrent_dropout"], "inverted"), h0)
-                out, h, c = _fused_rnn.recur(mode, *args, mult, d == 1, plain)
+                out, h, c = _fused_rnn.recur(mode, *args, b_hh, mult, d == 1, plain)
             else:
-                out, h, c = plain(*args)
+                out, h, c = plain(*args, b_hh if mode == "GRU" else None)
             outs.append(out)
             h_n.append(h)
             c_n.append(c)

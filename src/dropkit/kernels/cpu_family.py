@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
 from dropkit.kernels.cpu import (
     BLOCK,
@@ -117,7 +118,7 @@ def dropblock_keep(
 def apply_byte_mask(x: torch.Tensor, keep: torch.Tensor, s: float) -> torch.Tensor:
     """``x * (s if keep else 0)`` for contiguous float32/float64 ``x`` of shape (N, C, ...) and a
     byte mask (N, C or 1, ...) of the same spatial size; ``s`` is rounded to ``x``'s dtype."""
-    out = torch.empty_like(x)
+    out = empty_like(x)  # huge pages for large outputs, as dropout's (kernels/_hugepages.py)
     n, c = x.shape[0], x.shape[1]
     if x.numel() == 0:
         return out
@@ -202,7 +203,7 @@ def _np_dtype(t: torch.Tensor):
 def alpha_forward(x: torch.Tensor, seed: int, p: float, a: float, b: float, c: float):
     """``(out, bits)``: ``out = x * (a or 0) + (b or c)`` for the mask of ``seed`` (contiguous
     float32/float64 ``x``; ``a``, ``b``, ``c`` are rounded to its dtype)."""
-    out = torch.empty_like(x)
+    out = empty_like(x)
     n = x.numel()
     bits = torch.empty((n + 7) // 8, dtype=torch.uint8)
     k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
@@ -215,7 +216,7 @@ def alpha_forward(x: torch.Tensor, seed: int, p: float, a: float, b: float, c: f
 def alpha_backward(grad: torch.Tensor, bits: torch.Tensor, a: float) -> torch.Tensor:
     """``grad * (a if kept else 0)`` from the packed mask of :func:`alpha_forward`."""
     grad = grad.contiguous()
-    gin = torch.empty_like(grad)
+    gin = empty_like(grad)
     gs, os = grad.numpy().reshape(-1), gin.numpy().reshape(-1)
     _masked_scale_bits(gs, os, bits.numpy(), _np_dtype(grad)(a))
     return gin
@@ -234,7 +235,7 @@ def _row_affine(x, mult, offset, out):
 def row_affine(x: torch.Tensor, mult: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """``x * mult + offset`` with one ``mult``/``offset`` per row of ``x`` viewed as (R, S)
     (contiguous float32/float64; ``mult``, ``offset``: (R,) of ``x``'s dtype)."""
-    out = torch.empty_like(x)
+    out = empty_like(x)
     rows = mult.numel()
     if x.numel():
         _row_affine(
@@ -260,7 +261,7 @@ def _gaussian_apply(x, eps, out, std, one):
 def gaussian_apply(x: torch.Tensor, eps: torch.Tensor, std: float) -> torch.Tensor:
     """``out = x * (1 + std * eps)``, turning ``eps`` (contiguous, ``x``'s shape and dtype) into the
     noise in place; ``std`` is rounded to the dtype."""
-    out = torch.empty_like(x)
+    out = empty_like(x)
     d = _np_dtype(x)
     _gaussian_apply(
         x.detach().numpy().reshape(-1),
