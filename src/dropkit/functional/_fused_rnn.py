@@ -4,13 +4,14 @@ hand-written backward through time.
 :func:`dropkit.functional.variational_rnn` computes the input part of every gate for all steps in
 one matrix product and then runs the recurrence; this module runs that recurrence for a whole
 sequence inside one :class:`torch.autograd.Function` instead of recording some twenty autograd nodes
-per step. The values are those of the step-by-step loop (``_recur`` in ``variational_rnn.py``): the
-same products in the same order in forward; in backward the gradients are the exact derivatives,
-summed in a different order (the weight gradient is one product over all steps).
+per step. The function is that of the step-by-step loop (``_recur`` in ``variational_rnn.py``):
+the same element-wise operations, each rounded as there; the matrix products run on transposed
+operands (their sums may be accumulated in another order, a few ulps), and in backward the
+gradients are the exact derivatives, the weight gradient summed over all steps in one product.
 
 Why it is faster (docs/benchmarks.md): per step the loop's autograd graph slices ``x_gates`` (each
 slice's backward writes a zero tensor of the full sequence's size), chunks the gates, and keeps a
-node per element-wise op. Here a forward step is one ``addmm`` and seven element-wise calls into
+node per element-wise op. Here a forward step is one ``addmm`` and nine element-wise calls into
 preallocated buffers, and a backward step is one ``mm`` and five element-wise calls; whatever does
 not depend on the recurrence (the gate derivatives) is computed for all steps at once.
 

@@ -9,7 +9,10 @@ layer's output. With ``per_gate=True`` each gate gets its own input and recurren
 and the h_{t-1} in the GRU's update ``z * h_{t-1}`` are not dropped.
 
 The recurrence has to see the mask inside every step, so training runs a time loop in Python (the
-input projection of all steps is one matrix product). Eval, or training with every p = 0, is the
+input projection of all steps is one matrix product). With the fast-dropout switch on
+(:func:`dropkit.set_fast_dropout`), shared masks and sequences of equal length, float32/float64 and
+eager mode, the loop of each layer and direction runs inside one autograd node with a hand-written
+backward through time (``functional/_fused_rnn.py``); otherwise, step by step under autograd. Eval, or training with every p = 0, is the
 deterministic network: the module form (:class:`dropkit.nn.VariationalLSTM`) then calls PyTorch's
 fused kernel.
 
