@@ -1,10 +1,14 @@
-"""Time per training step of dropkit's recurrent dropout LSTMs against torch.nn.LSTM at equal sizes.
+"""Time per training step of dropkit's recurrent dropout LSTMs/GRUs against torch.nn.LSTM/GRU.
 
 One step = forward, cross-entropy on the last output, backward, Adam step. The models are timed in
 turn within each round (interleaved, so a change in machine load hits all of them alike), and the
 median over rounds is reported with its ratio to nn.LSTM measured in the same run.
 
-    python benchmarks/rnn_step_time.py --threads 1
+    python benchmarks/rnn_step_time.py --threads 1 [--mode GRU]
+
+Issue 16's goal for the variational RNN (every dropout on) is printed beside its ratio: <= 1.3 at
+H >= 256, <= 2 at smaller sizes. ``--plain`` times the step-by-step loop instead of the fused
+recurrence (``dropkit.set_fast_dropout(False)``, which also turns off dropout's own kernels).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 import torch
 from torch import nn
 
+import dropkit
 import dropkit.nn as dnn
 
 
@@ -25,12 +30,17 @@ def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
     p = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25)
     if args.layers > 1:
         p["dropout"] = 0.25  # between layers (nn.LSTM warns about it for one layer)
-    return {
-        "nn.LSTM": nn.LSTM(**size),
-        "WeightDropLSTM(weight_dropout=0.5)": dnn.WeightDropLSTM(**size, weight_dropout=0.5),
-        "VariationalLSTM(all p=0.25)": dnn.VariationalLSTM(**size, **p),
-        "VariationalLSTM(all p=0.25, per_gate)": dnn.VariationalLSTM(**size, **p, per_gate=True),
-    }
+    m = args.mode
+    torch_rnn = getattr(nn, m)
+    weight_drop, variational = getattr(dnn, f"WeightDrop{m}"), getattr(dnn, f"Variational{m}")
+    models = {f"nn.{m}": torch_rnn(**size)}
+    if args.layers > 1:
+        models[f"nn.{m}(dropout=0.25)"] = torch_rnn(**size, dropout=0.25)
+    models[f"WeightDrop{m}(weight_dropout=0.5)"] = weight_drop(**size, weight_dropout=0.5)
+    models[f"Variational{m}(all p=0.25)"] = variational(**size, **p)
+    if args.per_gate:
+        models[f"Variational{m}(all p=0.25, per_gate)"] = variational(**size, **p, per_gate=True)
+    return models
 
 
 def step_fn(rnn: nn.Module, args: argparse.Namespace):
@@ -59,7 +69,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mode", choices=("LSTM", "GRU"), default="LSTM")
+    parser.add_argument("--per-gate", action="store_true", help="also time per_gate=True")
+    parser.add_argument("--plain", action="store_true", help="fast paths off (the plain loop)")
     args = parser.parse_args()
+    dropkit.set_fast_dropout(not args.plain)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     steps = {name: step_fn(m.train(), args) for name, m in make_models(args).items()}
@@ -70,17 +84,20 @@ def main() -> None:
             step()
             if r >= args.warmup:
                 times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["nn.LSTM"])
+    base = statistics.median(times[f"nn.{args.mode}"])
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"threads={args.threads}; T={args.seq_len} N={args.batch} I={args.input_size} "
-        f"H={args.hidden} layers={args.layers}; median of {args.rounds} rounds\n"
+        f"threads={args.threads}; {args.mode} T={args.seq_len} N={args.batch} "
+        f"I={args.input_size} H={args.hidden} layers={args.layers}; median of {args.rounds} "
+        f"rounds{'; plain loop' if args.plain else ''}\n"
     )
-    print("| model | median ms/step | ratio vs nn.LSTM |")
-    print("|---|---|---|")
+    goal = 1.3 if args.hidden >= 256 else 2.0
+    print(f"| model | median ms/step | ratio vs nn.{args.mode} | goal |")
+    print("|---|---|---|---|")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} |")
+        target = f"<= {goal}" if name.startswith("Variational") and "per_gate" not in name else ""
+        print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} | {target} |")
 
 
 if __name__ == "__main__":

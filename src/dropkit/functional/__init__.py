@@ -23,6 +23,7 @@ from dropkit.functional.dropblock import (
     dropblock_gamma,
     dropblock_mask,
     dropblock_seeds,
+    fast_dropblock_mask,
 )
 from dropkit.functional.dropconnect import (
     apply_dropconnect_conv,
@@ -75,6 +76,7 @@ __all__ = [
     "dropblock_gamma",
     "dropblock_mask",
     "dropblock_seeds",
+    "fast_dropblock_mask",
     "dropconnect_conv",
     "dropconnect_linear",
     "dropconnect_mask",

@@ -8,6 +8,13 @@ value ``alpha' = -lambda * alpha`` and then applies the affine map ``a * x + b``
 
 so that an input of mean 0 and variance 1 keeps mean 0 and variance 1. Eval is the identity.
 
+Fast path (``alpha_dropout`` on a contiguous CPU float32/float64 tensor of at least
+``_fast_family.NOISE_MIN_NUMEL`` elements, eager, the switch of :func:`dropkit.set_fast_dropout`
+on): one numba pass draws dropout's Philox mask (:func:`dropkit.functional.fast_keep_mask` for the
+seed :func:`dropkit.functional.draw_seed` gives) and applies the affine map; backward keeps the mask
+as 1 bit per element. Given its mask the output is the plain path's, bit for bit.
+``feature_alpha_dropout`` keeps torch's mask (one draw per channel) and applies it in one pass.
+
 Sampling is separate from applying: :func:`dropkit.functional.sample_mask` (element-wise) or
 :func:`dropkit.functional.sample_shared_mask` (whole channels, "feature" alpha dropout) draw the mask,
 :func:`apply_alpha_mask` applies it.
@@ -25,6 +32,7 @@ from dropkit._validation import (
     _check_p,
     _check_rank,
 )
+from dropkit.functional import _fast_family
 from dropkit.functional.dropout import _bernoulli_keep, _check_mask, _factor
 
 __all__ = ["alpha_affine", "apply_alpha_mask", "alpha_dropout", "feature_alpha_dropout"]
@@ -74,8 +82,25 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         return input
     if p == 0.0:
         return input if inplace else input.clone()
+    if (
+        op == "alpha_dropout"
+        and input.numel() >= _fast_family.NOISE_MIN_NUMEL
+        and input.is_contiguous()
+        and _fast_family.applies(input)
+    ):
+        out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
+        return input.copy_(out) if inplace else out
     mask = torch.empty(mask_shape(input), dtype=torch.bool, device=input.device)
-    return _apply_alpha(input, _bernoulli_keep(mask, p, generator), p, inplace)
+    mask = _bernoulli_keep(mask, p, generator)
+    if op == "feature_alpha_dropout" and input.is_contiguous() and _fast_family.applies(input):
+        # torch's own mask (one draw per channel); one pass applies it (kernels/cpu_family.py)
+        a, b = alpha_affine(p)
+        rows = mask.reshape(-1)
+        mult = torch.where(rows, _factor(a, input), _factor(0.0, input))
+        offset = torch.where(rows, _factor(b, input), _factor(a * ALPHA_PRIME + b, input))
+        out = _RowAffine.apply(input, mult, offset)
+        return input.copy_(out) if inplace else out
+    return _apply_alpha(input, mask, p, inplace)
 
 
 def alpha_dropout(
@@ -134,3 +159,56 @@ def feature_alpha_dropout(
     return _alpha_dropout(
         input, p, training, inplace, generator, _feature_shape, "feature_alpha_dropout"
     )
+
+
+def _rounded(value: float, like: torch.Tensor) -> float:
+    return _factor(value, like).item()
+
+
+class _AlphaFast(torch.autograd.Function):
+    """Alpha dropout through the kernel; backward ``grad * (a or 0)`` from the 1-bit mask."""
+
+    @staticmethod
+    def forward(ctx, input, seed, p):
+        a, b = alpha_affine(p)
+        ra, rb, rc = (_rounded(v, input) for v in (a, b, a * ALPHA_PRIME + b))
+        out, bits = _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
+        ctx.save_for_backward(bits)
+        ctx.a = ra
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (bits,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the same masked product, differentiable
+            return _MaskedScale.apply(grad, bits, ctx.a), None, None
+        return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
+
+
+class _MaskedScale(torch.autograd.Function):
+    # grad -> grad * (a or 0): linear with the same mask, its own backward
+    @staticmethod
+    def forward(ctx, grad, bits, a):
+        ctx.save_for_backward(bits)
+        ctx.a = a
+        return _fast_family.kernels().alpha_backward(grad, bits, a)
+
+    @staticmethod
+    def backward(ctx, gg):
+        (bits,) = ctx.saved_tensors
+        return _MaskedScale.apply(gg, bits, ctx.a), None, None
+
+
+class _RowAffine(torch.autograd.Function):
+    """``x * mult + offset`` with one value per (sample, channel) row; gradient ``grad * mult``."""
+
+    @staticmethod
+    def forward(ctx, input, mult, offset):
+        ctx.save_for_backward(mult)
+        ctx.shape = [*input.shape[:2], *([1] * (input.dim() - 2))]
+        return _fast_family.kernels().row_affine(input, mult, offset)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mult,) = ctx.saved_tensors
+        return grad * mult.view(ctx.shape), None, None

@@ -14,6 +14,13 @@ DropBlock drops ``block_size``-sized blocks instead:
 
 Sampling is separate from applying: :func:`dropblock_seeds` draws the seeds, :func:`dropblock_mask`
 grows them into the keep-mask, :func:`apply_dropblock` applies it.
+
+Fast path (CPU, float32/float64, contiguous, at least dropout's ``min_numel`` elements, eager; the
+switch of :func:`dropkit.set_fast_dropout`): the seeds come from Philox4x32-10 keyed by one seed
+drawn from torch's generator and are painted into a byte mask by a numba kernel
+(:mod:`dropkit.kernels.cpu_family`), with no float noise and no full-size float multiplier; backward
+keeps the byte mask (1 B per unit, or per spatial position with ``share_channels``). Given its mask
+the output is the plain path's, bit for bit; :func:`fast_dropblock_mask` gives the mask of a seed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from dropkit._validation import (
     _check_rank,
     _check_size_tuple,
 )
+from dropkit.functional import _fast_family
 from dropkit.functional.dropout import _check_mask
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "dropblock",
     "dropblock2d",
     "dropblock3d",
+    "fast_dropblock_mask",
 ]
 
 _SHAPES = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
@@ -226,6 +235,10 @@ def _dropblock(
         # every other dropkit op: zeros (never NaN) for a finite input.
         mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
         return input.mul_(mask) if inplace else input * mask
+    if input.is_contiguous() and _fast_family.applies(input):
+        seed = _fast_family.draw_seed(generator)
+        out = _dropblock_fast(input, p, block, share_channels, seed)
+        return input.copy_(out) if inplace else out
     seeds = dropblock_seeds(
         input.shape,
         p,
@@ -282,3 +295,77 @@ def dropblock3d(
     return _dropblock(
         input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
     )
+
+
+# ---- fast path: numba kernels (kernels/cpu_family.py) ----------------------------------------------
+
+
+def _fast_keep(shape, p, block, share_channels, seed):
+    # (byte keep-mask (N, C or 1, *size), its count of ones, multiplier s as a Python float)
+    n, c, size = shape[0], shape[1], tuple(shape[2:])
+    maps = n * (1 if share_channels else c)
+    gamma = dropblock_gamma(p, size, block)
+    keep, kept = _fast_family.kernels().dropblock_keep(maps, size, block, gamma, seed)
+    expand = c if share_channels else 1
+    total, ones = keep.numel() * expand, kept * expand
+    # _rescale's count(M) / count_ones(M) in float64 (exact integer counts), 0 if all dropped
+    s = total / ones if ones > 0 else 0.0
+    return keep.view(n, c // expand, *size), s
+
+
+def _dropblock_fast(input, p, block, share_channels, seed):
+    keep, s = _fast_keep(input.shape, p, block, share_channels, seed)
+    return _ByteMask.apply(input, keep, s)
+
+
+class _ByteMask(torch.autograd.Function):
+    """``x * (s if keep else 0)`` with a byte mask; linear in ``x`` with the same mask, so it is its
+    own backward (gradients of any order)."""
+
+    @staticmethod
+    def forward(ctx, x, keep, s):
+        ctx.save_for_backward(keep)
+        ctx.s = s
+        return _fast_family.kernels().apply_byte_mask(x.contiguous(), keep, s)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return _ByteMask.apply(grad, keep, ctx.s), None, None
+        return _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s), None, None
+
+
+def fast_dropblock_mask(
+    shape: Sequence[int],
+    p: float,
+    block_size: int | Sequence[int],
+    seed: int,
+    *,
+    share_channels: bool = False,
+) -> torch.Tensor:
+    """The keep-mask (bool, True = keep) the fast path draws for ``seed``: ``(N, C or 1, *size)``.
+
+    Block corners are the seed-grid positions (C order) that :func:`dropkit.functional.fast_keep_mask`
+    marks as dropped for ``p = gamma``; each grows into a block as in :func:`dropblock_mask`. With
+    :func:`dropkit.functional.draw_seed` on an identically seeded generator::
+
+        >>> out = dropblock2d(x, 0.1, block_size=7, generator=torch.Generator().manual_seed(0))
+        >>> seed = draw_seed(torch.Generator().manual_seed(0))
+        >>> mask = fast_dropblock_mask(x.shape, 0.1, 7, seed)  # out == apply_dropblock(x, mask)
+    """
+    op = "fast_dropblock_mask"
+    shape = torch.Size(shape)
+    if len(shape) - 2 not in _SHAPES:
+        raise ValueError(
+            f"{op}: shape must be (N, C, H, W) or (N, C, D, H, W), but got {tuple(shape)}"
+        )
+    p = _check_p(p, op, allow_one=False)
+    block = _check_size_tuple(block_size, len(shape) - 2, op)
+    _check_fits(shape[2:], block, op)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"{op}: seed must be an int in [0, 2**64), but got {seed!r}")
+    if _fast_family.kernels() is None:
+        raise RuntimeError(f"{op}: numba could not be imported; the fast path is off")
+    keep, _ = _fast_keep(shape, p, block, share_channels, seed)
+    return keep.bool()

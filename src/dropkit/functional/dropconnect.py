@@ -10,6 +10,11 @@ every other dropout variant uses.)
 
 Sampling is separate from applying: :func:`dropconnect_mask` draws the weight mask,
 :func:`apply_dropconnect_linear` / :func:`apply_dropconnect_conv` run the layer with it.
+
+Per-sample masks of at least 32768 weights in all (CPU, float32/float64, the fast-dropout switch on)
+are drawn by dropout's Philox kernel on the N weight copies (the mask
+:func:`dropkit.functional.fast_keep_mask` gives for shape ``(N, *weight.shape)`` and the seed
+:func:`dropkit.functional.draw_seed` draws); the layer's values given that mask are unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from dropkit._validation import (
     _check_rank,
     _check_scale,
 )
-from dropkit.functional.dropout import _apply, _check_mask, _factor, sample_mask
+from dropkit.functional import _fast_family
+from dropkit.functional.dropout import _apply, _check_mask, _factor, dropout, sample_mask
 
 __all__ = [
     "dropconnect_mask",
@@ -56,6 +62,36 @@ def dropconnect_mask(
 def _masked_weight(weight, mask, p, scale):
     # (out, in, *k) per batch or (N, out, in, *k) per sample; exactly apply_mask's arithmetic.
     return _apply(weight, mask, p, scale, False)
+
+
+def _fast_per_sample(weight: torch.Tensor, batch: int | None, p: float) -> bool:
+    # per-sample masks of at least NOISE_MIN_NUMEL weights: dropout's Philox kernel draws them
+    # (smaller ones keep torch's generator and the masks dropconnect_mask draws)
+    if batch is None or not 0.0 < p < 1.0:
+        return False
+    numel = batch * weight.numel()
+    return numel >= _fast_family.NOISE_MIN_NUMEL and _fast_family.applies(weight, numel)
+
+
+def _fast_weights(weight, batch, p, scale, generator):
+    # (N, out, in, *k): dropout of N copies of the weight, the mask that
+    # fast_keep_mask((N, *weight.shape), p, seed) gives; the plain path's values given that mask
+    # (contiguous first: the kernel works in memory order, and the expanded view's puts N last)
+    copies = weight.expand(batch, *weight.shape).contiguous()
+    return _ContiguousGrad.apply(dropout(copies, p, scale=scale, generator=generator))
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    # Identity whose backward hands on a contiguous gradient. The product's gradient with respect
+    # to the weight copies can arrive transposed, and dropout's fast backward (main at 1c55050)
+    # applies its mask in the gradient's memory order rather than the forward's.
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
 
 
 def _eval_weight(weight: torch.Tensor, p: float, scale: str) -> torch.Tensor:
@@ -147,6 +183,8 @@ def dropconnect_linear(
     if not training:
         return F.linear(input, _eval_weight(weight, p, scale), bias)
     batch = _batch_size(input, per_sample, 2, op)
+    if _fast_per_sample(weight, batch, p):
+        return _linear(input, _fast_weights(weight, batch, p, scale, generator), bias)
     mask = dropconnect_mask(
         weight.shape, p, batch_size=batch, device=weight.device, generator=generator
     )
@@ -260,6 +298,9 @@ def dropconnect_conv(
         w = _eval_weight(weight, p, scale)
         return _conv(input, w, bias, stride, padding, dilation, groups, False)
     batch = _batch_size(input, per_sample, 1, op)
+    if _fast_per_sample(weight, batch, p):
+        w = _fast_weights(weight, batch, p, scale, generator)
+        return _conv(input, w, bias, stride, padding, dilation, groups, per_sample)
     mask = dropconnect_mask(
         weight.shape, p, batch_size=batch, device=weight.device, generator=generator
     )

@@ -5,7 +5,8 @@ multiplies each unit by a variable of mean 1 and variance p/(1-p); Gaussian nois
 moments works as well or better and is never exactly zero. Eval is the identity (the noise has mean 1).
 
 Sampling is separate from applying: :func:`gaussian_noise` draws the multiplier, :func:`apply_noise`
-multiplies by it.
+multiplies by it. On CPU (float32/float64, contiguous, dropout's fast-path switch and ``min_numel``)
+the noise is still torch's normal draw, formed and applied in one numba pass: the same values.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dropkit._validation import (
     _check_noise_args,
     _check_p,
 )
+from dropkit.functional import _fast_family
 
 __all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout"]
 
@@ -105,7 +107,27 @@ def gaussian_dropout(
         return input
     if p == 0.0:
         return input if inplace else input.clone()
+    if input.is_contiguous() and _fast_family.applies(input):
+        # torch's own normal draws; one pass forms the noise and applies it (kernels/cpu_family.py)
+        eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
+        out = _GaussianFast.apply(input, eps, _noise_std(p))
+        return input.copy_(out) if inplace else out
     noise = gaussian_noise(
         input.shape, p, dtype=input.dtype, device=input.device, generator=generator
     )
     return input.mul_(noise) if inplace else input * noise
+
+
+class _GaussianFast(torch.autograd.Function):
+    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient ``grad * noise``."""
+
+    @staticmethod
+    def forward(ctx, input, eps, std):
+        out = _fast_family.kernels().gaussian_apply(input, eps, std)
+        ctx.save_for_backward(eps)  # now the noise
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (noise,) = ctx.saved_tensors
+        return grad * noise, None, None

@@ -9,7 +9,10 @@ layer's output. With ``per_gate=True`` each gate gets its own input and recurren
 and the h_{t-1} in the GRU's update ``z * h_{t-1}`` are not dropped.
 
 The recurrence has to see the mask inside every step, so training runs a time loop in Python (the
-input projection of all steps is one matrix product). Eval, or training with every p = 0, is the
+input projection of all steps is one matrix product). With the fast-dropout switch on
+(:func:`dropkit.set_fast_dropout`), shared masks and sequences of equal length, float32/float64 and
+eager mode, the loop of each layer and direction runs inside one autograd node with a hand-written
+backward through time (``functional/_fused_rnn.py``); otherwise, step by step under autograd. Eval, or training with every p = 0, is the
 deterministic network: the module form (:class:`dropkit.nn.VariationalLSTM`) then calls PyTorch's
 fused kernel.
 
@@ -20,6 +23,7 @@ G = 4 gates (i, f, g, o) for LSTM, 3 (r, z, n) for GRU.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +38,7 @@ from dropkit._validation import (
     _check_rank,
     _keep_scale,
 )
+from dropkit.functional import _fused_rnn
 from dropkit.functional.dropout import _apply, _factor, sample_mask
 from dropkit.functional.locked_dropout import _packed_rows
 
@@ -309,7 +314,9 @@ def variational_rnn(
             return mask
         return mask.index_select(dim, sorted_idx.to(mask.device))
 
-    rows = _packed_rows(torch.tensor(batch_sizes), data.device)  # (S,) position within each step
+    # (S,) position of each packed row within its step; None for sequences of equal length, whose
+    # masks broadcast over a (T, N, F) view instead
+    rows = _packed_rows(torch.tensor(batch_sizes), data.device) if packed else None
     layer_input = data
     h_n, c_n = [], []
     for layer in range(num_layers):
@@ -323,21 +330,29 @@ def variational_rnn(
             x_gates = _input_gates(
                 layer_input, w_ih, b_ih, sort(masks.input[k], 1), p_in, rows, gates
             )
-            if mode == "LSTM" and b_hh is not None:
-                x_gates = x_gates + b_hh  # (S, 4H); see _recur
-            out, h, c = _recur(
+            rec_mask = sort(masks.recurrent[k], 1)
+            fused = _fused_rnn.applies(mode, x_gates, not packed, rec_mask)
+            if mode == "LSTM" and b_hh is not None and not fused:
+                x_gates = x_gates + b_hh  # (S, 4H); see _recur (the fused path adds it itself)
+            # the step-by-step loop on (x_gates, h_0, c_0, w_hh, b_hh)
+            plain = functools.partial(
+                _recur,
                 mode,
-                x_gates,
-                batch_sizes,
-                h0[k],
-                c0[k] if c0 is not None else None,
-                w_hh,
-                b_hh if mode == "GRU" else None,
-                sort(masks.recurrent[k], 1),
-                ps["recurrent_dropout"],
-                gates,
+                batch_sizes=batch_sizes,
+                mask=rec_mask,
+                p=ps["recurrent_dropout"],
+                gates=gates,
                 reverse=d == 1,
             )
+            args = (x_gates, h0[k], c0[k] if c0 is not None else None, w_hh)
+            if fused:
+                # one autograd node for the whole sequence (functional/_fused_rnn.py)
+                mult = None
+                if rec_mask is not None:
+                    mult = rec_mask * _factor(_keep_scale(ps["recurrent_dropout"], "inverted"), h0)
+                out, h, c = _fused_rnn.recur(mode, *args, b_hh, mult, d == 1, plain)
+            else:
+                out, h, c = plain(*args, b_hh if mode == "GRU" else None)
             outs.append(out)
             h_n.append(h)
             c_n.append(c)
@@ -345,9 +360,16 @@ def variational_rnn(
     output = layer_input
     out_mask = sort(masks.output, 0)
     if out_mask is not None:
-        output = _apply(
-            output, out_mask.index_select(0, rows), ps["output_dropout"], "inverted", False
-        )
+        if rows is None:
+            shape = output.shape
+            output = _apply(
+                output.view(-1, *out_mask.shape), out_mask, ps["output_dropout"], "inverted", False
+            )
+            output = output.view(shape)
+        else:
+            output = _apply(
+                output, out_mask.index_select(0, rows), ps["output_dropout"], "inverted", False
+            )
 
     h_n = torch.stack(h_n)  # (L*D, N, H)
     c_n = torch.stack(c_n) if mode == "LSTM" else None
@@ -389,12 +411,15 @@ def _input_gates(
     b_ih: torch.Tensor | None,
     mask: torch.Tensor | None,
     p: float,
-    rows: torch.Tensor,
+    rows: torch.Tensor | None,
     gates: int,
 ) -> torch.Tensor:
     """The input part of every gate for all steps at once: (S, I) -> (S, G*H)."""
     if mask is None:
         return F.linear(x, w_ih, b_ih)
+    if rows is None:  # S = T * N rows, step-major: the mask (M, N, I) broadcasts over T
+        masked = _masked(x.view(-1, *mask.shape[1:]), mask.unsqueeze(1), p)  # (M, T, N, I)
+        return _gate_matmul(masked.view(mask.shape[0], x.shape[0], -1), w_ih, b_ih, gates)
     # mask (M, N, I) -> one row per packed row (M, S, I)
     return _gate_matmul(_masked(x, mask.index_select(1, rows), p), w_ih, b_ih, gates)
 
@@ -402,11 +427,12 @@ def _input_gates(
 def _recur(
     mode: str,
     x_gates: torch.Tensor,
-    batch_sizes: list[int],
     h: torch.Tensor,
     c: torch.Tensor | None,
     w_hh: torch.Tensor,
     b_hh: torch.Tensor | None,
+    *,
+    batch_sizes: list[int],
     mask: torch.Tensor | None,
     p: float,
     gates: int,

@@ -1,0 +1,126 @@
+"""The fused recurrence (functional/_fused_rnn.py) against the step-by-step loop it replaces.
+
+Given the same masks both compute the same function; only the order of the sums differs (the
+forward's products run on transposed operands, the backward's weight gradient is one product over
+all steps), so in float64 with at most 8 steps and 6 hidden units the difference is a few ulps. We
+allow 1e-12, as the reference parity tests do; a wrong mask or a missing gradient term changes
+values by O(0.1).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import dropkit
+import dropkit.functional as DF
+from dropkit.functional import _fused_rnn
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+P = dict(input_dropout=0.2, dropout=0.3, recurrent_dropout=0.4, output_dropout=0.25)
+
+
+def _setup(mode, bias, bidirectional, dtype=torch.float64):
+    torch.manual_seed(0)
+    rnn = (nn.LSTM if mode == "LSTM" else nn.GRU)(
+        4, 6, 2, bias=bias, bidirectional=bidirectional, dtype=dtype
+    )
+    weights = [w.detach().clone().requires_grad_() for ws in rnn.all_weights for w in ws]
+    x = torch.randn(8, 3, 4, dtype=dtype, requires_grad=True)
+    hx = torch.randn(2 * (2 if bidirectional else 1), 3, 6, dtype=dtype, requires_grad=True)
+    masks = DF.sample_rnn_masks(
+        mode, 3, 4, 6, 2, bidirectional, generator=torch.Generator().manual_seed(1), **P
+    )
+    return weights, x, hx, masks
+
+
+def _loss(mode, weights, x, hx, masks, bidirectional):
+    state = (hx, hx * 0.5) if mode == "LSTM" else hx
+    out, hid = DF.variational_rnn(
+        x,
+        state,
+        weights,
+        mode=mode,
+        num_layers=2,
+        bidirectional=bidirectional,
+        masks=masks,
+        **P,
+    )
+    hid = hid[0] * 1.3 + hid[1] * 0.7 if mode == "LSTM" else hid
+    return (out**2).sum() + (hid**3).sum()  # every output and state reaches the loss
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    calls = []
+    recur = _fused_rnn.recur
+
+    def counting(*args):
+        calls.append(args[0])
+        return recur(*args)
+
+    monkeypatch.setattr(_fused_rnn, "recur", counting)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_values_and_gradients_match_the_loop(mode, bias, bidirectional, counted):
+    weights, x, hx, masks = _setup(mode, bias, bidirectional)
+    inputs = [x, hx, *weights]
+    results = []
+    for fast in (True, False):
+        with dropkit.use_fast_dropout(fast):
+            loss = _loss(mode, weights, x, hx, masks, bidirectional)
+            grads = torch.autograd.grad(loss, inputs, create_graph=True)
+            # double backward: the fused node recomputes through the loop
+            gg = torch.autograd.grad(sum((g**2).sum() for g in grads), inputs)
+        results.append((loss, grads, gg))
+    assert len(counted) == 2 * (2 if bidirectional else 1)  # every layer and direction, fast run
+    (l1, g1, gg1), (l2, g2, gg2) = results
+    torch.testing.assert_close(l1, l2, **TOL)
+    for a, b in zip((*g1, *gg1), (*g2, *gg2), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_float32_matches_the_loop(mode, counted):
+    weights, x, hx, masks = _setup(mode, True, False, torch.float32)
+    outs = []
+    for fast in (True, False):
+        with dropkit.use_fast_dropout(fast):
+            loss = _loss(mode, weights, x, hx, masks, False)
+            outs.append((loss, torch.autograd.grad(loss, [x, hx, *weights])))
+    assert counted
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_eligibility(counted):
+    weights, x, hx, masks = _setup("LSTM", True, False)
+    kw = dict(mode="LSTM", num_layers=2, **P)
+    # per-gate masks, packed sequences and the switch off keep the step-by-step loop
+    per_gate = DF.sample_rnn_masks("LSTM", 3, 4, 6, 2, per_gate=True, **P)
+    DF.variational_rnn(x, None, weights, masks=per_gate, **kw)
+    packed = pack_padded_sequence(x, [8, 5, 2])
+    DF.variational_rnn(packed, None, weights, masks=masks, **kw)
+    with dropkit.use_fast_dropout(False):
+        DF.variational_rnn(x, None, weights, masks=masks, **kw)
+    assert counted == []
+    DF.variational_rnn(x, None, weights, masks=masks, **kw)
+    assert counted == ["LSTM", "LSTM"]
+
+
+def test_no_grad_and_unused_outputs(counted):
+    weights, x, hx, masks = _setup("GRU", True, True)
+    kw = dict(mode="GRU", num_layers=2, bidirectional=True, masks=masks, **P)
+    with torch.no_grad():
+        out_ng, _ = DF.variational_rnn(x, hx, weights, **kw)
+    out, _ = DF.variational_rnn(x, hx, weights, **kw)
+    torch.testing.assert_close(out_ng, out.detach(), rtol=0, atol=0)
+    out.sum().backward()  # h_n unused: its gradient is zero
+    assert all(w.grad is not None for w in weights)

@@ -1,0 +1,221 @@
+"""The family kernels (kernels/cpu_family.py) and the fast paths of DropBlock, alpha, feature-alpha and
+Gaussian dropout that use them: exact parity with the NumPy reference given each kernel's mask or
+noise, the draws' statistics (binomial tolerances, see tests/conftest.py), and independence from the
+thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dropkit
+import dropkit.functional as DF
+from dropkit import reference as ref
+from dropkit.functional import _fast_family
+from dropkit.functional.alpha_dropout import _AlphaFast
+from dropkit.functional.dropblock import _dropblock_fast
+from dropkit.kernels import cpu, cpu_family
+from tests.conftest import binomial_tol
+
+pytest.importorskip("numba")
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _seed_grid(shape, block, share, gamma, seed):
+    # the kernel's contract: corners are the positions dropout's kernel drops for p = gamma
+    grid = (
+        shape[0],
+        1 if share else shape[1],
+        *(s - b + 1 for s, b in zip(shape[2:], block, strict=True)),
+    )
+    return ~cpu.keep_mask(int(np.prod(grid)), gamma, seed).reshape(grid)
+
+
+# ---- DropBlock ------------------------------------------------------------------------------------
+
+DB_CASES = [
+    ((3, 5, 33, 31), (7, 7), False),
+    ((3, 5, 33, 31), (3, 5), True),
+    ((2, 3, 9, 10, 11), (2, 3, 4), False),
+    ((2, 3, 9, 10, 11), (3, 3, 3), True),
+]
+
+
+@pytest.mark.parametrize("shape, block, share", DB_CASES)
+def test_dropblock_mask_is_the_reference_painting_of_the_philox_corners(shape, block, share):
+    p, seed = 0.3, 123456789
+    mask = DF.fast_dropblock_mask(shape, p, block, seed, share_channels=share)
+    gamma = DF.dropblock_gamma(p, shape[2:], block)
+    expected = ref.dropblock_mask(_seed_grid(shape, block, share, gamma, seed), block)
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    keep, kept = cpu_family.dropblock_keep(
+        int(np.prod(mask.shape[:2])), shape[2:], block, gamma, seed
+    )
+    assert kept == int(keep.sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, block, share", DB_CASES)
+def test_dropblock_fast_path_matches_the_reference_given_its_mask(dtype, shape, block, share):
+    op = DF.dropblock2d if len(shape) == 4 else DF.dropblock3d
+    x = torch.randn(shape, dtype=dtype, generator=_seeded(1), requires_grad=True)
+    assert _fast_family.applies(x)
+    out = op(x, 0.25, block_size=block, share_channels=share, generator=_seeded(2))
+    seed = DF.draw_seed(_seeded(2))
+    mask = DF.fast_dropblock_mask(shape, 0.25, block, seed, share_channels=share)
+    g = torch.randn(shape, dtype=dtype, generator=_seeded(3))
+    out.backward(g)
+    m = mask.expand(shape).numpy()
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref.dropblock_forward(x.detach().numpy(), m)
+    )
+    np.testing.assert_array_equal(x.grad.numpy(), ref.dropblock_backward(g.numpy(), m))
+    torch.testing.assert_close(out, DF.apply_dropblock(x, mask), rtol=0, atol=0)
+
+
+def test_dropblock_fast_path_double_backward_inplace_and_switch():
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    seed = 99
+    assert torch.autograd.gradgradcheck(lambda t: _dropblock_fast(t, 0.3, (3, 3), False, seed), x)
+    y = torch.randn(4, 8, 16, 16)
+    expected = DF.dropblock2d(y, 0.2, block_size=3, generator=_seeded(4))
+    assert DF.dropblock2d(y, 0.2, inplace=True, block_size=3, generator=_seeded(4)) is y
+    assert torch.equal(y, expected)
+    # the switch off: torch's own seeds, as before
+    with dropkit.use_fast_dropout(False):
+        plain = DF.dropblock2d(y, 0.2, block_size=3, generator=_seeded(5))
+    seeds = DF.dropblock_seeds(y.shape, 0.2, 3, generator=_seeded(5))
+    assert torch.equal(plain, DF.apply_dropblock(y, DF.dropblock_mask(seeds, 3)))
+
+
+def test_dropblock_corners_are_bernoulli_gamma():
+    # block 1: the dropped units are the corners themselves
+    p, shape = 0.2, (50, 20, 30, 30)
+    mask = DF.fast_dropblock_mask(shape, p, 1, 2024)
+    assert abs((~mask).double().mean().item() - p) < binomial_tol(p, mask.numel())
+    # and a 7x7 block covers (about) 49 corners' worth: the exact expectation per unit, averaged
+    mask7 = DF.fast_dropblock_mask(shape, 0.1, 7, 2025)
+    gamma = DF.dropblock_gamma(0.1, (30, 30), (7, 7))
+    cover = np.minimum(np.arange(30), 23) - np.maximum(0, np.arange(30) - 6) + 1  # corners per axis
+    expected = (1 - (1 - gamma) ** np.outer(cover, cover)).mean()
+    per_map = (~mask7).double().flatten(2).mean(-1).flatten()
+    tol = 5 * per_map.std().item() / per_map.numel() ** 0.5
+    assert abs(per_map.mean().item() - expected) < tol
+
+
+def test_masks_do_not_depend_on_the_thread_count():
+    x = torch.randn(64, 4096)
+    old = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(
+                (
+                    DF.fast_dropblock_mask((8, 16, 40, 40), 0.1, 7, 5),
+                    DF.alpha_dropout(x, 0.2, generator=_seeded(6)),
+                )
+            )
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*outs, strict=True):
+        assert torch.equal(a, b)
+
+
+# ---- alpha, feature alpha, Gaussian ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [_fast_family.NOISE_MIN_NUMEL, 3 * cpu.BLOCK * 11 + 5])
+def test_alpha_dropout_is_the_plain_map_of_dropouts_mask(dtype, n):
+    n = max(n, _fast_family.NOISE_MIN_NUMEL)
+    x = torch.randn(n, dtype=dtype, generator=_seeded(7), requires_grad=True)
+    out = DF.alpha_dropout(x, 0.3, generator=_seeded(8))
+    mask = DF.fast_keep_mask(x, 0.3, DF.draw_seed(_seeded(8)))
+    g = torch.randn(n, dtype=dtype, generator=_seeded(9))
+    out.backward(g)
+    m = mask.numpy()
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref.alpha_dropout_forward(x.detach().numpy(), m, 0.3)
+    )
+    np.testing.assert_array_equal(x.grad.numpy(), ref.alpha_dropout_backward(g.numpy(), m, 0.3))
+    torch.testing.assert_close(out, DF.apply_alpha_mask(x, mask, 0.3), rtol=0, atol=0)
+
+
+def test_alpha_fast_double_backward_and_small_tensors_keep_torchs_mask():
+    x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: _AlphaFast.apply(t, 77, 0.4), x)
+    y = torch.randn(_fast_family.NOISE_MIN_NUMEL - 1)
+    torch.manual_seed(3)
+    theirs = F.alpha_dropout(y, 0.4, True)
+    torch.manual_seed(3)
+    torch.testing.assert_close(DF.alpha_dropout(y, 0.4), theirs)  # torch's rounding differs
+
+
+def test_feature_alpha_fast_path_applies_torchs_mask():
+    x = torch.randn(16, 32, 8, 8, requires_grad=True)
+    assert _fast_family.applies(x)
+    torch.manual_seed(3)
+    theirs = F.feature_alpha_dropout(x, 0.4, True)
+    torch.manual_seed(3)
+    ours = DF.feature_alpha_dropout(x, 0.4)
+    torch.testing.assert_close(ours, theirs)
+    mask = DF.sample_mask((16, 32, 1, 1), 0.4, generator=_seeded(10))
+    out = DF.feature_alpha_dropout(x, 0.4, generator=_seeded(10))
+    torch.testing.assert_close(out, DF.apply_alpha_mask(x, mask, 0.4), rtol=0, atol=0)
+    g = torch.randn_like(x)
+    out.backward(g)
+    a, _ = DF.alpha_affine(0.4)
+    torch.testing.assert_close(x.grad, g * (mask * torch.tensor(a, dtype=x.dtype)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_fast_path_applies_torchs_noise(dtype):
+    x = torch.randn(64, 100, dtype=dtype, requires_grad=True)
+    assert _fast_family.applies(x)
+    out = DF.gaussian_dropout(x, 0.3, generator=_seeded(11))
+    noise = DF.gaussian_noise(x.shape, 0.3, dtype=dtype, generator=_seeded(11))
+    g = torch.randn_like(x)
+    out.backward(g)
+    n = noise.numpy()
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref.gaussian_dropout_forward(x.detach().numpy(), n)
+    )
+    np.testing.assert_array_equal(x.grad.numpy(), ref.gaussian_dropout_backward(g.numpy(), n))
+
+
+# ---- DropConnect, one mask per sample ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_per_sample_dropconnect_uses_dropouts_mask_on_the_weight_copies(kind):
+    n = 32
+    if kind == "linear":
+        x = torch.randn(n, 64, dtype=torch.float64, generator=_seeded(12))
+        w = torch.randn(48, 64, dtype=torch.float64, generator=_seeded(13), requires_grad=True)
+        op = lambda m=None, **kw: (  # noqa: E731
+            DF.dropconnect_linear(x, w, None, 0.3, per_sample=True, **kw)
+            if m is None
+            else DF.apply_dropconnect_linear(x, w, None, m, 0.3)
+        )
+    else:
+        x = torch.randn(n, 8, 6, 6, dtype=torch.float64, generator=_seeded(12))
+        w = torch.randn(16, 8, 3, 3, dtype=torch.float64, generator=_seeded(13), requires_grad=True)
+        op = lambda m=None, **kw: (  # noqa: E731
+            DF.dropconnect_conv(x, w, None, 0.3, padding=1, per_sample=True, **kw)
+            if m is None
+            else DF.apply_dropconnect_conv(x, w, None, m, 0.3, padding=1)
+        )
+    assert n * w.numel() >= _fast_family.NOISE_MIN_NUMEL
+    out = op(generator=_seeded(14))
+    mask = DF.fast_keep_mask((n, *w.shape), 0.3, DF.draw_seed(_seeded(14)))
+    expected = op(mask)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(out.sum(), w)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), w)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
