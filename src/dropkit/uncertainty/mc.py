@@ -286,7 +286,11 @@ def mc_predict(
         raise ValueError(
             f"{op}: x needs a non-empty batch dimension, but got shape {tuple(x.shape)}"
         )
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise TypeError(
+            f"{op}: samples must be an int, but got {type(samples).__name__} {samples!r}"
+        )
+    if samples < 1:
         raise ValueError(f"{op}: samples must be a positive int, but got {samples!r}")
     if seed is not None and generator is not None:
         raise ValueError(f"{op}: give seed or generator, not both")
