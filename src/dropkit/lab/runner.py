@@ -20,7 +20,7 @@ saved in the checkpoint.
 from __future__ import annotations
 
 import copy
-import json
+import io
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -33,7 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit.lab._data import Prepared, prepare
-from dropkit.lab._io import atomic_write, read_jsonl, write_json
+from dropkit.lab._io import (
+    atomic_write,
+    lock_dir,
+    read_json,
+    read_jsonl,
+    remove_stale_temp_files,
+    write_json,
+)
 from dropkit.lab.config import Config
 from dropkit.lab.loggers import FileLogger, MetricsLogger
 from dropkit.lab.models import build_model
@@ -52,7 +59,7 @@ def _as_config(config: Config | Mapping[str, Any]) -> Config:
 
 
 def _check_same_config(workdir: Path, config: Config) -> None:
-    saved = Config.build(_read_json(workdir / "config.json")).model_dump(mode="json")
+    saved = _saved_config(workdir).model_dump(mode="json")
     now = config.model_dump(mode="json")
     diff = sorted(k for k in now if saved.get(k) != now[k])
     if diff:
@@ -62,8 +69,35 @@ def _check_same_config(workdir: Path, config: Config) -> None:
         )
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+def _saved_config(workdir: Path) -> Config:
+    path = workdir / "config.json"
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object of config keys")
+    try:
+        return Config.build(values)
+    except ValueError as err:
+        raise ValueError(f"'{path}' is not a valid run config: {err}") from None
+
+
+def _read_summary(workdir: Path) -> dict:
+    path = workdir / "summary.json"
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object")
+    return summary
+
+
+def _check_workdir(workdir: Path) -> None:
+    """Refuse, with the path named, a workdir that is a file or lies under one."""
+    for folder in (workdir, *workdir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "workdir" if folder == workdir else "a parent of workdir"
+                raise NotADirectoryError(
+                    f"run: {what} '{folder}' is a file, not a folder; give another --workdir"
+                )
+            return
 
 
 def _penalty(model: nn.Module, config: Config) -> torch.Tensor | float:
@@ -172,7 +206,28 @@ def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
 
 
 def _save(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    # Serialise in memory, then write from Python: a full disk is a plain OSError naming the file
+    # (torch's zip writer turns it into an anonymous RuntimeError), and Ctrl-C waits for the file.
+    def write(f) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        f.write(buf.getbuffer())
+
+    atomic_write(path, write)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        saved = torch.load(path, weights_only=True)
+        if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
+            raise ValueError("not a dropkit checkpoint")
+    except Exception as err:
+        raise ValueError(
+            f"run: checkpoint '{path}' cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'corrupt'}); delete it to restart this run "
+            "from its first epoch"
+        ) from None
+    return saved
 
 
 def run(
@@ -185,7 +240,9 @@ def run(
     """Train ``config``'s model, writing to ``workdir``; return the summary (also in summary.json).
 
     Calling it again on a finished directory returns the saved summary; on an interrupted one, it
-    resumes. A directory that holds a run with another config is refused (``ValueError``).
+    resumes. A directory that holds a run with another config is refused (``ValueError``), and so
+    is one that another process is training (:class:`~dropkit.lab._io.RunInUseError`). The config
+    is saved only once the data and model have loaded, so a failed start can simply be rerun.
 
     Args:
         config: a :class:`Config`, or a mapping of its keys (validated).
@@ -196,19 +253,23 @@ def run(
     """
     config = _as_config(config)
     workdir = Path(workdir)
-    if (workdir / "config.json").is_file():
-        _check_same_config(workdir, config)
-        if (workdir / "summary.json").is_file():
-            return _read_json(workdir / "summary.json")
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", config.model_dump(mode="json"))
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    _check_workdir(workdir)
     try:
-        return _run(config, workdir, list(loggers), progress)
-    finally:
-        torch.set_num_threads(threads)
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(workdir)) from None
+    with lock_dir(workdir):
+        remove_stale_temp_files(workdir)  # left by a process killed mid-write
+        if (workdir / "config.json").is_file():
+            _check_same_config(workdir, config)
+            if (workdir / "summary.json").is_file():
+                return _read_summary(workdir)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            return _run(config, workdir, list(loggers), progress)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
@@ -229,12 +290,15 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
 
     checkpoint = workdir / "checkpoint.pt"
     if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
+        saved = _load_checkpoint(checkpoint)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         rng.bit_generator.state = saved["numpy_rng"]
         state = saved["state"]
+    # The config is saved only once the data, the model and any checkpoint have loaded: a run that
+    # fails before training leaves no config behind to refuse the corrected command.
+    write_json(workdir / "config.json", config.model_dump(mode="json"))
     file_logger = FileLogger(workdir, state["history"])
 
     # A run that early-stopped and was killed before its summary does not train on.
@@ -318,7 +382,7 @@ def load_run(workdir: str | Path) -> dict:
     metrics_path = workdir / "metrics.jsonl"
     return {
         "dir": str(workdir),
-        "config": Config.build(_read_json(workdir / "config.json")),
+        "config": _saved_config(workdir),
         "metrics": read_jsonl(metrics_path) if metrics_path.is_file() else [],
-        "summary": _read_json(summary_path) if summary_path.is_file() else None,
+        "summary": _read_summary(workdir) if summary_path.is_file() else None,
     }
