@@ -70,16 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as err:
-        print(_missing_module(err), file=sys.stderr)
+        parser.exit(2, _missing_module(err) + "\n")
     except (ValueError, TypeError, OSError, RunInUseError) as err:
-        print(f"dropkit {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        parser.exit(2, f"dropkit {args.command}: error: {_one_line(err)}\n")
     except KeyboardInterrupt:
         print(
             "\ninterrupted: finished epochs are saved; rerun the same command to resume",
             file=sys.stderr,
         )
         return 130
-    return 2
+    return 2  # unreachable: parser.exit raises SystemExit
 
 
 if __name__ == "__main__":  # pragma: no cover
