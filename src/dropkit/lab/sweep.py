@@ -92,6 +92,7 @@ def _point_config(
 def _storage(url: str, heartbeat: int):
     import optuna
 
+    url = _with_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -103,6 +104,24 @@ def _storage(url: str, heartbeat: int):
     if url.startswith("sqlite"):
         _serializable_sqlite(storage.engine)
     return storage
+
+
+def _with_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL means SQLAlchemy's default driver (psycopg 3); use psycopg2, the
+    ``postgres`` extra's driver, when only it is installed, and say what to install when neither is."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    raise ModuleNotFoundError(
+        "sweep: a PostgreSQL storage needs a driver: pip install 'dropkit[postgres]' (psycopg2)",
+        name="psycopg2",
+    )
 
 
 def _serializable_sqlite(engine) -> None:
