@@ -152,7 +152,10 @@ def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]], wa
     # Optuna stores categorical choices; lists become JSON text so any value can be a grid value.
     space = {k: [_encode(v) for v in values] for k, values in grid.items()}
     name = name or default_study_name(space)
-    sampler = optuna.samplers.GridSampler(space, seed=0)
+    # Workers take the queued points; a sampler picks only if a worker finds the queue emptied
+    # between its check and its draw (the point it draws is then finished, or locked, elsewhere).
+    # (Optuna's GridSampler does not know the queue: it warns, and fails on one-point grids.)
+    sampler = optuna.samplers.RandomSampler(seed=0)
     try:
         study = optuna.create_study(
             study_name=name, storage=storage, sampler=sampler, direction="maximize"
