@@ -26,13 +26,22 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-TINY = ["dataset=digits", "widths=16", "batch_size=64", "lr=0.01", "val_fraction=0.2", "plots=false"]
+TINY = [
+    "dataset=digits",
+    "widths=16",
+    "batch_size=64",
+    "lr=0.01",
+    "val_fraction=0.2",
+    "plots=false",
+]
 EPOCHS = "epochs=20"  # about a second a run: long enough to be killed in the middle of one
 GRID = ["--grid", "p_hidden=0,0.5", "--grid", "seed=0,1,2"]  # 6 points
 
 
 def _pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4])
+    )
     return found[-1] if found else shutil.which(name)
 
 

@@ -6,11 +6,14 @@ import argparse
 import json
 
 from dropkit.cli._common import add_config_arguments, config_from_args
+from dropkit.cli._text import plain
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="train one configured model (resumes an interrupted run)", description=__doc__
+        "run",
+        help="train one configured model (resumes an interrupted run)",
+        description=plain(__doc__),
     )
     add_config_arguments(parser)
     parser.add_argument("--workdir", default="runs/run", help="run directory (default: runs/run)")
@@ -22,6 +25,9 @@ def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.runner import run
 
     config = config_from_args(args)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
     summary = run(config, args.workdir, progress=not args.quiet)
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(f"run directory: {args.workdir}")

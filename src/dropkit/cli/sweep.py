@@ -10,6 +10,7 @@ import argparse
 import json
 
 from dropkit.cli._common import add_config_arguments, config_from_args
+from dropkit.cli._text import plain
 from dropkit.cli._types import positive_int
 
 
@@ -17,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
         help="run a grid of configs (resumable; workers share one Optuna storage)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
@@ -69,6 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
     preset = PRESETS[args.preset] if args.preset else None
     grid = dict(preset.grid) if preset else {}
     grid.update(_parse_axis(axis) for axis in args.grid)

@@ -20,7 +20,7 @@ from dropkit.lab.runner import load_run
 
 __all__ = ["collect_runs", "format_table", "group_runs", "mean_ci", "report", "results_table"]
 
-_NOT_SETTINGS = ("seed", "threads", "plots", "eval_train_max", "eval_every")
+_NOT_SETTINGS = ("seed", "threads", "device", "plots", "eval_train_max", "eval_every")
 # Axes a sweep plot can be drawn against, in order of preference.
 _AXES = ("train_size", "p_hidden", "p_input", "l2", "l1", "max_norm", "augment_noise")
 

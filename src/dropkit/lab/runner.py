@@ -20,6 +20,7 @@ saved in the checkpoint.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 import time
@@ -133,14 +134,15 @@ def _random_shift(x: torch.Tensor, s: int) -> torch.Tensor:
     """Shift each example by a random offset in [-s, s] along every spatial axis, filling with 0."""
     n, c, *spatial = x.shape
     padded = F.pad(x, [s, s] * len(spatial))
-    offsets = torch.randint(0, 2 * s + 1, (n, len(spatial)))
+    dev = x.device
+    offsets = torch.randint(0, 2 * s + 1, (n, len(spatial)), device=dev)
     if len(spatial) == 1:
         (length,) = spatial
-        idx = offsets[:, :1] + torch.arange(length)  # (N, L)
+        idx = offsets[:, :1] + torch.arange(length, device=dev)  # (N, L)
         return padded.gather(2, idx[:, None, :].expand(n, c, length))
     h, w = spatial
-    rows = offsets[:, :1] + torch.arange(h)  # (N, H)
-    cols = offsets[:, 1:] + torch.arange(w)  # (N, W)
+    rows = offsets[:, :1] + torch.arange(h, device=dev)  # (N, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=dev)  # (N, W)
     padded = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * s))
     return padded.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
@@ -185,7 +187,7 @@ def _train_epoch(
     model, optimizer, data: Prepared, config: Config, rng: np.random.Generator
 ) -> None:
     model.train()
-    order = torch.from_numpy(rng.permutation(len(data.x_train)))
+    order = torch.from_numpy(rng.permutation(len(data.x_train))).to(data.x_train.device)
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         if len(idx) < 2 and config.batchnorm != "none":
@@ -217,8 +219,9 @@ def _save(path: Path, obj: Any) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
+    # On the CPU: RNG states must be CPU tensors; load_state_dict moves weights to the model's device.
     try:
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True, map_location="cpu")
         if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
             raise ValueError("not a dropkit checkpoint")
     except Exception as err:
@@ -272,10 +275,35 @@ def run(
             torch.set_num_threads(threads)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (an error if CUDA is unavailable) or ``auto`` (CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' but this torch build sees no CUDA device "
+            f"(torch {torch.__version__}); use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def _to_device(data: Prepared, device: torch.device) -> Prepared:
+    if device.type == "cpu":
+        return data
+    moved = {
+        f.name: getattr(data, f.name).to(device)
+        for f in dataclasses.fields(data)
+        if isinstance(getattr(data, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(data, **moved)
+
+
 def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
-    data = prepare(config)
-    torch.manual_seed(config.seed)
-    model = build_model(config, data.input_shape, data.n_outputs)
+    device = resolve_device(config.device)
+    data = _to_device(prepare(config), device)
+    torch.manual_seed(config.seed)  # also seeds every CUDA device
+    # Built (and initialised) on the CPU, then moved: the same initial weights on every device.
+    model = build_model(config, data.input_shape, data.n_outputs).to(device)
     optimizer = _optimizer(model, config)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
@@ -294,6 +322,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
         rng.bit_generator.state = saved["numpy_rng"]
         state = saved["state"]
     # The config is saved only once the data, the model and any checkpoint have loaded: a run that
@@ -341,6 +371,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 "numpy_rng": rng.bit_generator.state,
                 "state": state,
             },
@@ -353,7 +384,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     if config.early_stopping and state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
         final = next(r for r in history if r["epoch"] == state["best_epoch"])
-    _save(workdir / "model.pt", model.state_dict())
+    _save(workdir / "model.pt", {k: v.cpu() for k, v in model.state_dict().items()})
     summary = {
         "name": config.name,
         "epochs_run": state["epoch"],
