@@ -3,6 +3,7 @@
 Run directory::
 
     config.json     the resolved config (every field, defaults included)
+    provenance.json dropkit, torch, numpy and Python versions, platform, device, start time
     metrics.jsonl   one record per epoch: train/val/test loss and accuracy (RMSE for regression)
     metrics.csv     the same, as a table
     checkpoint.pt   model, optimiser, RNG states and history after the last finished epoch
@@ -218,6 +219,28 @@ def _save(path: Path, obj: Any) -> None:
     atomic_write(path, write)
 
 
+def _provenance(device: torch.device) -> dict:
+    """What produced a run: package versions, Python, platform, device, start time (UTC)."""
+    import datetime
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dropkit_version = version("dropkit")
+    except PackageNotFoundError:  # pragma: no cover - a source tree never installed
+        dropkit_version = "unknown"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "dropkit": dropkit_version,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": f"{device.type} ({name})" if name else device.type,
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
 def _load_checkpoint(path: Path) -> dict:
     # On the CPU: RNG states must be CPU tensors; load_state_dict moves weights to the model's device.
     try:
@@ -329,6 +352,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     # The config is saved only once the data, the model and any checkpoint have loaded: a run that
     # fails before training leaves no config behind to refuse the corrected command.
     write_json(workdir / "config.json", config.model_dump(mode="json"))
+    if not (workdir / "provenance.json").is_file():
+        write_json(workdir / "provenance.json", _provenance(device))
     file_logger = FileLogger(workdir, state["history"])
 
     # A run that early-stopped and was killed before its summary does not train on.
@@ -405,7 +430,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
 
 
 def load_run(workdir: str | Path) -> dict:
-    """``{"dir", "config", "metrics", "summary"}`` of a run directory (summary None if unfinished)."""
+    """``{"dir", "config", "metrics", "summary", "provenance"}`` of a run directory (summary None if
+    unfinished; provenance empty for runs made before dropkit recorded it)."""
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"load_run: '{workdir}' is not a run directory (no config.json)")
@@ -416,4 +442,7 @@ def load_run(workdir: str | Path) -> dict:
         "config": _saved_config(workdir),
         "metrics": read_jsonl(metrics_path) if metrics_path.is_file() else [],
         "summary": _read_summary(workdir) if summary_path.is_file() else None,
+        "provenance": read_json(workdir / "provenance.json")
+        if (workdir / "provenance.json").is_file()
+        else {},
     }
