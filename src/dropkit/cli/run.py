@@ -18,6 +18,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(parser)
     parser.add_argument("--workdir", default="runs/run", help="run directory (default: runs/run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--logger",
+        action="append",
+        default=[],
+        choices=("stdout", "tensorboard"),
+        help="also log each epoch's metrics to stdout, or to TensorBoard event files in "
+        "<workdir>/tensorboard (repeatable; metrics.jsonl and metrics.csv are always written)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -28,7 +36,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_json(), end="")
         return 0
-    summary = run(config, args.workdir, progress=not args.quiet)
+    from dropkit.lab.loggers import make_loggers
+
+    loggers = make_loggers(args.logger, args.workdir)
+    summary = run(config, args.workdir, loggers=loggers, progress=not args.quiet)
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(f"run directory: {args.workdir}")
     return 0

@@ -292,10 +292,15 @@ def run(
                 return _read_summary(workdir)
         threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
+        loggers = list(loggers)
         try:
-            return _run(config, workdir, list(loggers), progress)
+            return _run(config, workdir, loggers, progress)
         finally:
             torch.set_num_threads(threads)
+            for logger in loggers:
+                close = getattr(logger, "close", None)
+                if close is not None:
+                    close()
 
 
 def resolve_device(name: str) -> torch.device:
