@@ -211,3 +211,35 @@ def test_dropkit_layers_are_wired_into_the_models():
         kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
     rnn = {"model": "gru", "hidden_size": 8, "p_hidden": 0.1, "rnn_dropout": "variational"}
     assert "LockedDropout" in kinds(rnn, (1, 40))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"lr_schedule": "step", "lr_step": 2, "lr_gamma": 0.5}, [0.04, 0.04, 0.02, 0.02]),
+        ({"lr_schedule": "exponential", "lr_gamma": 0.5}, [0.04, 0.02, 0.01, 0.005]),
+        # cosine over 4 epochs: lr * (1 + cos(pi * t / 4)) / 2 for t = 0..3
+        ({"lr_schedule": "cosine"}, [0.04 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)]),
+    ],
+)
+def test_lr_schedules_and_their_exact_resume(tmp_path, monkeypatch, schedule, expected):
+    cfg = Config.build({**TINY, "epochs": 4, "lr": 0.04, "p_hidden": 0.3, **schedule})
+    run(cfg, tmp_path / "straight")
+    straight = load_run(tmp_path / "straight")["metrics"]
+    assert [r["lr"] for r in straight] == pytest.approx(expected, rel=1e-12)
+
+    original = runner_mod._epoch_record
+
+    def interrupt_at_3(epoch, *args):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(epoch, *args)
+
+    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(runner_mod, "_epoch_record", original)
+    run(cfg, tmp_path / "resumed")
+    resumed = load_run(tmp_path / "resumed")["metrics"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
+    assert strip(resumed) == strip(straight)

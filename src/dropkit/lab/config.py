@@ -61,6 +61,16 @@ class Config(BaseModel):
     lr: float = Field(1e-3, gt=0.0, description="learning rate")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     batch_size: int = Field(100, ge=1, description="training examples per step")
+    # learning-rate schedule, stepped once per epoch
+    lr_schedule: Literal["constant", "step", "exponential", "cosine"] = Field(
+        "constant",
+        description="constant; step (times lr_gamma every lr_step epochs); exponential (times "
+        "lr_gamma each epoch); cosine (to 0 over the epochs)",
+    )
+    lr_step: int = Field(10, ge=1, description="lr_schedule=step: epochs between decays")
+    lr_gamma: float = Field(
+        0.1, gt=0.0, le=1.0, description="lr_schedule=step/exponential: factor per decay"
+    )
     epochs: int = Field(20, ge=1, description="passes over the training set")
 
     # regularizers

@@ -202,6 +202,18 @@ def _train_epoch(
             _apply_max_norm(model, config.max_norm)
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, config: Config):
+    """The per-epoch learning-rate schedule of ``config.lr_schedule`` (None when constant)."""
+    sched = torch.optim.lr_scheduler
+    if config.lr_schedule == "step":
+        return sched.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    if config.lr_schedule == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=config.lr_gamma)
+    if config.lr_schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
 def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -333,6 +345,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     # Built (and initialised) on the CPU, then moved: the same initial weights on every device.
     model = build_model(config, data.input_shape, data.n_outputs).to(device)
     optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
         "epoch": 0,
@@ -349,6 +362,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         saved = _load_checkpoint(checkpoint)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in saved:
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
@@ -369,11 +384,16 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         epochs = tqdm(epochs, desc=config.name, initial=state["epoch"], total=config.epochs)
     for epoch in epochs:
         t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         _train_epoch(model, optimizer, data, config, rng)
+        if scheduler is not None:
+            scheduler.step()
         if epoch % config.eval_every and epoch != config.epochs:
             state["elapsed"] += time.perf_counter() - t0
             continue
         record = _epoch_record(epoch, model, data, config)
+        if scheduler is not None:
+            record["lr"] = lr
         state["elapsed"] += time.perf_counter() - t0
         record["elapsed_s"] = round(state["elapsed"], 3)
 
@@ -400,6 +420,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {}),
                 "torch_rng": torch.get_rng_state(),
                 **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 "numpy_rng": rng.bit_generator.state,
@@ -421,7 +442,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         "final_epoch": final["epoch"],
         "wall_s": round(state["elapsed"], 3),
         "n_params": sum(p.numel() for p in model.parameters()),
-        **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s")},
+        **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s", "lr")},
     }
     if "train_acc" in final:
         summary["gap"] = final["train_acc"] - final["test_acc"]
