@@ -243,3 +243,36 @@ def test_lr_schedules_and_their_exact_resume(tmp_path, monkeypatch, schedule, ex
     resumed = load_run(tmp_path / "resumed")["metrics"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
     assert strip(resumed) == strip(straight)
+
+
+def test_user_dataset_and_model_by_import_path(tmp_path):
+    cfg = Config.build(
+        {**TINY, "dataset": "tests.lab._user_lab:blobs", "model": "tests.lab._user_lab:linear"}
+    )
+    summary = run({**cfg.model_dump(), "epochs": 5}, tmp_path / "r")
+    assert summary["test_acc"] > 0.9 and summary["n_params"] == 5 * 2 + 2
+    # The built-in model on the user's data, too.
+    assert run(cfg.replace(model="mlp"), tmp_path / "mlp")["test_acc"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("changes", "err", "message"),
+    [
+        ({"dataset": "no_such_pkg.mod:load"}, ValueError, "cannot import module 'no_such_pkg.mod'"),
+        ({"dataset": "tests.lab._user_lab:nope"}, ValueError, "has no 'nope'"),
+        ({"dataset": "tests.lab._user_lab:bad_labels"}, ValueError, "labels must be 0..K-1"),
+        (
+            {"dataset": "tests.lab._user_lab:blobs", "model": "tests.lab._user_lab:not_a_module"},
+            TypeError,
+            "returned a str, not a torch.nn.Module",
+        ),
+    ],
+)
+def test_import_path_errors(tmp_path, changes, err, message):
+    with pytest.raises(err, match=message):
+        run(Config.build({**TINY, **changes}), tmp_path / "r")
+    assert not (tmp_path / "r" / "config.json").exists()
+    with pytest.raises(
+        ValueError, match=r"model: .*or an import path pkg.module:build; got 'resnet'"
+    ):
+        Config.build(model="resnet")

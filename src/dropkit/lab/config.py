@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = ["Config", "describe_fields", "load_config", "parse_overrides"]
 
 
+DATASETS = ("mnist1d", "fashion_mnist", "mnist", "digits", "uci")
+MODELS = ("mlp", "cnn", "gru", "lstm")
+
+
 class Config(BaseModel):
     """Everything one run needs. ``p`` values are drop probabilities, as everywhere in dropkit."""
 
@@ -27,8 +31,12 @@ class Config(BaseModel):
     )
 
     # data
-    dataset: Literal["mnist1d", "fashion_mnist", "mnist", "digits", "uci"] = Field(
-        "mnist1d", description="data set (fashion-mnist is read as fashion_mnist)"
+    dataset: str = Field(
+        "mnist1d",
+        description="data set (fashion-mnist is read as fashion_mnist), or your loader "
+        "pkg.module:load, called as load(config) -> (x_train, y_train, x_test, y_test) arrays; "
+        "integer labels 0..K-1 mean classification, float targets regression",
+        json_schema_extra={"choices": "|".join(DATASETS) + "|pkg.module:load"},
     )
     data_dir: str | None = Field(None, description="IDX folder (fashion_mnist/mnist) or UCI folder")
     uci_split: int = Field(0, ge=0, description="which standard split of a UCI set")
@@ -36,7 +44,12 @@ class Config(BaseModel):
     train_size: int | None = Field(None, ge=1, description="use only this many training examples")
 
     # model
-    model: Literal["mlp", "cnn", "gru", "lstm"] = Field("mlp", description="network family")
+    model: str = Field(
+        "mlp",
+        description="network family, or your factory pkg.module:build, called as "
+        "build(config, input_shape, n_outputs) -> torch.nn.Module",
+        json_schema_extra={"choices": "|".join(MODELS) + "|pkg.module:build"},
+    )
     widths: tuple[int, ...] = Field((100, 100), description="MLP hidden widths")
     activation: Literal["relu", "tanh", "gelu", "elu"] = Field(
         "relu", description="hidden-layer non-linearity"
@@ -106,7 +119,23 @@ class Config(BaseModel):
     @classmethod
     def _dataset_spelling(cls, value: Any) -> Any:
         # One spelling everywhere (fashion_mnist); the dashed one the other commands used is accepted.
-        return value.replace("-", "_") if isinstance(value, str) else value
+        if isinstance(value, str) and ":" not in value:
+            return value.replace("-", "_")
+        return value
+
+    @field_validator("dataset", "model")
+    @classmethod
+    def _known_or_import_path(cls, value: str, info: Any) -> str:
+        from dropkit.lab._imports import is_import_path
+
+        known = DATASETS if info.field_name == "dataset" else MODELS
+        if value in known or is_import_path(value):
+            return value
+        example = "load" if info.field_name == "dataset" else "build"
+        raise ValueError(
+            f"must be one of {', '.join(known)}, or an import path pkg.module:{example}; "
+            f"got {value!r}"
+        )
 
     @field_validator("widths", "channels", "p_hidden", mode="before")
     @classmethod
@@ -255,7 +284,10 @@ def describe_fields() -> list[tuple[str, str, str, str]]:
     rows = []
     for key, field in Config.model_fields.items():
         annotation = field.annotation
-        if typing.get_origin(annotation) is Literal:
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "choices" in extra:
+            kind = str(extra["choices"])
+        elif typing.get_origin(annotation) is Literal:
             kind = "|".join(map(str, typing.get_args(annotation)))
         else:
             kind = (
