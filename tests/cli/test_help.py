@@ -25,7 +25,7 @@ def test_help_lists_every_config_key_with_type_default_and_description(capsys, c
     text = _help(capsys, [command])
     lines = text.splitlines()
     for key, kind, default, description in describe_fields():
-        row = next(line for line in lines if line.split()[:1] == [key])
+        row = next(line for line in lines if line.startswith(f"  {key} "))
         assert kind in row and f"default {default}" in row, row
         assert description, f"config key {key!r} has no description"
         assert description.split()[0] in text
