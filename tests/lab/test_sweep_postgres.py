@@ -34,7 +34,7 @@ TINY = [
     "val_fraction=0.2",
     "plots=false",
 ]
-EPOCHS = "epochs=20"  # about a second a run: long enough to be killed in the middle of one
+EPOCHS = "epochs=10"  # long enough (a fraction of a second) to be killed in the middle of a run
 GRID = ["--grid", "p_hidden=0,0.5", "--grid", "seed=0,1,2"]  # 6 points
 
 
