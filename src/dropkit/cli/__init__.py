@@ -62,7 +62,7 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
-        from dropkit.lab._io import RunInUseError
+        from dropkit.lab._io import LabError
     except ModuleNotFoundError as err:
         print(_missing_module(err), file=sys.stderr)
         return 2
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as err:
         parser.exit(2, _missing_module(err) + "\n")
-    except (ValueError, TypeError, OSError, RunInUseError) as err:
+    except (ValueError, TypeError, OSError, LabError) as err:
         parser.exit(2, f"dropkit {args.command}: error: {_one_line(err)}\n")
     except KeyboardInterrupt:
         print(

@@ -31,7 +31,11 @@ def _file_mode() -> int:
 _MODE = _file_mode()
 
 
-class RunInUseError(RuntimeError):
+class LabError(RuntimeError):
+    """A lab failure the user can act on, reported by the CLI as one line (exit code 2)."""
+
+
+class RunInUseError(LabError):
     """Another process holds the lock of a run directory."""
 
 

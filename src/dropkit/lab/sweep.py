@@ -311,6 +311,15 @@ def _worker(
             time.sleep(min(heartbeat, 2))
 
 
+def _worker_process(*args) -> None:
+    """A spawned worker: a user error is one line on stderr and exit code 2, not a traceback."""
+    try:
+        _worker(*args)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"dropkit sweep worker: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _incomplete(study, space) -> list[dict]:
     from optuna.trial import TrialState
 
@@ -369,14 +378,19 @@ def sweep(
         _worker(*args)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
+        procs = [ctx.Process(target=_worker_process, args=args) for _ in range(workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
         failed = [p.exitcode for p in procs if p.exitcode != 0]
         if failed:
-            raise RuntimeError(f"sweep: {len(failed)} worker(s) failed (exit codes {failed})")
+            from dropkit.lab._io import LabError
+
+            raise LabError(
+                f"sweep: {len(failed)} of {workers} worker(s) failed (exit codes {failed}; each "
+                "printed its error above); rerun the same command to resume"
+            )
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = t.params or t.system_attrs.get("fixed_params", {})
