@@ -13,3 +13,14 @@ def test_usage_block_runs():
     assert blocks, "README has no python block"
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    command = next(
+        line
+        for line in README.read_text().splitlines()
+        if line.startswith(".venv/bin/ruff check .")
+    )
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert command in ci  # verbatim, as a line of its own (the interop step follows it)
+    assert "sphinx -W" in command  # the API reference: a broken docstring fails CI

@@ -54,3 +54,20 @@ def test_errors_exit_2(tmp_path, capsys, extra, message):
         main(["run", "--quiet", "--workdir", str(tmp_path), *TINY_ARGS, *extra])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tensorboard_and_stdout_loggers(tmp_path, capsys):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    argv = ["run", "--quiet", "--workdir", str(tmp_path), *TINY_ARGS, "epochs=2"]
+    assert main([*argv, "--logger", "tensorboard", "--logger", "stdout"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch    1" in out and "epoch    2" in out
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"acc/test", "loss/train", "loss/val"} <= set(events.Tags()["scalars"])
+    saved = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = events.Scalars("acc/test")
+    assert [e.step for e in logged] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([r["test_acc"] for r in saved], rel=1e-6)

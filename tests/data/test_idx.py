@@ -70,3 +70,18 @@ def test_shared_fashion_mnist(shared_data):
     # Fashion-MNIST is balanced: 6,000 and 1,000 images per class.
     assert np.bincount(y_tr).tolist() == [6000] * 10
     assert np.bincount(y_te).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("label", [10, 255])
+def test_label_outside_ten_classes_is_refused(tmp_path, label):
+    # Before: a 255 built a 256-class model without a word.
+    _write_set(tmp_path / "set", gz=False)
+    path = tmp_path / "set" / "t10k-labels-idx1-ubyte"
+    labels = read_idx(path).copy()
+    labels[2] = label
+    path.write_bytes(_idx_bytes(labels))
+    with pytest.raises(
+        ValueError,
+        match=rf"t10k-labels-idx1-ubyte' has 1 label\(s\) outside 0..9.*{label} at index 2",
+    ):
+        load_idx(tmp_path / "set")

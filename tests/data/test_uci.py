@@ -82,3 +82,55 @@ def test_shared_copy(shared_data, name):
         assert len(y_tr) + len(y_te) == len(ds.y)
         assert abs(len(y_te) / len(ds.y) - 0.1) < 0.01
     assert len(ds.dropout_rates) == 4 and len(ds.tau_values) == 3
+
+
+def _good(tmp_path):
+    rows = np.arange(30, dtype=float).reshape(10, 3)
+    _write(tmp_path / "d", rows, [0, 1], 2, [(np.arange(8), np.arange(8, 10))], extra=False)
+    return tmp_path / "d"
+
+
+def _set_cell(folder, text):
+    lines = (folder / "data.txt").read_text().splitlines()
+    lines[3] = text
+    (folder / "data.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        # silent wrong results before: NaN RMSE, a target that is also a feature
+        (lambda d: _set_cell(d, "1 nan 3"), r"data.txt' has 1 non-finite cell.*row 4, column 1"),
+        (lambda d: _set_cell(d, "1 2 inf"), r"non-finite cell.*row 4, column 2"),
+        (
+            lambda d: (d / "index_target.txt").write_text("-1\n"),
+            r"index_target.txt' has column indices outside 0..2",
+        ),
+        (
+            lambda d: (d / "index_features.txt").write_text("0\n-2\n"),
+            r"index_features.txt' has column indices outside 0..2",
+        ),
+        (
+            lambda d: (d / "index_features.txt").write_text("0\n2\n"),
+            r"column 2 is both the target .* and a feature",
+        ),
+        # unclear errors before: ZeroDivisionError, numpy's or int()'s messages without the file
+        (lambda d: (d / "index_train_0.txt").write_text(""), r"index_train_0.txt' is empty"),
+        (lambda d: _set_cell(d, "1 2"), r"data.txt' line 4 has 2 columns, the first row 3"),
+        (lambda d: _set_cell(d, "1 x 3"), r"data.txt' line 4 has a non-numeric cell 'x'"),
+        (
+            lambda d: (d / "index_test_0.txt").write_text("8\n9.5\n"),
+            r"index_test_0.txt' should hold integers only, but has '9.5'",
+        ),
+        (
+            lambda d: (d / "n_splits.txt").write_text("abc\n"),
+            r"n_splits.txt' should hold integers only, but has 'abc'",
+        ),
+    ],
+)
+def test_malformed_files_are_named(tmp_path, corrupt, message):
+    folder = _good(tmp_path)
+    load_uci(folder)  # the untouched folder loads
+    corrupt(folder)
+    with pytest.raises(ValueError, match=message):
+        load_uci(folder)

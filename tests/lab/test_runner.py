@@ -211,3 +211,68 @@ def test_dropkit_layers_are_wired_into_the_models():
         kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
     rnn = {"model": "gru", "hidden_size": 8, "p_hidden": 0.1, "rnn_dropout": "variational"}
     assert "LockedDropout" in kinds(rnn, (1, 40))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"lr_schedule": "step", "lr_step": 2, "lr_gamma": 0.5}, [0.04, 0.04, 0.02, 0.02]),
+        ({"lr_schedule": "exponential", "lr_gamma": 0.5}, [0.04, 0.02, 0.01, 0.005]),
+        # cosine over 4 epochs: lr * (1 + cos(pi * t / 4)) / 2 for t = 0..3
+        ({"lr_schedule": "cosine"}, [0.04 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)]),
+    ],
+)
+def test_lr_schedules_and_their_exact_resume(tmp_path, monkeypatch, schedule, expected):
+    cfg = Config.build({**TINY, "epochs": 4, "lr": 0.04, "p_hidden": 0.3, **schedule})
+    run(cfg, tmp_path / "straight")
+    straight = load_run(tmp_path / "straight")["metrics"]
+    assert [r["lr"] for r in straight] == pytest.approx(expected, rel=1e-12)
+
+    original = runner_mod._epoch_record
+
+    def interrupt_at_3(epoch, *args):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(epoch, *args)
+
+    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(runner_mod, "_epoch_record", original)
+    run(cfg, tmp_path / "resumed")
+    resumed = load_run(tmp_path / "resumed")["metrics"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+
+
+def test_user_dataset_and_model_by_import_path(tmp_path):
+    cfg = Config.build(
+        {**TINY, "dataset": "tests.lab._user_lab:blobs", "model": "tests.lab._user_lab:linear"}
+    )
+    summary = run({**cfg.model_dump(), "epochs": 5}, tmp_path / "r")
+    assert summary["test_acc"] > 0.9 and summary["n_params"] == 5 * 2 + 2
+    # The built-in model on the user's data, too.
+    assert run(cfg.replace(model="mlp"), tmp_path / "mlp")["test_acc"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("changes", "err", "message"),
+    [
+        ({"dataset": "no_such_pkg.mod:load"}, ValueError, "cannot import module 'no_such_pkg.mod'"),
+        ({"dataset": "tests.lab._user_lab:nope"}, ValueError, "has no 'nope'"),
+        ({"dataset": "tests.lab._user_lab:bad_labels"}, ValueError, "labels must be 0..K-1"),
+        (
+            {"dataset": "tests.lab._user_lab:blobs", "model": "tests.lab._user_lab:not_a_module"},
+            TypeError,
+            "returned a str, not a torch.nn.Module",
+        ),
+    ],
+)
+def test_import_path_errors(tmp_path, changes, err, message):
+    with pytest.raises(err, match=message):
+        run(Config.build({**TINY, **changes}), tmp_path / "r")
+    assert not (tmp_path / "r" / "config.json").exists()
+    with pytest.raises(
+        ValueError, match=r"model: .*or an import path pkg.module:build; got 'resnet'"
+    ):
+        Config.build(model="resnet")

@@ -329,3 +329,10 @@ def test_rnn_returning_a_tuple_falls_back_to_the_loop():
     a = mc_predict(model, x, 4, seed=2)  # cannot split (output, state): loops, same samples
     assert torch.equal(a, mc_predict(model, x, 4, seed=2, vectorize=False))
     assert a.shape == (4, 5, 1) and a.std(0).mean() > 0
+
+
+@pytest.mark.parametrize("samples", [1.5, None, "3", True, 3.0])
+def test_samples_of_the_wrong_type_is_a_type_error(samples):
+    # Before: ValueError for each of these; a wrong type is a TypeError, as in torch.
+    with pytest.raises(TypeError, match=r"mc_predict: samples must be an int, but got"):
+        mc_predict(nn.Linear(2, 2), torch.randn(3, 2), samples=samples)

@@ -128,3 +128,16 @@ class TestCalibration:
             calibration_bins(torch.rand(3, 2), torch.zeros(3, dtype=torch.long), n_bins=0)
         with pytest.raises(ValueError, match="rmse: shapes differ"):
             rmse(torch.ones(3), torch.ones(4))
+
+    @pytest.mark.parametrize("fn", [expected_calibration_error, calibration_bins, brier_score])
+    def test_empty_batch_and_bad_labels_are_refused(self, fn):
+        # Before: ECE of an empty batch was NaN, and label 7 with 3 classes gave 0.333.
+        probs = torch.full((4, 3), 1 / 3)
+        with pytest.raises(ValueError, match="the batch is empty"):
+            fn(probs[:0], torch.zeros(0, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"labels must be in 0..2 .*but got 7"):
+            fn(probs, torch.tensor([0, 1, 7, 2]))
+        with pytest.raises(ValueError, match=r"labels must be in 0..2 .*but got -1"):
+            fn(probs, torch.tensor([0, -1, 1, 2]))
+        with pytest.raises(TypeError, match="integer class labels, but got torch.float32"):
+            fn(probs, torch.zeros(4))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from dropkit.cli._text import plain
 from dropkit.cli._types import positive_int
 
 
@@ -16,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="MNIST-1D MLP with/without dropout and L2, 3 seeds: table + report",
-        description=__doc__,
+        description=plain(__doc__),
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant")

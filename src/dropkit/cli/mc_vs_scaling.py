@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from dropkit.cli._text import plain
 from dropkit.cli._types import positive_int
 from dropkit.uncertainty.ensemble import MCvsScalingConfig, run_mc_vs_scaling
 
@@ -17,9 +18,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mc-vs-scaling",
         help="MC averaging vs weight scaling on a trained dropout MLP (Srivastava 2014, Fig. 11)",
-        description=__doc__,
+        description=plain(__doc__),
     )
-    parser.add_argument("--dataset", choices=("mnist1d", "fashion-mnist"), default="mnist1d")
+    parser.add_argument(
+        "--dataset",
+        type=lambda text: text.replace("-", "_"),  # fashion-mnist is read as fashion_mnist
+        choices=("mnist1d", "fashion_mnist"),
+        default="mnist1d",
+        help="data set (default mnist1d)",
+    )
     parser.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--out", default="runs/mc_vs_scaling", help="results folder")
     parser.add_argument("--epochs", type=positive_int, default=60)
@@ -35,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = MCvsScalingConfig(
-        dataset=args.dataset,
+        dataset=args.dataset.replace("_", "-"),  # MCvsScalingConfig's own spelling
         data_dir=args.data_dir,
         hidden=tuple(args.hidden),
         epochs=args.epochs,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from dropkit.cli._text import plain
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "report", help="aggregate run directories into an HTML/Markdown report", description=__doc__
+        "report",
+        help="aggregate run directories into an HTML/Markdown report",
+        description=plain(__doc__),
     )
     parser.add_argument("paths", nargs="+", help="run directories, or folders holding them")
     parser.add_argument("--out", default="runs/report", help="output folder (default: runs/report)")

@@ -6,15 +6,26 @@ import argparse
 import json
 
 from dropkit.cli._common import add_config_arguments, config_from_args
+from dropkit.cli._text import plain
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="train one configured model (resumes an interrupted run)", description=__doc__
+        "run",
+        help="train one configured model (resumes an interrupted run)",
+        description=plain(__doc__),
     )
     add_config_arguments(parser)
     parser.add_argument("--workdir", default="runs/run", help="run directory (default: runs/run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--logger",
+        action="append",
+        default=[],
+        choices=("stdout", "tensorboard"),
+        help="also log each epoch's metrics to stdout, or to TensorBoard event files in "
+        "<workdir>/tensorboard (repeatable; metrics.jsonl and metrics.csv are always written)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -22,7 +33,13 @@ def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.runner import run
 
     config = config_from_args(args)
-    summary = run(config, args.workdir, progress=not args.quiet)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
+    from dropkit.lab.loggers import make_loggers
+
+    loggers = make_loggers(args.logger, args.workdir)
+    summary = run(config, args.workdir, loggers=loggers, progress=not args.quiet)
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(f"run directory: {args.workdir}")
     return 0

@@ -10,13 +10,15 @@ import argparse
 import json
 
 from dropkit.cli._common import add_config_arguments, config_from_args
+from dropkit.cli._text import plain
+from dropkit.cli._types import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
         help="run a grid of configs (resumable; workers share one Optuna storage)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
@@ -34,7 +36,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--study", default=None, help="study name in the storage (default: grid-<hash of the grid>)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="local worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=60,
+        metavar="SECONDS",
+        help="seconds between a worker's heartbeats in the storage; a point whose worker misses "
+        "4 is handed to another worker (default 60)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip writing <root>/report")
     parser.set_defaults(func=_run)
 
@@ -58,6 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
     preset = PRESETS[args.preset] if args.preset else None
     grid = dict(preset.grid) if preset else {}
     grid.update(_parse_axis(axis) for axis in args.grid)
@@ -70,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         storage=args.storage,
         study_name=args.study,
         workers=args.workers,
+        heartbeat=args.heartbeat,
         progress=True,
     )
     done = {json.dumps(r["params"], sort_keys=True) for r in rows if r["state"] == "COMPLETE"}

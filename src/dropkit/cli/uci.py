@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from dropkit.cli._text import plain
 from dropkit.cli._types import nonneg_int, positive_int
 from dropkit.uncertainty.uci import UCIConfig, compare_with_published, run_uci
 
@@ -17,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "uci",
         help="MC-dropout UCI regression benchmark (grid search, 10,000 MC samples at test)",
-        description=__doc__,
+        description=plain(__doc__),
     )
     parser.add_argument("data_dir", help="a UCI dataset folder, or a folder of them")
     parser.add_argument("--out", default="runs/uci", help="results folder (default: runs/uci)")

@@ -29,6 +29,7 @@ _HOW_TO_GET = (
     "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) of "
     "Fashion-MNIST or MNIST into a folder and pass it as data_dir (--data-dir)"
 )
+_N_CLASSES = 10  # MNIST's digits, Fashion-MNIST's garment types
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -70,7 +71,8 @@ def load_idx(directory: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
     Raises:
         FileNotFoundError: the folder or one of the files is missing (the message says how to get them).
-        ValueError: a file is corrupt, or images and labels disagree in number.
+        ValueError: a file is corrupt, images and labels disagree in number, or a label is outside
+            0..9 (it would otherwise silently widen the model's output layer).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -88,6 +90,13 @@ def load_idx(directory: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             raise ValueError(
                 f"load_idx: {part} images {x.shape} and labels {y.shape} do not match in "
                 f"'{directory}'; {_HOW_TO_GET}"
+            )
+        bad = (y < 0) | (y >= _N_CLASSES)
+        if bad.any():
+            raise ValueError(
+                f"load_idx: '{paths[f'y_{part}']}' has {int(bad.sum())} label(s) outside "
+                f"0..{_N_CLASSES - 1} (MNIST and Fashion-MNIST have {_N_CLASSES} classes), e.g. "
+                f"{int(y[bad][0])} at index {int(np.flatnonzero(bad)[0])}; the file is corrupt"
             )
     return (
         arrays["x_train"],

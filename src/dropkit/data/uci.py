@@ -68,17 +68,93 @@ class UCIDataset:
 
 
 def _read_ints(path: Path) -> np.ndarray:
-    return np.atleast_1d(np.loadtxt(path, dtype=np.int64))
+    """Whole numbers, one or more per file; ``ValueError`` naming the file otherwise."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"load_uci: '{path}' is not a text file of integers") from None
+    values = text.split()
+    if not values:
+        raise ValueError(f"load_uci: '{path}' is empty; it should list integer indices")
+    try:
+        return np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        bad = next(v for v in values if not _is_int(v))
+        raise ValueError(f"load_uci: '{path}' should hold integers only, but has {bad!r}") from None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_floats(path: Path) -> tuple[float, ...]:
     if not path.is_file():
         return ()
-    return tuple(float(v) for v in np.atleast_1d(np.loadtxt(path, dtype=np.float64)))
+    try:
+        return tuple(float(v) for v in path.read_text().split())
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"load_uci: '{path}' should hold numbers only") from None
 
 
 def _read_int(path: Path, default: int) -> int:
-    return int(path.read_text().split()[0]) if path.is_file() else default
+    if not path.is_file():
+        return default
+    values = _read_ints(path)
+    if len(values) != 1 or values[0] < 0:
+        raise ValueError(
+            f"load_uci: '{path}' should hold one non-negative integer, but has "
+            f"{' '.join(map(str, values))}"
+        )
+    return int(values[0])
+
+
+def _read_data(path: Path) -> np.ndarray:
+    """``data.txt`` as an (N, D) float64 array: rectangular, numeric and finite, or ``ValueError``."""
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"load_uci: '{path}' is not a text file of numbers") from None
+    rows, width = [], None
+    for lineno, line in enumerate(lines, 1):
+        cells = line.split()
+        if not cells:
+            continue
+        if width is None:
+            width = len(cells)
+        elif len(cells) != width:
+            raise ValueError(
+                f"load_uci: '{path}' line {lineno} has {len(cells)} columns, the first row {width}"
+            )
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            bad = next(c for c in cells if not _is_float(c))
+            raise ValueError(
+                f"load_uci: '{path}' line {lineno} has a non-numeric cell {bad!r}"
+            ) from None
+    if not rows:
+        raise ValueError(f"load_uci: '{path}' holds no rows")
+    data = np.array(rows, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(data))
+    if len(bad):
+        row, col = bad[0]
+        raise ValueError(
+            f"load_uci: '{path}' has {len(bad)} non-finite cell(s) (NaN or inf), the first at "
+            f"row {row + 1}, column {col} ({data[row, col]}); impute or drop them first"
+        )
+    return data
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_uci(directory: str | Path) -> UCIDataset:
@@ -86,7 +162,9 @@ def load_uci(directory: str | Path) -> UCIDataset:
 
     Raises:
         FileNotFoundError: the folder or a required file is missing (the message lists what is needed).
-        ValueError: indices out of range, or train and test of a split overlapping.
+        ValueError: a malformed file (named in the message): ragged or non-numeric rows, NaN or inf
+            cells, non-integer or out-of-range indices, a target that is also a feature, an empty
+            split, or train and test of a split overlapping.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -99,13 +177,34 @@ def load_uci(directory: str | Path) -> UCIDataset:
     if missing:
         raise FileNotFoundError(f"load_uci: '{directory}' lacks {', '.join(missing)}")
 
-    data = np.loadtxt(directory / "data.txt", dtype=np.float64, ndmin=2)
-    features = _read_ints(directory / "index_features.txt")
-    target = int(_read_ints(directory / "index_target.txt")[0])
-    n_splits = _read_int(directory / "n_splits.txt", 0)
+    data = _read_data(directory / "data.txt")
     n_rows, n_cols = data.shape
-    if features.max(initial=-1) >= n_cols or target >= n_cols:
-        raise ValueError(f"load_uci: column indices exceed data.txt's {n_cols} columns")
+    features = _read_ints(directory / "index_features.txt")
+    target_values = _read_ints(directory / "index_target.txt")
+    if len(target_values) != 1:
+        raise ValueError(
+            f"load_uci: '{directory / 'index_target.txt'}' should hold one column index, but has "
+            f"{len(target_values)}"
+        )
+    target = int(target_values[0])
+    # Indices are 0-based column numbers; negative ones (NumPy's from-the-end) are refused: they
+    # would silently alias another column (e.g. the target reused as a feature).
+    for name, idx in (("index_features.txt", features), ("index_target.txt", target_values)):
+        if idx.min() < 0 or idx.max() >= n_cols:
+            raise ValueError(
+                f"load_uci: '{directory / name}' has column indices outside 0..{n_cols - 1} "
+                f"(data.txt has {n_cols} columns): {sorted(set(idx.tolist()))}"
+            )
+    if target in features.tolist():
+        raise ValueError(
+            f"load_uci: column {target} is both the target (index_target.txt) and a feature "
+            f"(index_features.txt) in '{directory}'"
+        )
+    if len(np.unique(features)) != len(features):
+        raise ValueError(f"load_uci: '{directory / 'index_features.txt'}' repeats a column")
+    n_splits = _read_int(directory / "n_splits.txt", 0)
+    if n_splits < 1:
+        raise ValueError(f"load_uci: '{directory / 'n_splits.txt'}' says 0 splits")
 
     train, test = [], []
     for i in range(n_splits):
@@ -117,13 +216,11 @@ def load_uci(directory: str | Path) -> UCIDataset:
                 f"{', '.join(absent)}"
             )
         tr, te = (_read_ints(p) for p in paths)
-        for name, idx in (("train", tr), ("test", te)):
-            if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-                raise ValueError(
-                    f"load_uci: index_{name}_{i}.txt has row indices outside 0..{n_rows - 1}"
-                )
+        for path, idx in zip(paths, (tr, te), strict=True):
+            if idx.min() < 0 or idx.max() >= n_rows:
+                raise ValueError(f"load_uci: '{path}' has row indices outside 0..{n_rows - 1}")
         if np.intersect1d(tr, te).size:
-            raise ValueError(f"load_uci: split {i} has rows in both train and test")
+            raise ValueError(f"load_uci: split {i} has rows in both train and test ('{directory}')")
         train.append(tr)
         test.append(te)
 

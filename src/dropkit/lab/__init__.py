@@ -5,6 +5,15 @@ configs (resumable, several workers share one Optuna storage); ``report`` aggreg
 The ``dropkit`` command (``dropkit run|sweep|report|demo``) is a thin shell over these.
 """
 
+try:
+    import pydantic  # noqa: F401  (the config's validation; the first lab dependency imported)
+except ModuleNotFoundError as err:  # a base install: say which extra brings the lab
+    raise ModuleNotFoundError(
+        f"dropkit.lab needs the 'lab' extra ({err.name} is not installed): "
+        "pip install 'dropkit[lab]'",
+        name=err.name,
+    ) from None
+
 from dropkit.lab.config import Config, load_config, parse_overrides
 from dropkit.lab.runner import load_run, run
 

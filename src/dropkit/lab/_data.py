@@ -55,9 +55,47 @@ def _raw(dataset: str, data_dir: str | None, uci_split: int):
     raise ValueError(f"unknown dataset {dataset!r}")  # pragma: no cover - the config refuses it
 
 
+def _user_raw(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``dataset=pkg.module:load``: ``load(config)`` returns ``(x_train, y_train, x_test, y_test)``
+    (NumPy arrays or tensors), checked here so a malformed loader is named, not trained on."""
+    from dropkit.lab._imports import load_object
+
+    key = f"dataset={config.dataset!r}"
+    out = load_object(config.dataset, "dataset")(config)
+    if not isinstance(out, (tuple, list)) or len(out) != 4:
+        raise ValueError(f"{key} must return (x_train, y_train, x_test, y_test)")
+    arrays = [
+        a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in out
+    ]
+    x_tr, y_tr, x_te, y_te = arrays
+    for part, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"{key}: {part} inputs {x.shape} and targets {y.shape} must be (N, ...) and (N,), "
+                "N > 0"
+            )
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            raise ValueError(f"{key}: {part} inputs must be finite numbers")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise ValueError(f"{key}: train inputs {x_tr.shape} and test inputs {x_te.shape} differ")
+    if np.issubdtype(y_tr.dtype, np.integer) != np.issubdtype(y_te.dtype, np.integer):
+        raise ValueError(f"{key}: train and test targets must both be integer labels or floats")
+    if np.issubdtype(y_tr.dtype, np.integer):
+        low = min(int(y_tr.min()), int(y_te.min()))
+        if low < 0:
+            raise ValueError(f"{key}: class labels must be 0..K-1, but got {low}")
+    elif not (np.isfinite(y_tr).all() and np.isfinite(y_te).all()):
+        raise ValueError(f"{key}: regression targets must be finite")
+    return x_tr.astype(np.float32), y_tr, x_te.astype(np.float32), y_te
+
+
 def prepare(config: Config) -> Prepared:
-    x_tr, y_tr, x_te, y_te = _raw(config.dataset, config.data_dir, config.uci_split)
-    task = "regression" if config.dataset == "uci" else "classification"
+    if ":" in config.dataset:
+        x_tr, y_tr, x_te, y_te = _user_raw(config)
+        task = "classification" if np.issubdtype(y_tr.dtype, np.integer) else "regression"
+    else:
+        x_tr, y_tr, x_te, y_te = _raw(config.dataset, config.data_dir, config.uci_split)
+        task = "regression" if config.dataset == "uci" else "classification"
 
     # Validation split and subsample, both from one permutation seeded by config.seed: the val set
     # does not depend on train_size, so a training-set-size sweep is judged on the same val set.

@@ -1,7 +1,7 @@
 """The typed run configuration: one flat pydantic model, every field with a default.
 
 Flat on purpose: every field is reachable as ``key=value`` on the command line and as a sweep axis, and
-a config file is a plain JSON object. Unknown keys are errors that list the valid ones.
+a config file is a plain JSON (or YAML) object. Unknown keys are errors that list the valid ones.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Config", "load_config", "parse_overrides"]
+__all__ = ["Config", "describe_fields", "load_config", "parse_overrides"]
+
+
+DATASETS = ("mnist1d", "fashion_mnist", "mnist", "digits", "uci")
+MODELS = ("mlp", "cnn", "gru", "lstm")
 
 
 class Config(BaseModel):
@@ -27,35 +31,60 @@ class Config(BaseModel):
     )
 
     # data
-    dataset: Literal["mnist1d", "fashion_mnist", "mnist", "digits", "uci"] = "mnist1d"
+    dataset: str = Field(
+        "mnist1d",
+        description="data set (fashion-mnist is read as fashion_mnist), or your loader "
+        "pkg.module:load, called as load(config) -> (x_train, y_train, x_test, y_test) arrays; "
+        "integer labels 0..K-1 mean classification, float targets regression",
+        json_schema_extra={"choices": "|".join(DATASETS) + "|pkg.module:load"},
+    )
     data_dir: str | None = Field(None, description="IDX folder (fashion_mnist/mnist) or UCI folder")
     uci_split: int = Field(0, ge=0, description="which standard split of a UCI set")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="carved from train, by seed")
     train_size: int | None = Field(None, ge=1, description="use only this many training examples")
 
     # model
-    model: Literal["mlp", "cnn", "gru", "lstm"] = "mlp"
+    model: str = Field(
+        "mlp",
+        description="network family, or your factory pkg.module:build, called as "
+        "build(config, input_shape, n_outputs) -> torch.nn.Module",
+        json_schema_extra={"choices": "|".join(MODELS) + "|pkg.module:build"},
+    )
     widths: tuple[int, ...] = Field((100, 100), description="MLP hidden widths")
-    activation: Literal["relu", "tanh", "gelu", "elu"] = "relu"
+    activation: Literal["relu", "tanh", "gelu", "elu"] = Field(
+        "relu", description="hidden-layer non-linearity"
+    )
     p_input: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the inputs")
     p_hidden: tuple[float, ...] = Field(
         (0.0,), description="dropout after each hidden layer: one rate for all, or one per layer"
     )
-    batchnorm: Literal["none", "before_dropout", "after_dropout"] = "none"
+    batchnorm: Literal["none", "before_dropout", "after_dropout"] = Field(
+        "none", description="BatchNorm in each hidden block, and where relative to dropout"
+    )
     channels: tuple[int, ...] = Field((32, 64), description="CNN conv channels (one block each)")
     conv_dropout: str = Field(
         "element", description="CNN dropout layer: see lab.models.CONV_DROPOUT"
     )
     hidden_size: int = Field(128, ge=1, description="CNN dense layer / RNN state size")
-    rnn_layers: int = Field(1, ge=1)
+    rnn_layers: int = Field(1, ge=1, description="stacked RNN layers")
     rnn_dropout: str = Field("standard", description="RNN dropout: see lab.models.RNN_DROPOUT")
 
     # optimisation
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimiser")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    batch_size: int = Field(100, ge=1)
-    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(100, ge=1, description="training examples per step")
+    # learning-rate schedule, stepped once per epoch
+    lr_schedule: Literal["constant", "step", "exponential", "cosine"] = Field(
+        "constant",
+        description="constant; step (times lr_gamma every lr_step epochs); exponential (times "
+        "lr_gamma each epoch); cosine (to 0 over the epochs)",
+    )
+    lr_step: int = Field(10, ge=1, description="lr_schedule=step: epochs between decays")
+    lr_gamma: float = Field(
+        0.1, gt=0.0, le=1.0, description="lr_schedule=step/exponential: factor per decay"
+    )
+    epochs: int = Field(20, ge=1, description="passes over the training set")
 
     # regularizers
     l2: float = Field(
@@ -76,12 +105,37 @@ class Config(BaseModel):
     augment_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to inputs")
 
     # running
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where to train: cpu, cuda, or auto (cuda when available)"
+    )
     threads: int = Field(1, ge=1, description="torch.set_num_threads")
     eval_train_max: int = Field(10_000, ge=1, description="train metrics on at most this many")
     eval_every: int = Field(
         1, ge=1, description="evaluate, log and checkpoint every this many epochs (and the last)"
     )
-    plots: bool = True
+    plots: bool = Field(True, description="write curves.png in the run directory")
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_spelling(cls, value: Any) -> Any:
+        # One spelling everywhere (fashion_mnist); the dashed one the other commands used is accepted.
+        if isinstance(value, str) and ":" not in value:
+            return value.replace("-", "_")
+        return value
+
+    @field_validator("dataset", "model")
+    @classmethod
+    def _known_or_import_path(cls, value: str, info: Any) -> str:
+        from dropkit.lab._imports import is_import_path
+
+        known = DATASETS if info.field_name == "dataset" else MODELS
+        if value in known or is_import_path(value):
+            return value
+        example = "load" if info.field_name == "dataset" else "build"
+        raise ValueError(
+            f"must be one of {', '.join(known)}, or an import path pkg.module:{example}; "
+            f"got {value!r}"
+        )
 
     @field_validator("widths", "channels", "p_hidden", mode="before")
     @classmethod
@@ -178,25 +232,74 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A JSON or YAML (``.yaml``/``.yml``) file holding one object of config keys."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_config: no config file '{path}'") from None
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise ValueError(f"load_config: cannot read '{path}' ({err})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(
+                f"load_config: '{path}' is not valid YAML ({' '.join(str(err).split())})"
+            ) from None
+        kind = "YAML mapping"
+    else:
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"load_config: '{path}' is not valid JSON ({err})") from None
+        kind = "JSON object"
+    if not isinstance(loaded, dict):
+        raise ValueError(f"load_config: '{path}' must hold a {kind} of config keys")
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
     base: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Defaults, then ``base`` (a preset), then the JSON file at ``path``, then ``overrides``."""
+    """Defaults, then ``base`` (a preset), then the file at ``path`` (JSON, or YAML for ``.yaml``
+    and ``.yml``), then ``overrides``."""
     values: dict[str, Any] = dict(base or {})
     if path is not None:
-        path = Path(path)
-        try:
-            loaded = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"load_config: no config file '{path}'") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"load_config: '{path}' is not valid JSON ({err})") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"load_config: '{path}' must hold a JSON object of config keys")
-        values.update(loaded)
+        values.update(_read_config_file(Path(path)))
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     values.update(overrides)
     return Config.build(values)
+
+
+def describe_fields() -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, description)`` of every config field, in declaration order."""
+    import typing
+
+    rows = []
+    for key, field in Config.model_fields.items():
+        annotation = field.annotation
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "choices" in extra:
+            kind = str(extra["choices"])
+        elif typing.get_origin(annotation) is Literal:
+            kind = "|".join(map(str, typing.get_args(annotation)))
+        else:
+            kind = (
+                str(annotation)
+                .replace("typing.", "")
+                .replace("<class '", "")
+                .replace("'>", "")
+                .replace("tuple[int, ...]", "ints")
+                .replace("tuple[float, ...]", "floats")
+            )
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        rows.append((key, kind, str(default), field.description or ""))
+    return rows

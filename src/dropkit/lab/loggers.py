@@ -1,17 +1,27 @@
 """Metric loggers: the runner hands each epoch's record to every logger it was given.
 
-A logger is anything with ``log(record: dict)``; ``close()`` is optional. Back-ends here: the run
-directory's JSONL and CSV files (always used by the runner) and a one-line-per-epoch stdout printer.
+A logger is anything with ``log(record: dict)``; ``close()`` is optional (the runner calls it when the
+run ends or stops). Back-ends here: the run directory's JSONL and CSV files (always used by the
+runner), a one-line-per-epoch stdout printer and TensorBoard event files (``torch.utils.tensorboard``;
+the ``tensorboard`` extra). :func:`make_loggers` builds them by name, as ``dropkit run --logger``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from dropkit.lab._io import write_csv, write_jsonl
 
-__all__ = ["FileLogger", "MetricsLogger", "StdoutLogger"]
+__all__ = [
+    "LOGGERS",
+    "FileLogger",
+    "MetricsLogger",
+    "StdoutLogger",
+    "TensorBoardLogger",
+    "make_loggers",
+]
 
 
 @runtime_checkable
@@ -54,3 +64,53 @@ class StdoutLogger:
         parts = [f"epoch {record['epoch']:>4}"]
         parts += [f"{k} {record[k]:.4f}" for k in self.keys if record.get(k) is not None]
         print("  ".join(parts), flush=True)
+
+
+class TensorBoardLogger:
+    """Writes every numeric metric of each record as a TensorBoard scalar, step = epoch.
+
+    Event files go to ``<workdir>/tensorboard`` (``tensorboard --logdir runs`` shows every run); a
+    resumed run appends to them. Needs the ``tensorboard`` package (``pip install
+    'dropkit[tensorboard]'``).
+    """
+
+    def __init__(self, workdir: str | Path) -> None:
+        import torch.utils.tensorboard  # noqa: F401  (ModuleNotFoundError now if tensorboard is missing)
+
+        self.log_dir = Path(workdir) / "tensorboard"
+        self._writer = None  # opened at the first record: nothing is written for a refused run
+
+    def log(self, record: dict) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        step = int(record["epoch"])
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                part, _, metric = key.partition("_")
+                self._writer.add_scalar(f"{metric}/{part}" if metric else key, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+LOGGERS = ("stdout", "tensorboard")
+
+
+def make_loggers(names: Sequence[str], workdir: str | Path) -> list[MetricsLogger]:
+    """Loggers by name (``stdout``, ``tensorboard``); the JSONL/CSV files are always written."""
+    out: list[MetricsLogger] = []
+    for name in names:
+        if name == "stdout":
+            out.append(StdoutLogger())
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(workdir))
+        else:
+            raise ValueError(
+                f"logger {name!r} is not known; choose from {', '.join(LOGGERS)} "
+                "(metrics.jsonl and metrics.csv are always written)"
+            )
+    return out

@@ -157,7 +157,21 @@ class RNNClassifier(nn.Module):
 
 
 def build_model(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    """The model ``config.model`` for inputs of ``input_shape`` (without the batch axis)."""
+    """The model ``config.model`` for inputs of ``input_shape`` (without the batch axis).
+
+    ``config.model`` is a built-in family or an import path ``pkg.module:build``; ``build(config,
+    input_shape, n_outputs)`` must return a ``torch.nn.Module`` mapping ``(N, *input_shape)`` to
+    ``(N, n_outputs)``.
+    """
+    if ":" in config.model:
+        from dropkit.lab._imports import load_object
+
+        model = load_object(config.model, "model")(config, tuple(input_shape), n_outputs)
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model={config.model!r} returned a {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
     if config.model == "mlp":
         return _mlp(config, input_shape, n_outputs)
     if config.model == "cnn":

@@ -2,25 +2,36 @@
 
 Runs whose configs differ only in ``seed`` (and in settings that do not change the result: threads,
 plots) form one group, one row of the table. ``report`` writes ``report.html`` (plots embedded as PNG),
-``report.md`` (plots beside it as PNG files) and ``results.json``.
+``report.md`` (plots beside it as PNG files), ``results.json`` and ``runs.csv`` (long format: one row
+per run and epoch, with the run's config).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from dropkit.lab._io import atomic_write, write_json, write_text
+from dropkit.lab._io import atomic_write, write_csv, write_json, write_text
 from dropkit.lab.runner import load_run
 
-__all__ = ["collect_runs", "format_table", "group_runs", "mean_ci", "report", "results_table"]
+__all__ = [
+    "collect_runs",
+    "format_table",
+    "group_runs",
+    "long_rows",
+    "mean_ci",
+    "report",
+    "results_table",
+    "variants_table",
+]
 
-_NOT_SETTINGS = ("seed", "threads", "plots", "eval_train_max", "eval_every")
+_NOT_SETTINGS = ("seed", "threads", "device", "plots", "eval_train_max", "eval_every")
 # Axes a sweep plot can be drawn against, in order of preference.
 _AXES = ("train_size", "p_hidden", "p_input", "l2", "l1", "max_norm", "augment_noise")
 
@@ -149,7 +160,48 @@ def results_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         cells += [_cell(row, "gap", True)] if pct else []
         cells += [f"{row.get('final_epoch', math.nan):.0f}", f"{row.get('wall_s', math.nan):.1f}"]
         body.append(cells)
+    # A column no run fills (e.g. validation without a validation set) is left out.
+    keep = [i for i in range(len(header)) if i < 2 or any(c[i] not in ("—", "nan") for c in body)]
+    return [header[i] for i in keep], [[c[i] for i in keep] for c in body]
+
+
+# The settings every variant's description shows; those that vary between variants are added.
+_DESCRIBE = ("dataset", "model", "widths", "optimizer", "lr", "batch_size", "epochs")
+_VERSIONS = ("dropkit", "torch", "python")
+
+
+def variants_table(groups: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per variant: its main settings, the settings that vary between variants, and provenance
+    (dropkit, torch and Python versions of its runs; several values when runs differ)."""
+    varying = [k for k in (groups[0]["varying"] if groups else []) if k not in ("name", *_DESCRIBE)]
+    keys = [*_DESCRIBE, *varying]
+    header = ["variant", *keys, *_VERSIONS]
+    body = []
+    for g in groups:
+        cells = [g["label"], *(_fmt_value(g["settings"][k]) for k in keys)]
+        for key in _VERSIONS:
+            seen = sorted({str(r.get("provenance", {}).get(key, "—")) for r in g["runs"]})
+            cells.append("/".join(seen))
+        body.append(cells)
     return header, body
+
+
+def _csv_value(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return value
+
+
+def long_rows(groups: list[dict]) -> list[dict]:
+    """One row per run and evaluated epoch: the variant, the run's whole config and the epoch's
+    metrics, a long-format table for pandas, R or a spreadsheet."""
+    rows = []
+    for g in groups:
+        for r in g["runs"]:
+            config = {k: _csv_value(v) for k, v in r["config"].model_dump(mode="json").items()}
+            for record in r["metrics"]:
+                rows.append({"variant": g["label"], "run_dir": r["dir"], **config, **record})
+    return rows
 
 
 def _axis_value(settings: dict, key: str) -> float | None:
@@ -166,7 +218,10 @@ def _figures(groups: list[dict], rows: list[dict], title: str) -> list[tuple[str
     figures = []
     shown = groups[:8]
     series = {g["label"]: [r["metrics"] for r in g["runs"]] for g in shown}
-    caption = "Learning curves, mean over seeds: train (dashed) vs test (solid)"
+    caption = (
+        "Learning curves, mean over seeds: train (dashed), validation (dotted), test (solid); "
+        "bands: 95% CI over seeds"
+    )
     if len(groups) > len(shown):
         caption += f" (first {len(shown)} of {len(groups)} variants)"
     figures.append(("curves.png", caption, save_png(curves_figure(series, title))))
@@ -223,7 +278,8 @@ def _figures(groups: list[dict], rows: list[dict], title: str) -> list[tuple[str
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;
 text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}figcaption{color:#555;font-size:90%}"""
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}figcaption{color:#555;font-size:90%}
+pre{background:#f7f7f7;padding:.5em;font-size:85%}details{margin:.3em 0}"""
 
 
 def report(
@@ -232,7 +288,8 @@ def report(
     title: str = "dropkit report",
     order: Sequence[str] = (),
 ) -> dict:
-    """Write ``report.html``, ``report.md``, ``results.json`` and the PNG plots to ``out_dir``.
+    """Write ``report.html``, ``report.md``, ``results.json``, ``runs.csv`` and the PNG plots to
+    ``out_dir``.
 
     Rows come in ``order`` (labels), then the remaining labels sorted. Returns
     ``{"rows": [...], "html": path, "markdown": path}``. ``FileNotFoundError`` if a path is
@@ -267,11 +324,27 @@ def report(
     ]
     md += ["| " + " | ".join(cells) + " |" for cells in body]
     md += [""] + [f"![{caption}]({name})\n" for name, caption, _ in figures]
+    v_header, v_body = variants_table(groups)
+    md += ["## Variants: configuration and provenance", ""]
+    md += ["| " + " | ".join(v_header) + " |", "|" + "---|" * len(v_header)]
+    md += ["| " + " | ".join(cells) + " |" for cells in v_body]
+    md += ["", "Every run, every evaluated epoch, with its config: `runs.csv`.", ""]
     write_text(out_dir / "report.md", "\n".join(md))
+    write_csv(out_dir / "runs.csv", long_rows(groups))
 
     table = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>\n"
     table += "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>\n" for cells in body
+    )
+    v_table = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in v_header) + "</tr>\n"
+    v_table += "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>\n"
+        for cells in v_body
+    )
+    configs = "".join(
+        f"<details><summary>{html.escape(g['label'])}: full config</summary><pre>"
+        f"{html.escape(json.dumps(g['settings'], indent=1, sort_keys=True))}</pre></details>\n"
+        for g in groups
     )
     imgs = "".join(
         f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,'
@@ -282,7 +355,10 @@ def report(
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{len(runs)} runs in {len(groups)} variants; mean ± 95% CI (Student t) over seeds; "
-        f"accuracy in %.</p><table>{table}</table>{imgs}</body></html>\n"
+        f"accuracy in %.</p><table>{table}</table>{imgs}"
+        f"<h2>Variants: configuration and provenance</h2><table>{v_table}</table>{configs}"
+        "<p>Every run, every evaluated epoch, with its config: <code>runs.csv</code> beside "
+        "this file.</p></body></html>\n"
     )
     write_text(out_dir / "report.html", page)
     write_json(

@@ -3,6 +3,7 @@
 Run directory::
 
     config.json     the resolved config (every field, defaults included)
+    provenance.json dropkit, torch, numpy and Python versions, platform, device, start time
     metrics.jsonl   one record per epoch: train/val/test loss and accuracy (RMSE for regression)
     metrics.csv     the same, as a table
     checkpoint.pt   model, optimiser, RNG states and history after the last finished epoch
@@ -20,7 +21,8 @@ saved in the checkpoint.
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
+import io
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -33,7 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit.lab._data import Prepared, prepare
-from dropkit.lab._io import atomic_write, read_jsonl, write_json
+from dropkit.lab._io import (
+    atomic_write,
+    lock_dir,
+    read_json,
+    read_jsonl,
+    remove_stale_temp_files,
+    write_json,
+)
 from dropkit.lab.config import Config
 from dropkit.lab.loggers import FileLogger, MetricsLogger
 from dropkit.lab.models import build_model
@@ -52,7 +61,7 @@ def _as_config(config: Config | Mapping[str, Any]) -> Config:
 
 
 def _check_same_config(workdir: Path, config: Config) -> None:
-    saved = Config.build(_read_json(workdir / "config.json")).model_dump(mode="json")
+    saved = _saved_config(workdir).model_dump(mode="json")
     now = config.model_dump(mode="json")
     diff = sorted(k for k in now if saved.get(k) != now[k])
     if diff:
@@ -62,8 +71,35 @@ def _check_same_config(workdir: Path, config: Config) -> None:
         )
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+def _saved_config(workdir: Path) -> Config:
+    path = workdir / "config.json"
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object of config keys")
+    try:
+        return Config.build(values)
+    except ValueError as err:
+        raise ValueError(f"'{path}' is not a valid run config: {err}") from None
+
+
+def _read_summary(workdir: Path) -> dict:
+    path = workdir / "summary.json"
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object")
+    return summary
+
+
+def _check_workdir(workdir: Path) -> None:
+    """Refuse, with the path named, a workdir that is a file or lies under one."""
+    for folder in (workdir, *workdir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "workdir" if folder == workdir else "a parent of workdir"
+                raise NotADirectoryError(
+                    f"run: {what} '{folder}' is a file, not a folder; give another --workdir"
+                )
+            return
 
 
 def _penalty(model: nn.Module, config: Config) -> torch.Tensor | float:
@@ -99,14 +135,15 @@ def _random_shift(x: torch.Tensor, s: int) -> torch.Tensor:
     """Shift each example by a random offset in [-s, s] along every spatial axis, filling with 0."""
     n, c, *spatial = x.shape
     padded = F.pad(x, [s, s] * len(spatial))
-    offsets = torch.randint(0, 2 * s + 1, (n, len(spatial)))
+    dev = x.device
+    offsets = torch.randint(0, 2 * s + 1, (n, len(spatial)), device=dev)
     if len(spatial) == 1:
         (length,) = spatial
-        idx = offsets[:, :1] + torch.arange(length)  # (N, L)
+        idx = offsets[:, :1] + torch.arange(length, device=dev)  # (N, L)
         return padded.gather(2, idx[:, None, :].expand(n, c, length))
     h, w = spatial
-    rows = offsets[:, :1] + torch.arange(h)  # (N, H)
-    cols = offsets[:, 1:] + torch.arange(w)  # (N, W)
+    rows = offsets[:, :1] + torch.arange(h, device=dev)  # (N, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=dev)  # (N, W)
     padded = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * s))
     return padded.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
@@ -151,7 +188,7 @@ def _train_epoch(
     model, optimizer, data: Prepared, config: Config, rng: np.random.Generator
 ) -> None:
     model.train()
-    order = torch.from_numpy(rng.permutation(len(data.x_train)))
+    order = torch.from_numpy(rng.permutation(len(data.x_train))).to(data.x_train.device)
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         if len(idx) < 2 and config.batchnorm != "none":
@@ -165,6 +202,18 @@ def _train_epoch(
             _apply_max_norm(model, config.max_norm)
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, config: Config):
+    """The per-epoch learning-rate schedule of ``config.lr_schedule`` (None when constant)."""
+    sched = torch.optim.lr_scheduler
+    if config.lr_schedule == "step":
+        return sched.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    if config.lr_schedule == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=config.lr_gamma)
+    if config.lr_schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
 def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -172,7 +221,51 @@ def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
 
 
 def _save(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    # Serialise in memory, then write from Python: a full disk is a plain OSError naming the file
+    # (torch's zip writer turns it into an anonymous RuntimeError), and Ctrl-C waits for the file.
+    def write(f) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        f.write(buf.getbuffer())
+
+    atomic_write(path, write)
+
+
+def _provenance(device: torch.device) -> dict:
+    """What produced a run: package versions, Python, platform, device, start time (UTC)."""
+    import datetime
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dropkit_version = version("dropkit")
+    except PackageNotFoundError:  # pragma: no cover - a source tree never installed
+        dropkit_version = "unknown"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "dropkit": dropkit_version,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": f"{device.type} ({name})" if name else device.type,
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _load_checkpoint(path: Path) -> dict:
+    # On the CPU: RNG states must be CPU tensors; load_state_dict moves weights to the model's device.
+    try:
+        saved = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
+            raise ValueError("not a dropkit checkpoint")
+    except Exception as err:
+        raise ValueError(
+            f"run: checkpoint '{path}' cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'corrupt'}); delete it to restart this run "
+            "from its first epoch"
+        ) from None
+    return saved
 
 
 def run(
@@ -185,7 +278,9 @@ def run(
     """Train ``config``'s model, writing to ``workdir``; return the summary (also in summary.json).
 
     Calling it again on a finished directory returns the saved summary; on an interrupted one, it
-    resumes. A directory that holds a run with another config is refused (``ValueError``).
+    resumes. A directory that holds a run with another config is refused (``ValueError``), and so
+    is one that another process is training (:class:`~dropkit.lab._io.RunInUseError`). The config
+    is saved only once the data and model have loaded, so a failed start can simply be rerun.
 
     Args:
         config: a :class:`Config`, or a mapping of its keys (validated).
@@ -196,26 +291,61 @@ def run(
     """
     config = _as_config(config)
     workdir = Path(workdir)
-    if (workdir / "config.json").is_file():
-        _check_same_config(workdir, config)
-        if (workdir / "summary.json").is_file():
-            return _read_json(workdir / "summary.json")
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", config.model_dump(mode="json"))
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    _check_workdir(workdir)
     try:
-        return _run(config, workdir, list(loggers), progress)
-    finally:
-        torch.set_num_threads(threads)
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(workdir)) from None
+    with lock_dir(workdir):
+        remove_stale_temp_files(workdir)  # left by a process killed mid-write
+        if (workdir / "config.json").is_file():
+            _check_same_config(workdir, config)
+            if (workdir / "summary.json").is_file():
+                return _read_summary(workdir)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        loggers = list(loggers)
+        try:
+            return _run(config, workdir, loggers, progress)
+        finally:
+            torch.set_num_threads(threads)
+            for logger in loggers:
+                close = getattr(logger, "close", None)
+                if close is not None:
+                    close()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (an error if CUDA is unavailable) or ``auto`` (CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' but this torch build sees no CUDA device "
+            f"(torch {torch.__version__}); use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def _to_device(data: Prepared, device: torch.device) -> Prepared:
+    if device.type == "cpu":
+        return data
+    moved = {
+        f.name: getattr(data, f.name).to(device)
+        for f in dataclasses.fields(data)
+        if isinstance(getattr(data, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(data, **moved)
 
 
 def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
-    data = prepare(config)
-    torch.manual_seed(config.seed)
-    model = build_model(config, data.input_shape, data.n_outputs)
+    device = resolve_device(config.device)
+    data = _to_device(prepare(config), device)
+    torch.manual_seed(config.seed)  # also seeds every CUDA device
+    # Built (and initialised) on the CPU, then moved: the same initial weights on every device.
+    model = build_model(config, data.input_shape, data.n_outputs).to(device)
     optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
         "epoch": 0,
@@ -229,12 +359,21 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
 
     checkpoint = workdir / "checkpoint.pt"
     if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
+        saved = _load_checkpoint(checkpoint)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
         rng.bit_generator.state = saved["numpy_rng"]
         state = saved["state"]
+    # The config is saved only once the data, the model and any checkpoint have loaded: a run that
+    # fails before training leaves no config behind to refuse the corrected command.
+    write_json(workdir / "config.json", config.model_dump(mode="json"))
+    if not (workdir / "provenance.json").is_file():
+        write_json(workdir / "provenance.json", _provenance(device))
     file_logger = FileLogger(workdir, state["history"])
 
     # A run that early-stopped and was killed before its summary does not train on.
@@ -245,11 +384,16 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         epochs = tqdm(epochs, desc=config.name, initial=state["epoch"], total=config.epochs)
     for epoch in epochs:
         t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         _train_epoch(model, optimizer, data, config, rng)
+        if scheduler is not None:
+            scheduler.step()
         if epoch % config.eval_every and epoch != config.epochs:
             state["elapsed"] += time.perf_counter() - t0
             continue
         record = _epoch_record(epoch, model, data, config)
+        if scheduler is not None:
+            record["lr"] = lr
         state["elapsed"] += time.perf_counter() - t0
         record["elapsed_s"] = round(state["elapsed"], 3)
 
@@ -276,7 +420,9 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {}),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 "numpy_rng": rng.bit_generator.state,
                 "state": state,
             },
@@ -289,14 +435,14 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     if config.early_stopping and state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
         final = next(r for r in history if r["epoch"] == state["best_epoch"])
-    _save(workdir / "model.pt", model.state_dict())
+    _save(workdir / "model.pt", {k: v.cpu() for k, v in model.state_dict().items()})
     summary = {
         "name": config.name,
         "epochs_run": state["epoch"],
         "final_epoch": final["epoch"],
         "wall_s": round(state["elapsed"], 3),
         "n_params": sum(p.numel() for p in model.parameters()),
-        **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s")},
+        **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s", "lr")},
     }
     if "train_acc" in final:
         summary["gap"] = final["train_acc"] - final["test_acc"]
@@ -310,7 +456,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
 
 
 def load_run(workdir: str | Path) -> dict:
-    """``{"dir", "config", "metrics", "summary"}`` of a run directory (summary None if unfinished)."""
+    """``{"dir", "config", "metrics", "summary", "provenance"}`` of a run directory (summary None if
+    unfinished; provenance empty for runs made before dropkit recorded it)."""
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"load_run: '{workdir}' is not a run directory (no config.json)")
@@ -318,7 +465,10 @@ def load_run(workdir: str | Path) -> dict:
     metrics_path = workdir / "metrics.jsonl"
     return {
         "dir": str(workdir),
-        "config": Config.build(_read_json(workdir / "config.json")),
+        "config": _saved_config(workdir),
         "metrics": read_jsonl(metrics_path) if metrics_path.is_file() else [],
-        "summary": _read_json(summary_path) if summary_path.is_file() else None,
+        "summary": _read_summary(workdir) if summary_path.is_file() else None,
+        "provenance": read_json(workdir / "provenance.json")
+        if (workdir / "provenance.json").is_file()
+        else {},
     }

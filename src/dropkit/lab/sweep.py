@@ -7,14 +7,18 @@ its own and ``dropkit report`` over all of them) on each machine.
 
 Each grid point's run directory is ``<root>/runs/<key>``, named by its parameters, so:
 
+* the study's creator queues every grid point once; workers take points from that queue (Optuna
+  hands each waiting trial to one worker), so every point is trained once and none is pruned;
 * rerunning the same sweep resumes it: finished points return their saved summary at once, an
   interrupted one resumes from its checkpoint, and points whose trial failed are queued again;
-* a point two workers happen to draw at once is trained once: the later trial is pruned;
+* a point that two workers nevertheless reach at once (a failed point re-queued by both) is trained
+  once: the run directory's lock refuses the second, whose trial is pruned;
 * a grown grid (e.g. more seeds) is a new study, named by the grid (:func:`default_study_name`), in
   the same storage; its points already on disk are not trained again.
 
-Workers record a heartbeat; a trial whose worker died (no heartbeat for ``grace_period`` seconds) is
-marked failed by the next worker and queued again.
+Workers record a heartbeat; a trial whose worker died (no heartbeat for ``4 * heartbeat`` seconds) is
+marked failed by another worker, queued again and resumed from its checkpoint. A worker returns when
+every point of the grid is complete, waiting for points that other workers are still training.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,35 +92,97 @@ def _point_config(
 def _storage(url: str, heartbeat: int):
     import optuna
 
+    url = _with_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
         )
+    if url.startswith("sqlite"):
+        _serializable_sqlite(storage.engine)
+    return storage
 
 
-def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]]):
+def _with_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL means SQLAlchemy's default driver (psycopg 3); use psycopg2, the
+    ``postgres`` extra's driver, when only it is installed, and say what to install when neither is."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    raise ModuleNotFoundError(
+        "sweep: a PostgreSQL storage needs a driver: pip install 'dropkit[postgres]' (psycopg2)",
+        name="psycopg2",
+    )
+
+
+def _serializable_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna hands a queued trial to a worker by reading that it is waiting and then marking it
+    running; PostgreSQL does both under a row lock, but pysqlite's deferred transactions let two
+    workers read "waiting" at once and both run the trial. SQLAlchemy's recipe for SQLite
+    transactions (its pysqlite dialect notes) closes that gap.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not pysqlite, issues BEGIN
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened without the listener
+
+
+def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]], wait: float = 60.0):
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # no sampler chatter between progress lines
     # Optuna stores categorical choices; lists become JSON text so any value can be a grid value.
     space = {k: [_encode(v) for v in values] for k, values in grid.items()}
     name = name or default_study_name(space)
-    sampler = optuna.samplers.GridSampler(space, seed=0)
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
-    )
+    # Workers take the queued points; a sampler picks only if a worker finds the queue emptied
+    # between its check and its draw (the point it draws is then finished, or locked, elsewhere).
+    # (Optuna's GridSampler does not know the queue: it warns, and fails on one-point grids.)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, direction="maximize"
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        created = False
     # Optuna cannot change a parameter's choices within a study: refuse clearly, before any trial.
     for trial in study.get_trials(deepcopy=False):
-        for key, dist in trial.distributions.items():
-            if key not in space or list(dist.choices) != space[key]:
-                raise ValueError(
-                    f"sweep: study '{name}' in this storage was made with another grid (axis "
-                    f"{key!r} differs); keep its grid or give a new study name"
-                )
+        params = trial.system_attrs.get("fixed_params", trial.params)
+        dists = trial.distributions
+        if set(params) != set(space) or any(
+            key in dists and list(dists[key].choices) != space[key] for key in dists
+        ):
+            raise ValueError(
+                f"sweep: study '{name}' in this storage was made with another grid (axes "
+                f"{sorted(params)} vs {sorted(space)}); keep its grid or give a new study name"
+            )
+    if created:
+        for params in grid_points(space):  # the queue: one waiting trial per point
+            study.enqueue_trial(params)
+        study.set_user_attr("queued", True)
+    else:  # a worker that joins while the creator is still queueing waits for the whole queue
+        deadline = time.monotonic() + wait
+        while not study.user_attrs.get("queued") and time.monotonic() < deadline:
+            time.sleep(0.2)
     return study, space
 
 
@@ -133,39 +201,76 @@ def _decode(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
 
 
+def _key(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True)
+
+
+def _point_states(study) -> dict[str, set]:
+    """Trial states of each grid point (queued trials count by their fixed parameters)."""
+    out: dict[str, set] = {}
+    for t in study.get_trials(deepcopy=False):
+        out.setdefault(_key(t.system_attrs.get("fixed_params", t.params)), set()).add(t.state)
+    return out
+
+
 def _requeue_failed(study, space: Mapping[str, Sequence[Any]]) -> None:
-    """Queue again each grid point whose trials all failed (e.g. interrupted by Ctrl-C)."""
+    """Queue again each grid point whose trials all failed (interrupted, or its worker died)."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
-    by_point: dict[str, list] = {}
-    for t in trials:
-        by_point.setdefault(json.dumps(t.params, sort_keys=True), []).append(t.state)
+    states = _point_states(study)
     for params in grid_points(space):
-        states = by_point.get(json.dumps(params, sort_keys=True), [])
-        if states and all(s == TrialState.FAIL for s in states):
+        point = states.get(_key(params), set())
+        if point and point <= {TrialState.FAIL, TrialState.PRUNED}:
             study.enqueue_trial(params)
+        elif not point:  # e.g. a study made by an older dropkit, without the queue
+            study.enqueue_trial(params)
+
+
+def _label(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in params.items())
 
 
 def _objective(base: Config, space, variants, root: Path, progress: bool):
     import optuna
     from optuna.trial import TrialState
 
+    from dropkit.lab._io import RunInUseError
     from dropkit.lab.runner import run
+
+    points = [_key(p) for p in grid_points(space)]
 
     def objective(trial: optuna.Trial) -> float:
         params = {k: trial.suggest_categorical(k, values) for k, values in space.items()}
-        # Another worker drew the same point (GridSampler can hand one point to two workers): if it
-        # is done, or running in a lower-numbered trial, this trial is a duplicate and stops.
-        states = (TrialState.RUNNING, TrialState.COMPLETE)
-        for other in trial.study.get_trials(deepcopy=False, states=states):
-            if other.params == params and other.number != trial.number:
-                if other.state == TrialState.COMPLETE or other.number < trial.number:
-                    raise optuna.TrialPruned(f"duplicate of trial {other.number}")
+        # Another worker is training the same point in a lower-numbered trial: this is a duplicate.
+        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if other.params == params and other.number < trial.number:
+                raise optuna.TrialPruned(f"duplicate of trial {other.number}")
         decoded = {k: _decode(v) for k, v in params.items()}
         config = _point_config(base, decoded, variants)
         workdir = point_dir(root, decoded)
-        summary = run(config, workdir, progress=progress)
+        if progress:
+            done = sum(
+                TrialState.COMPLETE in v
+                for k, v in _point_states(trial.study).items()
+                if k in points
+            )
+            what = (
+                "finished earlier"
+                if (workdir / "summary.json").is_file()
+                else "resuming from its checkpoint"
+                if (workdir / "checkpoint.pt").is_file()
+                else "training"
+            )
+            print(
+                f"run {points.index(_key(params)) + 1}/{len(points)} {_label(decoded)}: {what} "
+                f"({done} of {len(points)} complete)",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            summary = run(config, workdir, progress=progress)
+        except RunInUseError:
+            raise optuna.TrialPruned(f"{workdir} is being trained by another process") from None
         trial.set_user_attr("workdir", str(workdir))
         metric = "val" if summary.get("val_acc", summary.get("val_rmse")) is not None else "test"
         if "test_acc" in summary:
@@ -185,23 +290,42 @@ def _worker(
     heartbeat: int,
     progress: bool,
 ) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
     base = Config.build(json.loads(base_json))
     storage = _storage(storage_url, heartbeat)
     study, _ = _study(storage, name, {k: [_decode(v) for v in vs] for k, vs in space.items()})
     objective = _objective(base, space, variants, Path(root), progress)
-    for _ in range(3):  # requeue-and-run until every point is complete (or running elsewhere)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # trials of dead workers -> FAIL
         _requeue_failed(study, space)
+        states = _point_states(study)
         if not _incomplete(study, space):
-            break
-        study.optimize(objective, catch=())
+            return
+        if any(TrialState.WAITING in v for v in states.values()):
+            study.optimize(objective, n_trials=1, catch=())
+        else:  # the open points are running elsewhere: wait for them (or for their worker to die)
+            time.sleep(min(heartbeat, 2))
+
+
+def _worker_process(*args) -> None:
+    """A spawned worker: a user error is one line on stderr and exit code 2, not a traceback."""
+    try:
+        _worker(*args)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"dropkit sweep worker: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _incomplete(study, space) -> list[dict]:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done = {json.dumps(t.params, sort_keys=True) for t in complete}
-    return [p for p in grid_points(space) if json.dumps(p, sort_keys=True) not in done]
+    done = {_key(t.params) for t in complete}
+    return [p for p in grid_points(space) if _key(p) not in done]
 
 
 def sweep(
@@ -226,7 +350,10 @@ def sweep(
         storage: Optuna storage URL; default ``sqlite:///<root>/sweep.db``.
         study_name: default :func:`default_study_name` of the grid; one storage holds many studies.
         workers: local worker processes (each runs trials until the grid is done).
-        heartbeat: seconds between a worker's heartbeats (dead workers' trials are retried).
+        heartbeat: seconds between a worker's heartbeats; a trial without one for 4 heartbeats is
+            a dead worker's, and is queued again.
+        progress: print a line per point ("run 3/6 p_hidden=0.3 seed=1: training (2 of 6
+            complete)") and a bar over each run's epochs.
 
     Returns rows ``{"params", "workdir", "state", "value"}`` for every trial in the study.
     """
@@ -237,6 +364,10 @@ def sweep(
     _check_grid(base, grid, variants)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"sweep: workers must be a positive int, but got {workers!r}")
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 1:
+        raise ValueError(
+            f"sweep: heartbeat must be a positive int (seconds), but got {heartbeat!r}"
+        )
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(root / 'sweep.db').resolve()}"
@@ -247,19 +378,25 @@ def sweep(
         _worker(*args)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
+        procs = [ctx.Process(target=_worker_process, args=args) for _ in range(workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
         failed = [p.exitcode for p in procs if p.exitcode != 0]
         if failed:
-            raise RuntimeError(f"sweep: {len(failed)} worker(s) failed (exit codes {failed})")
+            from dropkit.lab._io import LabError
+
+            raise LabError(
+                f"sweep: {len(failed)} of {workers} worker(s) failed (exit codes {failed}; each "
+                "printed its error above); rerun the same command to resume"
+            )
     rows = []
     for t in study.get_trials(deepcopy=False):
+        params = t.params or t.system_attrs.get("fixed_params", {})
         rows.append(
             {
-                "params": {k: _decode(v) for k, v in t.params.items()},
+                "params": {k: _decode(v) for k, v in params.items()},
                 "workdir": t.user_attrs.get("workdir"),
                 "state": t.state.name,
                 "value": t.value,

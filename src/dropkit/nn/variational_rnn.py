@@ -114,17 +114,16 @@ _DOC = """A drop-in ``torch.nn.{name}`` with variational (Gal) dropout on input,
     Paper: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural
     Networks", NeurIPS 2016.
 
+    ``forward(input, hx=None, *, masks=None)``: as ``nn.{name}``; ``masks`` (from
+    :meth:`sample_masks`) replaces the masks drawn in training.
+
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device,
-            dtype: as ``torch.nn.{name}``.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device, dtype: as ``torch.nn.{name}``.
         input_dropout: p for the first layer's input x_t (keyword only). Default: 0
         recurrent_dropout: p for h_{{t-1}} (keyword only). Default: 0
         output_dropout: p for the last layer's output (keyword only). Default: 0
         per_gate: separate masks for each gate (keyword only). Default: False
         generator: optional ``torch.Generator`` for the masks (keyword only).
-
-    ``forward(input, hx=None, *, masks=None)``: as ``nn.{name}``; ``masks`` (from
-    :meth:`sample_masks`) replaces the masks drawn in training.
 
     Shape:
         - Those of ``torch.nn.{name}``: padded, ``batch_first``, unbatched or ``PackedSequence`` input.

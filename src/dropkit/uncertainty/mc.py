@@ -526,7 +526,11 @@ def mc_predict(
     if not isinstance(model, nn.Module):
         raise TypeError(f"{op}: model must be a torch.nn.Module, but got {type(model).__name__}")
     batch = _as_batch(inputs, kwargs, op)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise TypeError(
+            f"{op}: samples must be an int, but got {type(samples).__name__} {samples!r}"
+        )
+    if samples < 1:
         raise ValueError(f"{op}: samples must be a positive int, but got {samples!r}")
     if seed is not None and generator is not None:
         raise ValueError(f"{op}: give seed or generator, not both")

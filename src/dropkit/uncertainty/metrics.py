@@ -87,6 +87,17 @@ def _check_probs(probs: object, target: object, op: str) -> None:
             f"{op}: expected probs (B, C) and target (B,), but got {tuple(probs.shape)} and "
             f"{tuple(target.shape)}; average MC samples first (mc_mean)"
         )
+    if probs.shape[0] == 0:
+        raise ValueError(f"{op}: the batch is empty (probs {tuple(probs.shape)}); nothing to score")
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"{op}: target must hold integer class labels, but got {target.dtype}")
+    n_classes = probs.shape[1]
+    low, high = int(target.min()), int(target.max())
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"{op}: target labels must be in 0..{n_classes - 1} (probs has {n_classes} classes), "
+            f"but got {low if low < 0 else high}"
+        )
 
 
 def brier_score(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,198 @@
+"""Errors from the command line: exit code 2, one line on stderr naming the file or argument, no
+traceback; Ctrl-C exits 130; a failed or killed run leaves its directory usable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dropkit.lab.runner as runner_mod
+from dropkit.cli import main
+from dropkit.lab._io import lock_dir
+
+TINY_ARGS = ["dataset=digits", "widths=16", "epochs=1", "plots=false"]
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def cli_error(capsys, argv) -> str:
+    """Run ``dropkit argv``; assert exit code 2 and a single stderr line; return that line."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def run_argv(workdir, *extra):
+    return ["run", "--quiet", "--workdir", str(workdir), *TINY_ARGS, *extra]
+
+
+def test_failed_run_does_not_poison_its_workdir(tmp_path, capsys):
+    line = cli_error(capsys, run_argv(tmp_path / "r", "dataset=fashion_mnist", "data_dir=/nope"))
+    assert "/nope" in line
+    assert not (tmp_path / "r" / "config.json").exists()
+    assert main(run_argv(tmp_path / "r")) == 0  # the corrected command is accepted
+
+
+def test_workdir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    line = cli_error(capsys, run_argv(tmp_path / "f"))
+    assert f"workdir '{tmp_path / 'f'}' is a file" in line
+    line = cli_error(capsys, run_argv(tmp_path / "f" / "sub"))
+    assert f"a parent of workdir '{tmp_path / 'f'}' is a file" in line
+
+
+def test_report_out_that_is_a_file(tmp_path, capsys):
+    assert main(run_argv(tmp_path / "r")) == 0
+    (tmp_path / "out").write_text("x")
+    capsys.readouterr()
+    line = cli_error(capsys, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")])
+    assert str(tmp_path / "out") in line
+
+
+@pytest.mark.parametrize("name", ["config.json", "summary.json", "metrics.jsonl", "checkpoint.pt"])
+def test_corrupt_run_files_are_named(tmp_path, capsys, monkeypatch, name):
+    workdir = tmp_path / "r"
+    if name == "checkpoint.pt":
+        # An interrupted two-epoch run keeps its checkpoint; then the checkpoint is damaged.
+        original = runner_mod._epoch_record
+
+        def stop_at_2(epoch, *args):
+            if epoch == 2:
+                raise KeyboardInterrupt
+            return original(epoch, *args)
+
+        monkeypatch.setattr(runner_mod, "_epoch_record", stop_at_2)
+        assert main(run_argv(workdir, "epochs=2")) == 130
+        monkeypatch.setattr(runner_mod, "_epoch_record", original)
+        argv = run_argv(workdir, "epochs=2")
+    else:
+        assert main(run_argv(workdir)) == 0
+        argv = ["report", str(workdir), "--out", str(tmp_path / "rep")]
+        if name != "metrics.jsonl":
+            argv = run_argv(workdir)
+    capsys.readouterr()
+    data = (workdir / name).read_bytes()
+    (workdir / name).write_bytes(data[: len(data) // 2] + b"\x00garbage")
+    line = cli_error(capsys, argv)
+    assert str(workdir / name) in line
+
+
+def test_uci_errors_name_the_file(tmp_path, capsys):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.savetxt(folder / "data.txt", np.arange(30.0).reshape(10, 3))
+    (folder / "index_features.txt").write_text("0\n1\n")
+    (folder / "index_target.txt").write_text("2\n")
+    (folder / "n_splits.txt").write_text("1\n")
+    (folder / "index_train_0.txt").write_text("")  # before: ZeroDivisionError traceback
+    (folder / "index_test_0.txt").write_text("8\n9\n")
+    argv = ["run", "--quiet", "--workdir", str(tmp_path / "r"), "dataset=uci", "plots=false"]
+    line = cli_error(capsys, [*argv, f"data_dir={folder}"])
+    assert f"'{folder / 'index_train_0.txt'}' is empty" in line
+
+
+def test_second_process_on_a_workdir_is_refused(tmp_path, capsys):
+    workdir = tmp_path / "r"
+    workdir.mkdir()
+    with lock_dir(workdir):  # another open of the lock file: flock treats it as another process
+        line = cli_error(capsys, run_argv(workdir))
+    assert f"'{workdir}' is in use by another process" in line
+    assert main(run_argv(workdir)) == 0  # free again
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    workdir = tmp_path / "r"
+    workdir.mkdir()
+    stale = workdir / ".checkpoint.pt.k1ll3d.tmp"  # what a SIGKILL mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    assert main(run_argv(workdir)) == 0
+    assert not stale.exists() and not list(workdir.glob(".*.tmp"))
+
+
+def test_ctrl_c_during_a_checkpoint_write_exits_130(tmp_path, capsys, monkeypatch):
+    # Ctrl-C arrives while torch serialises the checkpoint. Before: torch wrapped the
+    # KeyboardInterrupt in a RuntimeError (exit 1). Now it waits for the file, then exits 130.
+    real_save = torch.save
+
+    class Interrupting:
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:  # mid-file: torch's zip writer then fails with a RuntimeError
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def save(obj, f, *args, **kwargs):
+        return real_save(obj, Interrupting(f), *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    assert main(run_argv(tmp_path / "r", "epochs=2")) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+    # The checkpoint written during the interrupt is whole: the rerun resumes from it.
+    assert main(run_argv(tmp_path / "r", "epochs=2")) == 0
+    metrics = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in metrics] == [1, 2]
+
+
+def test_disk_full_and_read_only_workdir(tmp_path, capsys):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 2 MB tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        # A 2048x2048 layer: a 16 MB checkpoint on a 2 MB disk.
+        line = cli_error(capsys, run_argv(mnt / "r", "widths=2048,2048"))
+        assert "No space left on device" in line and str(mnt / "r") in line
+        # The finished epoch's metrics stay; no partial checkpoint, no temporary file.
+        assert not list((mnt / "r").glob(".*.tmp")) and not (mnt / "r" / "checkpoint.pt").exists()
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        line = cli_error(capsys, run_argv(mnt / "r"))
+        assert "Read-only file system" in line and str(mnt / "r") in line
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_base_install_names_the_extra():
+    # pydantic absent, as in `pip install dropkit` without extras.
+    code = (
+        "import sys; sys.modules['pydantic'] = None\n"
+        "from dropkit.cli import main\n"
+        "rc = main(['--help'])\n"
+        "try:\n    import dropkit.lab\n"
+        "except ModuleNotFoundError as err:\n    print(err)\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "dropkit: this command needs the 'lab' extra (module 'pydantic' is not installed): "
+        "pip install 'dropkit[lab]'"
+    )
+    assert "dropkit.lab needs the 'lab' extra (pydantic is not installed)" in out.stdout
