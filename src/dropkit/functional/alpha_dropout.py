@@ -20,6 +20,7 @@ import math
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_noise_args,
     _check_p,
@@ -65,6 +66,7 @@ def apply_alpha_mask(
     _check_float_tensor(input, op)
     p = _check_p(p, op, allow_one=False)
     _check_mask(mask, input, op)
+    _check_bool(inplace, "inplace", op)
     return _apply_alpha(input, mask, p, inplace)
 
 

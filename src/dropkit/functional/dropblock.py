@@ -62,7 +62,8 @@ def dropblock_gamma(p: float, size: Sequence[int], block_size: Sequence[int]) ->
     p = _check_p(p, "dropblock_gamma")
     block = _check_size_tuple(block_size, len(size), "dropblock_gamma")
     _check_fits(size, block, "dropblock_gamma")
-    valid = math.prod(s - b + 1 for s, b in zip(size, block, strict=True))
+    # a list, not a generator expression: torch.compile traces lists (fullgraph=True)
+    valid = math.prod([s - b + 1 for s, b in zip(size, block, strict=True)])
     return p / math.prod(block) * math.prod(size) / valid
 
 
@@ -81,6 +82,7 @@ def dropblock_seeds(
     where a whole block fits are drawn. ``share_channels=True`` draws one seed map per sample.
     """
     op = "dropblock_seeds"
+    _check_bool(share_channels, "share_channels", op)
     shape = torch.Size(shape)
     n = len(shape) - 2
     if n not in _SHAPES:
@@ -141,7 +143,9 @@ def _rescale(mask: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     total = torch.tensor(float(mask.numel() * expand), dtype=torch.float64, device=mask.device)
     kept = mask.sum(dtype=torch.float64) * expand
     s = torch.where(kept > 0, total / kept.clamp(min=1), torch.zeros_like(total))
-    return s.to(input.dtype)
+    # saturated at the dtype's largest finite value (float16 with few survivors), never inf: a
+    # dropped unit is then 0, not 0 * inf = NaN
+    return s.clamp(max=torch.finfo(input.dtype).max).to(input.dtype)
 
 
 def apply_dropblock(
@@ -154,6 +158,7 @@ def apply_dropblock(
     op = "apply_dropblock"
     _check_float_tensor(input, op)
     _check_mask(mask, input, op)
+    _check_bool(inplace, "inplace", op)
     multiplier = mask * _rescale(mask, input)
     return input.mul_(multiplier) if inplace else input * multiplier
 

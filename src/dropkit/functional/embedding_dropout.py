@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_p,
@@ -66,6 +67,7 @@ def embedding_dropout(
     op = "embedding_dropout"
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
+    _check_bool(training, "training", op)
     _check_float_tensor(weight, op, "weight")
     _check_rank(weight, (2,), op, "the embedding matrix is (num_embeddings, dim)", name="weight")
     if not isinstance(input, torch.Tensor) or input.is_floating_point() or input.is_complex():

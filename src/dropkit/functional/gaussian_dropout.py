@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_noise_args,
@@ -57,6 +58,7 @@ def apply_noise(input: torch.Tensor, noise: torch.Tensor, *, inplace: bool = Fal
     op = "apply_noise"
     _check_float_tensor(input, op)
     _check_float_tensor(noise, op, "noise")
+    _check_bool(inplace, "inplace", op)
     if noise.dtype != input.dtype:
         raise TypeError(f"{op}: noise has dtype {noise.dtype} but the input has {input.dtype}")
     try:

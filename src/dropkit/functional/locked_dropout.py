@@ -95,6 +95,7 @@ def locked_dropout(
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     batch_first = _check_bool(batch_first, "batch_first", op)
+    _check_bool(training, "training", op)
     _check_bool(inplace, "inplace", op)
     if isinstance(input, PackedSequence):
         return _locked_packed(input, p, training, scale, mask, generator)
