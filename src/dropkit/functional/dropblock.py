@@ -31,6 +31,7 @@ from dropkit._validation import (
     _check_rank,
     _check_size_tuple,
 )
+from dropkit.functional import _random
 from dropkit.functional.dropout import _check_mask
 
 __all__ = [
@@ -98,9 +99,8 @@ def dropblock_seeds(
         1 if share_channels else shape[1],
         *(s - b + 1 for s, b in zip(shape[2:], block, strict=True)),
     )
-    return torch.empty(seeds_shape, dtype=torch.bool, device=device).bernoulli_(
-        gamma, generator=generator
-    )
+    seeds = torch.empty(seeds_shape, dtype=torch.bool, device=device)
+    return _random.bernoulli_(seeds, gamma, generator)
 
 
 def _window_sum(t: torch.Tensor, dim: int, b: int) -> torch.Tensor:

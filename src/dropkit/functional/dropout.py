@@ -38,6 +38,7 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
+from dropkit.functional import _random
 from dropkit.functional import fast_dropout as _fast
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
@@ -46,8 +47,9 @@ __all__ = ["sample_mask", "apply_mask", "dropout"]
 def _bernoulli_keep(
     mask: torch.Tensor, p: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    # mask is a bool buffer; True = the unit is kept, with probability 1-p.
-    return mask.bernoulli_(1.0 - p, generator=generator)
+    # mask is a bool buffer; True = the unit is kept, with probability 1-p. Use the return value
+    # (under torch.compile it is a new tensor: functional/_random.py).
+    return _random.bernoulli_(mask, 1.0 - p, generator)
 
 
 def sample_mask(

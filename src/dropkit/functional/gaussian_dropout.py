@@ -22,6 +22,7 @@ from dropkit._validation import (
     _check_noise_args,
     _check_p,
 )
+from dropkit.functional import _random
 
 __all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout"]
 
@@ -48,7 +49,7 @@ def gaussian_noise(
         raise TypeError(f"{op}: dtype must be a floating-point dtype, but got {dtype}")
     device = torch.device(device) if device is not None else torch.empty(0).device
     _check_generator(generator, device, op)
-    eps = torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator)
+    eps = _random.randn(shape, dtype, device, generator)
     # 1 + std * eps, with std rounded once to the dtype (the reference does the same).
     return eps.mul_(torch.tensor(_noise_std(p), dtype=dtype, device=device)).add_(1.0)
 

@@ -7,7 +7,6 @@ from torch import nn
 
 from dropkit._validation import _check_bool, _check_p, _check_scale
 
-
 # torch.fx's default ``Tracer.is_leaf_module`` (and the tracers built on it: torchvision's feature
 # extraction, FX quantization) keeps a module as one ``call_module`` node when ``m.__module__`` starts
 # with "torch.nn", which is how torch's own dropout modules stay leaves. Every dropkit module gets that
