@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit.functional import _torchscript
 from dropkit.functional.drop_path import drop_path
 from dropkit.nn._base import _DropoutNd
 
@@ -42,7 +43,13 @@ class DropPath(_DropoutNd):
     ) -> None:
         super().__init__(p, inplace, scale=scale, generator=generator)
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.drop_path(
+                input, self.p, self.training, self.inplace, self.scale, self.generator
+            )
         return drop_path(
             input, self.p, self.training, self.inplace, scale=self.scale, generator=self.generator
         )
