@@ -7,7 +7,8 @@ that makes that same call when the compiled graph runs. Inductor would otherwise
 random ops to its own generator (seeded from torch's, but a different stream), so a compiled model
 would draw different masks from eager for the same seed; through these ops compiled and eager draw
 the same numbers (as long as the graph holds no other random op lowered by inductor, which draws
-its own seed from the global generator first). The ops carry the ``nondeterministic_seeded`` tag, so
+its own seed from the global generator first). ``torch.export`` (and the ONNX exporter) keep torch's
+own random ops, which ONNX translates (an exported program runs outside torch's generator). The ops carry the ``nondeterministic_seeded`` tag, so
 the compiler neither merges two of them nor recomputes one in backward.
 """
 
@@ -53,7 +54,9 @@ def _(like):
 
 
 def _compiled_global(generator: torch.Generator | None) -> bool:
-    return generator is None and torch.compiler.is_compiling()
+    # Not under torch.export (nor the ONNX exporter built on it): an exported program runs
+    # elsewhere, and its graph keeps torch's own random ops, which ONNX translates.
+    return generator is None and torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
 def bernoulli_(out: torch.Tensor, prob: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -75,6 +78,8 @@ def randn(
     """``torch.randn(shape, dtype=dtype, device=device, generator=generator)``."""
     if _compiled_global(generator):
         return _randn_op(torch.empty(shape, dtype=dtype, device=device))
+    if generator is None:  # aten.randn.default, which the ONNX exporter translates (.generator: no)
+        return torch.randn(torch.Size(shape), dtype=dtype, device=device)
     return torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator)
 
 
@@ -87,4 +92,6 @@ def rand(
     """``torch.rand(shape, dtype=dtype, device=device, generator=generator)``."""
     if _compiled_global(generator):
         return _rand_op(torch.empty(shape, dtype=dtype, device=device))
+    if generator is None:  # aten.rand.default, which the ONNX exporter translates (.generator: no)
+        return torch.rand(torch.Size(shape), dtype=dtype, device=device)
     return torch.rand(torch.Size(shape), dtype=dtype, device=device, generator=generator)
