@@ -76,7 +76,9 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         return input
     if p == 0.0:
         return input if inplace else input.clone()
-    mask = torch.empty(mask_shape(input), dtype=torch.bool, device=input.device)
+    mask = input.new_empty(
+        mask_shape(input), dtype=torch.bool
+    )  # new_empty: a per-sample mask under torch.func.vmap
     return _apply_alpha(input, _bernoulli_keep(mask, p, generator), p, inplace)
 
 

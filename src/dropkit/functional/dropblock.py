@@ -94,13 +94,16 @@ def dropblock_seeds(
     gamma = dropblock_gamma(p, shape[2:], block)
     device = torch.device(device) if device is not None else torch.empty(0).device
     _check_generator(generator, device, op)
-    seeds_shape = (
+    seeds = torch.empty(_seeds_shape(shape, block, share_channels), dtype=torch.bool, device=device)
+    return _random.bernoulli_(seeds, gamma, generator)
+
+
+def _seeds_shape(shape, block, share_channels) -> tuple[int, ...]:
+    return (
         shape[0],
         1 if share_channels else shape[1],
-        *(s - b + 1 for s, b in zip(shape[2:], block, strict=True)),
+        *[s - b + 1 for s, b in zip(shape[2:], block, strict=True)],
     )
-    seeds = torch.empty(seeds_shape, dtype=torch.bool, device=device)
-    return _random.bernoulli_(seeds, gamma, generator)
 
 
 def _window_sum(t: torch.Tensor, dim: int, b: int) -> torch.Tensor:
@@ -216,15 +219,10 @@ def _dropblock(input, p, training, inplace, block_size, share_channels, generato
         # every other dropkit op: zeros (never NaN) for a finite input.
         mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
         return input.mul_(mask) if inplace else input * mask
-    seeds = dropblock_seeds(
-        input.shape,
-        p,
-        block,
-        share_channels=share_channels,
-        device=input.device,
-        generator=generator,
-    )
-    mask = dropblock_mask(seeds, block)
+    # dropblock_seeds' draw, made with input.new_empty: per-sample seeds under torch.func.vmap
+    gamma = dropblock_gamma(p, input.shape[2:], block)
+    seeds = input.new_empty(_seeds_shape(input.shape, block, share_channels), dtype=torch.bool)
+    mask = dropblock_mask(_random.bernoulli_(seeds, gamma, generator), block)
     multiplier = mask * _rescale(mask, input)
     return input.mul_(multiplier) if inplace else input * multiplier
 

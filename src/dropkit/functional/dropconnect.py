@@ -27,7 +27,13 @@ from dropkit._validation import (
     _check_rank,
     _check_scale,
 )
-from dropkit.functional.dropout import _apply, _check_mask, _factor, sample_mask
+from dropkit.functional.dropout import (
+    _apply,
+    _bernoulli_keep,
+    _check_mask,
+    _factor,
+    sample_mask,
+)
 
 __all__ = [
     "dropconnect_mask",
@@ -51,6 +57,14 @@ def dropconnect_mask(
     """A keep-mask for a weight: shape ``weight_shape``, or ``(batch_size, *weight_shape)``."""
     shape = tuple(weight_shape) if batch_size is None else (batch_size, *weight_shape)
     return sample_mask(shape, p, device=device, generator=generator)
+
+
+def _weight_mask(input, weight, batch, p, generator):
+    # dropconnect_mask's draw, made with input.new_empty so that under torch.func.vmap over the
+    # input each sample gets its own weight mask (randomness="different")
+    shape = tuple(weight.shape) if batch is None else (batch, *weight.shape)
+    mask = input.new_empty(shape, dtype=torch.bool, device=weight.device)
+    return _bernoulli_keep(mask, p, generator)
 
 
 def _masked_weight(weight, mask, p, scale):
@@ -147,9 +161,7 @@ def dropconnect_linear(
     if not training:
         return F.linear(input, _eval_weight(weight, p, scale), bias)
     batch = _batch_size(input, per_sample, 2, op)
-    mask = dropconnect_mask(
-        weight.shape, p, batch_size=batch, device=weight.device, generator=generator
-    )
+    mask = _weight_mask(input, weight, batch, p, generator)
     return _linear(input, _masked_weight(weight, mask, p, scale), bias)
 
 
@@ -260,8 +272,6 @@ def dropconnect_conv(
         w = _eval_weight(weight, p, scale)
         return _conv(input, w, bias, stride, padding, dilation, groups, False)
     batch = _batch_size(input, per_sample, 1, op)
-    mask = dropconnect_mask(
-        weight.shape, p, batch_size=batch, device=weight.device, generator=generator
-    )
+    mask = _weight_mask(input, weight, batch, p, generator)
     w = _masked_weight(weight, mask, p, scale)
     return _conv(input, w, bias, stride, padding, dilation, groups, per_sample)

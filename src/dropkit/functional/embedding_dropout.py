@@ -77,10 +77,9 @@ def embedding_dropout(
         _check_generator(generator, weight.device, op)
         if mask is None:
             # (V, 1): one draw per row, broadcast along the embedding dimension.
+            # new_empty: a per-sample mask under torch.func.vmap
             mask = _bernoulli_keep(
-                torch.empty((weight.shape[0], 1), dtype=torch.bool, device=weight.device),
-                p,
-                generator,
+                weight.new_empty((weight.shape[0], 1), dtype=torch.bool), p, generator
             )
         else:
             _check_mask(mask, weight, op)

@@ -105,9 +105,8 @@ def locked_dropout(
         return _eval(input, p, scale, inplace)
     _check_generator(generator, input.device, op)
     if mask is None:
-        mask = _bernoulli_keep(
-            torch.empty(shape, dtype=torch.bool, device=input.device), p, generator
-        )
+        # new_empty: a per-sample mask under torch.func.vmap
+        mask = _bernoulli_keep(input.new_empty(shape, dtype=torch.bool), p, generator)
     else:
         _check_mask(mask, input, op)
     return _apply(input, mask, p, scale, inplace)
