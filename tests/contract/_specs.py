@@ -72,7 +72,7 @@ def _mask_for(shape):
     return torch.rand(shape, generator=torch.Generator().manual_seed(7)) > 0.4
 
 
-def _lstm_weights(dtype, i=3, h=4):
+def _lstm_weights(dtype, i=3, h=2):
     g = torch.Generator().manual_seed(3)
     return tuple(
         torch.randn(s, generator=g, dtype=dtype) * 0.5
@@ -105,7 +105,7 @@ FUNCTIONAL: list[OpSpec] = [
         flags=FLAGS,
         kwargs={"shared_axes": 1},
     ),
-    OpSpec("drop_path", _op("drop_path"), _x(32, 3, 2), inplace=True, flags=FLAGS),
+    OpSpec("drop_path", _op("drop_path"), _x(16, 2, 2), inplace=True, flags=FLAGS),
     OpSpec(
         "locked_dropout",
         _op("locked_dropout"),
@@ -135,23 +135,23 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "dropblock",
         _op("dropblock"),
-        _x(2, 3, 6, 6),
+        _x(2, 2, 4, 4),
         inplace=True,
         flags=(*FLAGS, "share_channels"),
-        kwargs={"block_size": 3},
+        kwargs={"block_size": 2},
     ),
     OpSpec(
         "dropblock2d",
         _op("dropblock2d"),
-        _x(2, 3, 6, 6),
+        _x(2, 2, 4, 4),
         inplace=True,
         flags=(*FLAGS, "share_channels"),
-        kwargs={"block_size": 3},
+        kwargs={"block_size": 2},
     ),
     OpSpec(
         "dropblock3d",
         _op("dropblock3d"),
-        _x(2, 2, 4, 4, 4),
+        _x(1, 2, 3, 3, 3),
         inplace=True,
         flags=(*FLAGS, "share_channels"),
         kwargs={"block_size": 2},
@@ -179,7 +179,7 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "embedding_dropout",
         _op("embedding_dropout"),
-        lambda dt, large: (torch.arange(40).view(4, 10) % 37, torch.randn(40, 3, dtype=dt)),
+        lambda dt, large: (torch.arange(20).view(4, 5), torch.randn(20, 2, dtype=dt)),
         grad=(1,),
         flags=("training",),
     ),
@@ -195,9 +195,9 @@ FUNCTIONAL: list[OpSpec] = [
         "dropconnect_conv",
         _op("dropconnect_conv"),
         lambda dt, large: (
-            torch.randn(2, 2, 5, 5, dtype=dt),
-            torch.randn(3, 2, 3, 3, dtype=dt),
-            torch.randn(3, dtype=dt),
+            torch.randn(2, 1, 3, 3, dtype=dt),
+            torch.randn(2, 1, 2, 2, dtype=dt),
+            torch.randn(2, dtype=dt),
         ),
         grad=(0, 1, 2),
         flags=("training", "per_sample"),
@@ -214,7 +214,7 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "variational_rnn",
         lambda x, *ws, **kw: DF.variational_rnn(x, None, list(ws), **kw)[0],
-        lambda dt, large: (torch.randn(4, 2, 3, dtype=dt), *_lstm_weights(dt)),
+        lambda dt, large: (torch.randn(3, 2, 3, dtype=dt), *_lstm_weights(dt)),
         grad=(0, 1, 2),
         p=None,
         flags=("training", "per_gate", "bidirectional", "batch_first"),
@@ -301,10 +301,10 @@ FUNCTIONAL: list[OpSpec] = [
         "apply_dropconnect_conv",
         _op("apply_dropconnect_conv"),
         lambda dt, large: (
-            torch.randn(2, 2, 5, 5, dtype=dt),
-            torch.randn(3, 2, 3, 3, dtype=dt),
+            torch.randn(2, 1, 3, 3, dtype=dt),
+            torch.randn(2, 1, 2, 2, dtype=dt),
             None,
-            _mask_for((3, 2, 3, 3)),
+            _mask_for((2, 1, 2, 2)),
         ),
         grad=(0, 1),
         random=False,

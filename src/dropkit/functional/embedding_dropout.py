@@ -77,10 +77,10 @@ def embedding_dropout(
         _check_generator(generator, weight.device, op)
         if mask is None:
             # (V, 1): one draw per row, broadcast along the embedding dimension.
-            # new_empty: a per-sample mask under torch.func.vmap
-            mask = _bernoulli_keep(
-                weight.new_empty((weight.shape[0], 1), dtype=torch.bool), p, generator
-            )
+            # input.new_empty: a per-sample mask under torch.func.vmap over the indices
+            shape = (weight.shape[0], 1)
+            mask = input.new_empty(shape, dtype=torch.bool, device=weight.device)
+            mask = _bernoulli_keep(mask, p, generator)
         else:
             _check_mask(mask, weight, op)
         weight = _apply(weight, mask, p, scale, False)

@@ -48,7 +48,7 @@ def locked_mask_shape(input: torch.Tensor, batch_first: bool = False) -> tuple[i
     return (n, 1, h) if batch_first else (1, n, h)
 
 
-def _packed_rows(batch_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _packed_rows(batch_sizes: torch.Tensor | list[int], device: torch.device) -> torch.Tensor:
     # Row r of packed data belongs to the (sorted) sequence at position r within its time step:
     # batch_sizes (T,) -> (sum(batch_sizes),) positions 0..b_t-1 for each t.
     return torch.cat([torch.arange(int(b), device=device) for b in batch_sizes])

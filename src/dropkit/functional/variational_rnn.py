@@ -313,7 +313,9 @@ def variational_rnn(
             return mask
         return mask.index_select(dim, sorted_idx.to(mask.device))
 
-    rows = _packed_rows(torch.tensor(batch_sizes), data.device)  # (S,) position within each step
+    # (S,) position within each step; from the Python ints (a tensor's values would be
+    # data-dependent under torch.export)
+    rows = _packed_rows(batch_sizes, data.device)
     layer_input = data
     h_n, c_n = [], []
     for layer in range(num_layers):
