@@ -427,9 +427,9 @@ MODULES: list[ModuleSpec] = [
     ModuleSpec(
         "Dropout", lambda large=False, **kw: dnn.Dropout(**kw), _x(4, 24), ("inplace",), fast=True
     ),
-    ModuleSpec("Dropout1d", dnn.Dropout1d, _x(4, 6, 5), ("inplace",)),
-    ModuleSpec("Dropout2d", dnn.Dropout2d, _x(2, 6, 3, 3), ("inplace",)),
-    ModuleSpec("Dropout3d", dnn.Dropout3d, _x(2, 4, 2, 2, 3), ("inplace",)),
+    ModuleSpec("Dropout1d", dnn.Dropout1d, _x(4, 6, 5), ("inplace", "batched")),
+    ModuleSpec("Dropout2d", dnn.Dropout2d, _x(2, 6, 3, 3), ("inplace", "batched")),
+    ModuleSpec("Dropout3d", dnn.Dropout3d, _x(2, 4, 2, 2, 3), ("inplace", "batched")),
     ModuleSpec(
         "SharedDropout",
         lambda **kw: dnn.SharedDropout(**{"shared_axes": 1, **kw}),

@@ -75,8 +75,9 @@ def _fast_path(large):
 
 
 def _gradcheck_variants():
-    # found by this suite: the fused CPU kernel's bias gradient (fast path of bias_dropout_add)
-    # disagrees with the numerical one for one element; left to the fast-path operator work
+    # found by this suite: on the fused CPU fast path of bias_dropout_add, gradgradcheck with
+    # respect to the bias fails (first order passes; input and residual pass both); the fused
+    # autograd function is the fast-path operator's (12-op)
     return [
         pytest.param(
             v,

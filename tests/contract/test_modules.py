@@ -89,6 +89,18 @@ def test_symbolic_trace_model_with_every_module():
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_torchvision_feature_extraction_sees_dropkit_leaves():
+    fx = pytest.importorskip("torchvision.models.feature_extraction")  # needs a torchvision build
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), dnn.Dropout2d(0.3), dnn.DropBlock2d(0.2, block_size=3)
+    )
+    assert fx.get_graph_node_names(model)[0] == ["input", "0", "1", "2"]
+    extractor = fx.create_feature_extractor(model, return_nodes={"1": "dropped"})
+    x = torch.randn(2, 3, 10, 10)
+    got, expected = _both(lambda: extractor(x)["dropped"], lambda: model[1](model[0](x)))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 def test_leaf_marker_keeps_the_class():
     m = dnn.Dropout(0.3)
     assert type(m).__module__ == "dropkit.nn.dropout"
