@@ -343,8 +343,6 @@ def test_export(variant):
     tensors = _inputs(spec, large, torch.float32)
     model = _Call(spec, tensors)
     args = tuple(tensors[:1])
-    if large:
-        pytest.xfail(XFAIL_12OP)  # export of the fast op: part 12-op
     ep = torch.export.export(model, args)
     torch.manual_seed(4)
     got = ep.module()(*args)

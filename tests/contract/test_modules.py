@@ -143,7 +143,7 @@ def _compile_params():
         for backend in ("eager", "aot_eager", "inductor"):
             if backend == "inductor" and (spec.name not in INDUCTOR or large):
                 continue
-            marks = xfail_12op if large and backend != "eager" else ()
+            marks = ()
             vid = f"{variant_id((spec, large))}-{backend}"
             out.append(pytest.param(spec, large, backend, marks=marks, id=vid))
     return out
@@ -154,22 +154,36 @@ def test_compile_fullgraph_draws_eager_masks(spec, large, backend):
     # issue 12's item 10: DropBlock2d failed under fullgraph, GaussianDropout drew other noise
     model = _model(spec, large)
     x = _inputs(spec, large)[0]
+    if spec.name == "WeightDropLSTM" and backend == "aot_eager" and not _torch_lstm_compiles():
+        pytest.skip(
+            "torch's own nn.LSTM fails under aot_eager here (AOT autograd's check of saved tensors refuses its Parameters)"
+        )
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend=backend)
-    got, expected = _both(
-        lambda: [spec.run(compiled, [x]) for _ in range(2)],
-        lambda: [spec.run(model, [x]) for _ in range(2)],
-    )
+    # Dynamo refuses torch's own nn.LSTM/nn.GRU unless allow_rnn (experimental) is set; the
+    # recurrent modules, subclasses of those, are compiled as torch's are
+    with torch._dynamo.config.patch(allow_rnn=spec.name.startswith(_RNNS)):
+        got, expected = _both(
+            lambda: [spec.run(compiled, [x]) for _ in range(2)],
+            lambda: [spec.run(model, [x]) for _ in range(2)],
+        )
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def _torch_lstm_compiles() -> bool:
+    torch._dynamo.reset()
+    lstm = torch.compile(torch.nn.LSTM(3, 4), fullgraph=True, backend="aot_eager")
+    try:
+        with torch._dynamo.config.patch(allow_rnn=True):
+            lstm(torch.randn(4, 2, 3))
+    except AssertionError:
+        return False
+    return True
+
+
 def _export_params():
-    out = []
-    for spec, large in VARIANTS:
-        marks = xfail_12op if large else ()
-        out.append(pytest.param(spec, large, marks=marks, id=variant_id((spec, large))))
-    return out
+    return [pytest.param(spec, large, id=variant_id((spec, large))) for spec, large in VARIANTS]
 
 
 @pytest.mark.parametrize(("spec", "large"), _export_params())
@@ -245,7 +259,10 @@ def test_half_precision_near_p_one_is_finite(spec, large, dtype, p):
     out = spec.run(model, [x])
     assert torch.isfinite(out).all()
     out.float().sum().backward()
-    grads = [t.grad for t in [x, *model.parameters()] if t.grad is not None]
+    # ConcreteDropout's p_logit gradient at p = 1 - 1e-5 is beyond float16's range (it grows as
+    # 1/(1-p)/temperature); its input gradient is checked
+    params = [] if spec.name == "ConcreteDropout" else list(model.parameters())
+    grads = [t.grad for t in [x, *params] if t.grad is not None]
     assert all(torch.isfinite(g).all() for g in grads)
 
 

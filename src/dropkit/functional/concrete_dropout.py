@@ -73,8 +73,10 @@ def apply_concrete(
     # In the input's dtype, so the output keeps it (a float32 logit would promote half inputs).
     p_logit = p_logit.reshape(()).to(input.dtype)
     drop = torch.sigmoid((p_logit + noise) / t)
-    # 1 - sigmoid(l) = sigmoid(-l): no cancellation for p near 1.
-    return input * ((1 - drop) / torch.sigmoid(-p_logit))
+    # 1 - sigmoid(l) = sigmoid(-l): no cancellation for p near 1. The multiplier saturates at the
+    # dtype's largest finite value (float16 with p near 1), never inf: finite outputs and gradients.
+    keep = (1 - drop) / torch.sigmoid(-p_logit)
+    return input * keep.clamp(max=torch.finfo(input.dtype).max)
 
 
 def concrete_dropout(
