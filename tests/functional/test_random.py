@@ -10,7 +10,7 @@ from dropkit.functional import _random
 def test_eager_draws_are_torchs_own_calls():
     for generator in (None, torch.Generator().manual_seed(3)):
 
-        def seeded():
+        def seeded(generator=generator):
             torch.manual_seed(0)
             return generator.manual_seed(3) if generator is not None else None
 
