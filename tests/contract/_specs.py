@@ -83,16 +83,16 @@ def _lstm_weights(dtype, i=3, h=2):
 FLAGS = ("training", "inplace")
 
 FUNCTIONAL: list[OpSpec] = [
-    OpSpec("dropout", _op("dropout"), _x(4, 24), inplace=True, flags=FLAGS, fast=True),
-    OpSpec("dropout1d", _op("dropout1d"), _x(4, 6, 5), inplace=True, flags=(*FLAGS, "batched")),
-    OpSpec("dropout2d", _op("dropout2d"), _x(2, 6, 3, 3), inplace=True, flags=(*FLAGS, "batched")),
+    OpSpec("dropout", _op("dropout"), _x(3, 8), inplace=True, flags=FLAGS, fast=True),
+    OpSpec("dropout1d", _op("dropout1d"), _x(2, 8, 2), inplace=True, flags=(*FLAGS, "batched")),
+    OpSpec("dropout2d", _op("dropout2d"), _x(2, 8, 1, 2), inplace=True, flags=(*FLAGS, "batched")),
     OpSpec(
-        "dropout3d", _op("dropout3d"), _x(2, 4, 2, 2, 3), inplace=True, flags=(*FLAGS, "batched")
+        "dropout3d", _op("dropout3d"), _x(2, 8, 1, 1, 2), inplace=True, flags=(*FLAGS, "batched")
     ),
     OpSpec(
         "channel_dropout",
         _op("channel_dropout"),
-        _x(2, 6, 3, 3),
+        _x(2, 8, 1, 2),
         inplace=True,
         flags=(*FLAGS, "batched"),
         kwargs={"spatial_dims": 2},
@@ -100,7 +100,7 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "shared_dropout",
         _op("shared_dropout"),
-        _x(4, 5, 6),
+        _x(4, 2, 4),
         inplace=True,
         flags=FLAGS,
         kwargs={"shared_axes": 1},
@@ -109,17 +109,17 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "locked_dropout",
         _op("locked_dropout"),
-        _x(5, 4, 6),
+        _x(3, 2, 8),
         inplace=True,
         flags=(*FLAGS, "batch_first"),
     ),
     OpSpec(
-        "alpha_dropout", _op("alpha_dropout"), _x(4, 24), inplace=True, flags=FLAGS, allow_one=False
+        "alpha_dropout", _op("alpha_dropout"), _x(3, 8), inplace=True, flags=FLAGS, allow_one=False
     ),
     OpSpec(
         "feature_alpha_dropout",
         _op("feature_alpha_dropout"),
-        _x(4, 6, 5),
+        _x(2, 8, 2),
         inplace=True,
         flags=FLAGS,
         allow_one=False,
@@ -127,7 +127,7 @@ FUNCTIONAL: list[OpSpec] = [
     OpSpec(
         "gaussian_dropout",
         _op("gaussian_dropout"),
-        _x(4, 24),
+        _x(3, 8),
         inplace=True,
         flags=FLAGS,
         allow_one=False,
