@@ -4,6 +4,8 @@ Every variant in one drop-in API (:mod:`dropkit.nn`, :mod:`dropkit.functional`),
 (:mod:`dropkit.reference`) and an experiment lab (the ``dropkit`` command).
 """
 
+import torch.fx as _fx
+
 from dropkit import functional, nn, reference, uncertainty
 from dropkit.functional import (
     apply_mask,
@@ -37,6 +39,11 @@ from dropkit.nn import (
 )
 
 __version__ = "0.1.0"
+
+# dropkit.dropout & co. are the functional ops: wrapped for torch.fx here too (see dropkit.functional)
+for _name in ("apply_mask", "dropout", "sample_mask"):
+    _fx.wrap(_name)
+del _name
 
 __all__ = [
     "AlphaDropout",

@@ -15,6 +15,17 @@ import torch
 SCALES = ("inverted", "classic")
 
 
+class _RankError(ValueError, RuntimeError):
+    """A tensor of the wrong rank. A ValueError (dropkit's contract for bad values) that is also the
+    RuntimeError torch raises for the same input (``torch.nn.functional.dropout1d`` on a 4-D
+    tensor), so code written against torch's exception keeps working with a dropkit drop-in."""
+
+
+class _DtypeError(TypeError, RuntimeError):
+    """A tensor of the wrong dtype. A TypeError (dropkit's contract) that is also the RuntimeError
+    torch raises when ``torch.nn.functional.dropout`` is given an integer tensor."""
+
+
 def _check_p(p: object, op: str = "dropout", *, allow_one: bool = True) -> float:
     """Return ``p`` as a float after checking it is a real number in [0, 1] (or [0, 1)).
 
@@ -51,17 +62,26 @@ def _check_scale(scale: object, op: str = "dropout") -> str:
 
 
 def _check_bool(value: object, name: str, op: str = "dropout") -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be a bool, but got {type(value).__name__} ({value!r})")
-    return value
+    """``value`` if it is a bool; a TypeError naming the argument otherwise (``training="no"`` or
+    ``None`` would otherwise be read as truthy/falsy). ``type(...) is bool`` first: this runs on
+    every call of every op."""
+    if type(value) is bool:  # bool cannot be subclassed: this is isinstance, cheaper
+        return value
+    raise TypeError(f"{op}: {name} must be a bool, but got {type(value).__name__} ({value!r})")
 
 
 def _check_float_tensor(input: object, op: str = "dropout", name: str = "input") -> torch.Tensor:
     """Dropout is defined on floating-point tensors only: integers and bools cannot hold 1/(1-p)."""
     if not isinstance(input, torch.Tensor):
+        if isinstance(input, torch.fx.Proxy):
+            raise TypeError(
+                f"{op}: {name} is a torch.fx Proxy: this dropkit op was called through a name "
+                f"torch.fx does not patch. Call it as dropkit.functional.{op}(...) (wrapped for "
+                "torch.fx) or use its dropkit.nn module (a leaf under symbolic_trace)"
+            )
         raise TypeError(f"{op}: {name} must be a torch.Tensor, but got {type(input).__name__}")
     if not input.is_floating_point():
-        raise TypeError(
+        raise _DtypeError(
             f"{op}: {name} must be a floating-point tensor, but got dtype {input.dtype}; "
             f"convert it first (e.g. {name}.float())"
         )
@@ -82,14 +102,26 @@ def _check_generator(generator: object, device: torch.device, op: str = "dropout
         )
 
 
-def _keep_scale(p: float, scale: str) -> float:
+def _keep_scale(p: float, scale: str, dtype: torch.dtype | None = None) -> float:
     """The factor survivors are multiplied by in training: 1/(1-p) (inverted) or 1 (classic).
 
     At p=1 nothing survives; the factor is 0 rather than inf so the output is zeros, never NaN.
+    Given the input's ``dtype``, a factor beyond the dtype's range saturates at its largest finite
+    value (float16 for p > 1 - 1/65504, where 1/(1-p) would round to inf and a dropped unit would be
+    0 * inf = NaN): dropped units stay exact zeros and survivors finite where ``|x| <= 1``.
     """
     if scale == "classic":
         return 1.0
-    return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    if p == 1.0:
+        return 0.0
+    s = 1.0 / (1.0 - p)
+    return _saturate(s, dtype) if dtype is not None and s > 65504.0 else s
+
+
+def _saturate(value: float, dtype: torch.dtype) -> float:
+    """``value`` clamped to the finite range of ``dtype`` (a float dtype)."""
+    big = torch.finfo(dtype).max
+    return max(-big, min(big, value))
 
 
 def _check_rank(
@@ -101,7 +133,7 @@ def _check_rank(
     """
     if input.dim() not in ranks:
         expected = " or ".join(f"{r}D" for r in ranks)
-        raise ValueError(
+        raise _RankError(
             f"{op}: expected {name} to be {expected}, but received a {input.dim()}D {name} "
             f"of shape {tuple(input.shape)}" + (f"; {hint}" if hint else "")
         )

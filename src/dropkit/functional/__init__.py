@@ -1,4 +1,14 @@
-"""Functional ops. Every op takes ``(input, p, training, inplace, *, ..., generator)``."""
+"""Functional ops. Every op takes ``(input, p, training, inplace, *, ..., generator)``.
+
+Every function here is registered with ``torch.fx.wrap``: ``torch.fx.symbolic_trace`` records a call
+of ``dropkit.functional.<op>`` (or ``dropkit.<op>``) as one ``call_function`` node that runs the op
+(the tracer patches those names during a trace; a name imported elsewhere, ``from dropkit.functional
+import dropout``, is not patched and the op says so). The ``training`` flag is then a constant of
+the graph, as for ``torch.nn.functional.dropout``; the modules of :mod:`dropkit.nn` are leaves that
+keep it.
+"""
+
+import torch.fx as _fx
 
 from dropkit.functional.additive_noise import additive_noise, additive_noise_sample
 from dropkit.functional.alpha_dropout import (
@@ -104,3 +114,8 @@ __all__ = [
     "variational_rnn",
     "weight_drop",
 ]
+
+for _name in __all__:
+    if _name[0].islower():  # functions (RNNMasks is a class)
+        _fx.wrap(_name)
+del _name

@@ -27,6 +27,7 @@ import math
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_noise_args,
     _check_p,
@@ -73,6 +74,7 @@ def apply_alpha_mask(
     _check_float_tensor(input, op)
     p = _check_p(p, op, allow_one=False)
     _check_mask(mask, input, op)
+    _check_bool(inplace, "inplace", op)
     return _apply_alpha(input, mask, p, inplace)
 
 
@@ -90,7 +92,8 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
     ):
         out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
         return input.copy_(out) if inplace else out
-    mask = torch.empty(mask_shape(input), dtype=torch.bool, device=input.device)
+    # new_empty: a per-sample mask under torch.func.vmap
+    mask = input.new_empty(mask_shape(input), dtype=torch.bool)
     mask = _bernoulli_keep(mask, p, generator)
     if op == "feature_alpha_dropout" and input.is_contiguous() and _fast_family.applies(input):
         # torch's own mask (one draw per channel); one pass applies it (kernels/cpu_family.py)

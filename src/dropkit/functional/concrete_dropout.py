@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator
+from dropkit.functional import _random
 
 __all__ = ["concrete_noise", "apply_concrete", "concrete_dropout", "concrete_regularizer"]
 
@@ -52,7 +53,7 @@ def concrete_noise(
     """Standard logistic noise ``log u - log(1 - u)``, ``u ~ U(0, 1)`` (0 excluded, so finite)."""
     device = torch.device(device) if device is not None else torch.empty(0).device
     _check_generator(generator, device, "concrete_noise")
-    u = torch.rand(torch.Size(shape), dtype=dtype, device=device, generator=generator)
+    u = _random.rand(shape, dtype, device, generator)
     u.clamp_(min=torch.finfo(dtype).tiny)
     return torch.log(u) - torch.log1p(-u)
 
@@ -72,8 +73,10 @@ def apply_concrete(
     # In the input's dtype, so the output keeps it (a float32 logit would promote half inputs).
     p_logit = p_logit.reshape(()).to(input.dtype)
     drop = torch.sigmoid((p_logit + noise) / t)
-    # 1 - sigmoid(l) = sigmoid(-l): no cancellation for p near 1.
-    return input * ((1 - drop) / torch.sigmoid(-p_logit))
+    # 1 - sigmoid(l) = sigmoid(-l): no cancellation for p near 1. The multiplier saturates at the
+    # dtype's largest finite value (float16 with p near 1), never inf: finite outputs and gradients.
+    keep = (1 - drop) / torch.sigmoid(-p_logit)
+    return input * keep.clamp(max=torch.finfo(input.dtype).max)
 
 
 def concrete_dropout(

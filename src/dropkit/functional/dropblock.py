@@ -38,7 +38,7 @@ from dropkit._validation import (
     _check_rank,
     _check_size_tuple,
 )
-from dropkit.functional import _fast_family
+from dropkit.functional import _fast_family, _random
 from dropkit.functional.dropout import _check_mask
 
 __all__ = [
@@ -76,7 +76,8 @@ def dropblock_gamma(p: float, size: Sequence[int], block_size: Sequence[int]) ->
     p = _check_p(p, "dropblock_gamma")
     block = _check_size_tuple(block_size, len(size), "dropblock_gamma")
     _check_fits(size, block, "dropblock_gamma")
-    valid = math.prod(s - b + 1 for s, b in zip(size, block, strict=True))
+    # a list, not a generator expression: torch.compile traces lists (fullgraph=True)
+    valid = math.prod([s - b + 1 for s, b in zip(size, block, strict=True)])
     return p / math.prod(block) * math.prod(size) / valid
 
 
@@ -95,6 +96,7 @@ def dropblock_seeds(
     where a whole block fits are drawn. ``share_channels=True`` draws one seed map per sample.
     """
     op = "dropblock_seeds"
+    _check_bool(share_channels, "share_channels", op)
     shape = torch.Size(shape)
     n = len(shape) - 2
     if n not in _SHAPES:
@@ -105,13 +107,15 @@ def dropblock_seeds(
     gamma = dropblock_gamma(p, shape[2:], block)
     device = torch.device(device) if device is not None else torch.empty(0).device
     _check_generator(generator, device, op)
-    seeds_shape = (
+    seeds = torch.empty(_seeds_shape(shape, block, share_channels), dtype=torch.bool, device=device)
+    return _random.bernoulli_(seeds, gamma, generator)
+
+
+def _seeds_shape(shape, block, share_channels) -> tuple[int, ...]:
+    return (
         shape[0],
         1 if share_channels else shape[1],
-        *(s - b + 1 for s, b in zip(shape[2:], block, strict=True)),
-    )
-    return torch.empty(seeds_shape, dtype=torch.bool, device=device).bernoulli_(
-        gamma, generator=generator
+        *[s - b + 1 for s, b in zip(shape[2:], block, strict=True)],
     )
 
 
@@ -155,7 +159,9 @@ def _rescale(mask: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     total = torch.tensor(float(mask.numel() * expand), dtype=torch.float64, device=mask.device)
     kept = mask.sum(dtype=torch.float64) * expand
     s = torch.where(kept > 0, total / kept.clamp(min=1), torch.zeros_like(total))
-    return s.to(input.dtype)
+    # saturated at the dtype's largest finite value (float16 with few survivors), never inf: a
+    # dropped unit is then 0, not 0 * inf = NaN
+    return s.clamp(max=torch.finfo(input.dtype).max).to(input.dtype)
 
 
 def apply_dropblock(
@@ -168,6 +174,7 @@ def apply_dropblock(
     op = "apply_dropblock"
     _check_float_tensor(input, op)
     _check_mask(mask, input, op)
+    _check_bool(inplace, "inplace", op)
     multiplier = mask * _rescale(mask, input)
     return input.mul_(multiplier) if inplace else input * multiplier
 
@@ -239,15 +246,10 @@ def _dropblock(
         seed = _fast_family.draw_seed(generator)
         out = _dropblock_fast(input, p, block, share_channels, seed)
         return input.copy_(out) if inplace else out
-    seeds = dropblock_seeds(
-        input.shape,
-        p,
-        block,
-        share_channels=share_channels,
-        device=input.device,
-        generator=generator,
-    )
-    mask = dropblock_mask(seeds, block)
+    # dropblock_seeds' draw, made with input.new_empty: per-sample seeds under torch.func.vmap
+    gamma = dropblock_gamma(p, input.shape[2:], block)
+    seeds = input.new_empty(_seeds_shape(input.shape, block, share_channels), dtype=torch.bool)
+    mask = dropblock_mask(_random.bernoulli_(seeds, gamma, generator), block)
     multiplier = mask * _rescale(mask, input)
     return input.mul_(multiplier) if inplace else input * multiplier
 

@@ -33,7 +33,14 @@ from dropkit._validation import (
     _check_scale,
 )
 from dropkit.functional import _fast_family
-from dropkit.functional.dropout import _apply, _check_mask, _factor, dropout, sample_mask
+from dropkit.functional.dropout import (
+    _apply,
+    _bernoulli_keep,
+    _check_mask,
+    _factor,
+    dropout,
+    sample_mask,
+)
 
 __all__ = [
     "dropconnect_mask",
@@ -57,6 +64,14 @@ def dropconnect_mask(
     """A keep-mask for a weight: shape ``weight_shape``, or ``(batch_size, *weight_shape)``."""
     shape = tuple(weight_shape) if batch_size is None else (batch_size, *weight_shape)
     return sample_mask(shape, p, device=device, generator=generator)
+
+
+def _weight_mask(input, weight, batch, p, generator):
+    # dropconnect_mask's draw, made with input.new_empty so that under torch.func.vmap over the
+    # input each sample gets its own weight mask (randomness="different")
+    shape = tuple(weight.shape) if batch is None else (batch, *weight.shape)
+    mask = input.new_empty(shape, dtype=torch.bool, device=weight.device)
+    return _bernoulli_keep(mask, p, generator)
 
 
 def _masked_weight(weight, mask, p, scale):
@@ -185,9 +200,7 @@ def dropconnect_linear(
     batch = _batch_size(input, per_sample, 2, op)
     if _fast_per_sample(weight, batch, p):
         return _linear(input, _fast_weights(weight, batch, p, scale, generator), bias)
-    mask = dropconnect_mask(
-        weight.shape, p, batch_size=batch, device=weight.device, generator=generator
-    )
+    mask = _weight_mask(input, weight, batch, p, generator)
     return _linear(input, _masked_weight(weight, mask, p, scale), bias)
 
 
@@ -301,8 +314,6 @@ def dropconnect_conv(
     if _fast_per_sample(weight, batch, p):
         w = _fast_weights(weight, batch, p, scale, generator)
         return _conv(input, w, bias, stride, padding, dilation, groups, per_sample)
-    mask = dropconnect_mask(
-        weight.shape, p, batch_size=batch, device=weight.device, generator=generator
-    )
+    mask = _weight_mask(input, weight, batch, p, generator)
     w = _masked_weight(weight, mask, p, scale)
     return _conv(input, w, bias, stride, padding, dilation, groups, per_sample)

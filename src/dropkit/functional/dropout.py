@@ -31,12 +31,14 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_p,
     _check_scale,
     _keep_scale,
 )
+from dropkit.functional import _random
 from dropkit.functional import fast_dropout as _fast
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
@@ -45,8 +47,9 @@ __all__ = ["sample_mask", "apply_mask", "dropout"]
 def _bernoulli_keep(
     mask: torch.Tensor, p: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    # mask is a bool buffer; True = the unit is kept, with probability 1-p.
-    return mask.bernoulli_(1.0 - p, generator=generator)
+    # mask is a bool buffer; True = the unit is kept, with probability 1-p. Use the return value
+    # (under torch.compile it is a new tensor: functional/_random.py).
+    return _random.bernoulli_(mask, 1.0 - p, generator)
 
 
 def sample_mask(
@@ -111,7 +114,7 @@ def _apply(
 ) -> torch.Tensor:
     # multiplier = mask * s with s = 1/(1-p) (inverted) or 1 (classic): exactly s or 0 in the
     # input's dtype, so out = input * multiplier is one correctly rounded product per element.
-    multiplier = mask * _factor(_keep_scale(p, scale), input)
+    multiplier = mask * _factor(_keep_scale(p, scale, input.dtype), input)
     return input.mul_(multiplier) if inplace else input * multiplier
 
 
@@ -132,6 +135,7 @@ def apply_mask(
     _check_float_tensor(input, "apply_mask")
     p = _check_p(p, "apply_mask")
     scale = _check_scale(scale, "apply_mask")
+    _check_bool(inplace, "inplace", "apply_mask")
     _check_mask(mask, input, "apply_mask")
     return _apply(input, mask, p, scale, inplace)
 
@@ -183,6 +187,9 @@ def dropout(
     _check_float_tensor(input, "dropout")
     p = _check_p(p, "dropout")
     scale = _check_scale(scale, "dropout")
+    if type(training) is not bool or type(inplace) is not bool:  # two cheap tests per call
+        _check_bool(training, "training", "dropout")
+        _check_bool(inplace, "inplace", "dropout")
     if not training:
         return _eval(input, p, scale, inplace)
     if generator is not None:
@@ -190,7 +197,8 @@ def dropout(
     if p == 0.0:
         return input if inplace else input.clone()
     if _fast._applies(input, p):
-        return _fast._dropout_fast(input, p, _keep_scale(p, scale), inplace, generator)
+        s = _keep_scale(p, scale, input.dtype)  # saturated for float16 (issue 12, item 3)
+        return _fast._dropout_fast(input, p, s, inplace, generator)
     # empty_like keeps the input's layout (channels_last stays channels_last).
     mask = torch.empty_like(input, dtype=torch.bool)
     return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)

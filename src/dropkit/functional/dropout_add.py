@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_p,
@@ -105,6 +106,7 @@ def dropout_add(
     residual = _check_operand(residual, input, op)
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
+    _check_bool(training, "training", op)
     if not training:
         return _eval(input, p, scale, False) + residual
     _check_generator(generator, input.device, op)
@@ -112,7 +114,7 @@ def dropout_add(
         return _fast_cuda.residual_dropout(input, None, residual, p, scale, generator)
     if _fused_applies(input, None, residual, p):
         seed = _fast._draw_seed(generator)
-        s = _keep_scale(p, scale)
+        s = _keep_scale(p, scale, input.dtype)
         save_bits = _fast._settings.save == "bits"
         return _PhiloxDropoutAdd.apply(input, None, residual, seed, p, s, save_bits)
     return dropout(input, p, True, False, scale=scale, generator=generator) + residual
@@ -148,6 +150,7 @@ def bias_dropout_add(
     residual = _check_operand(residual, input, op)
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
+    _check_bool(training, "training", op)
     if not training:
         return _eval(input + bias, p, scale, False) + residual
     _check_generator(generator, input.device, op)
@@ -155,7 +158,7 @@ def bias_dropout_add(
         return _fast_cuda.residual_dropout(input, bias, residual, p, scale, generator)
     if _fused_applies(input, bias, residual, p):
         seed = _fast._draw_seed(generator)
-        s = _keep_scale(p, scale)
+        s = _keep_scale(p, scale, input.dtype)
         save_bits = _fast._settings.save == "bits"
         return _PhiloxDropoutAdd.apply(input, bias, residual, seed, p, s, save_bits)
     return dropout(input + bias, p, True, False, scale=scale, generator=generator) + residual

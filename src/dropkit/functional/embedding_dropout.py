@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_p,
@@ -66,6 +67,7 @@ def embedding_dropout(
     op = "embedding_dropout"
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
+    _check_bool(training, "training", op)
     _check_float_tensor(weight, op, "weight")
     _check_rank(weight, (2,), op, "the embedding matrix is (num_embeddings, dim)", name="weight")
     if not isinstance(input, torch.Tensor) or input.is_floating_point() or input.is_complex():
@@ -75,11 +77,10 @@ def embedding_dropout(
         _check_generator(generator, weight.device, op)
         if mask is None:
             # (V, 1): one draw per row, broadcast along the embedding dimension.
-            mask = _bernoulli_keep(
-                torch.empty((weight.shape[0], 1), dtype=torch.bool, device=weight.device),
-                p,
-                generator,
-            )
+            # input.new_empty: a per-sample mask under torch.func.vmap over the indices
+            shape = (weight.shape[0], 1)
+            mask = input.new_empty(shape, dtype=torch.bool, device=weight.device)
+            mask = _bernoulli_keep(mask, p, generator)
         else:
             _check_mask(mask, weight, op)
         weight = _apply(weight, mask, p, scale, False)

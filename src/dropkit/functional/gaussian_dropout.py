@@ -17,12 +17,13 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import (
+    _check_bool,
     _check_float_tensor,
     _check_generator,
     _check_noise_args,
     _check_p,
 )
-from dropkit.functional import _fast_family
+from dropkit.functional import _fast_family, _random
 
 __all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout"]
 
@@ -49,7 +50,7 @@ def gaussian_noise(
         raise TypeError(f"{op}: dtype must be a floating-point dtype, but got {dtype}")
     device = torch.device(device) if device is not None else torch.empty(0).device
     _check_generator(generator, device, op)
-    eps = torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator)
+    eps = _random.randn(shape, dtype, device, generator)
     # 1 + std * eps, with std rounded once to the dtype (the reference does the same).
     return eps.mul_(torch.tensor(_noise_std(p), dtype=dtype, device=device)).add_(1.0)
 
@@ -59,6 +60,7 @@ def apply_noise(input: torch.Tensor, noise: torch.Tensor, *, inplace: bool = Fal
     op = "apply_noise"
     _check_float_tensor(input, op)
     _check_float_tensor(noise, op, "noise")
+    _check_bool(inplace, "inplace", op)
     if noise.dtype != input.dtype:
         raise TypeError(f"{op}: noise has dtype {noise.dtype} but the input has {input.dtype}")
     try:

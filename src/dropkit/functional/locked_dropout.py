@@ -48,7 +48,7 @@ def locked_mask_shape(input: torch.Tensor, batch_first: bool = False) -> tuple[i
     return (n, 1, h) if batch_first else (1, n, h)
 
 
-def _packed_rows(batch_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _packed_rows(batch_sizes: torch.Tensor | list[int], device: torch.device) -> torch.Tensor:
     # Row r of packed data belongs to the (sorted) sequence at position r within its time step:
     # batch_sizes (T,) -> (sum(batch_sizes),) positions 0..b_t-1 for each t.
     return torch.cat([torch.arange(int(b), device=device) for b in batch_sizes])
@@ -95,6 +95,7 @@ def locked_dropout(
     p = _check_p(p, op)
     scale = _check_scale(scale, op)
     batch_first = _check_bool(batch_first, "batch_first", op)
+    _check_bool(training, "training", op)
     _check_bool(inplace, "inplace", op)
     if isinstance(input, PackedSequence):
         return _locked_packed(input, p, training, scale, mask, generator)
@@ -104,9 +105,8 @@ def locked_dropout(
         return _eval(input, p, scale, inplace)
     _check_generator(generator, input.device, op)
     if mask is None:
-        mask = _bernoulli_keep(
-            torch.empty(shape, dtype=torch.bool, device=input.device), p, generator
-        )
+        # new_empty: a per-sample mask under torch.func.vmap
+        mask = _bernoulli_keep(input.new_empty(shape, dtype=torch.bool), p, generator)
     else:
         _check_mask(mask, input, op)
     return _apply(input, mask, p, scale, inplace)

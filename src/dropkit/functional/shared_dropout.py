@@ -64,7 +64,9 @@ def _shared_dropout(
     if p == 0.0:
         return input if inplace else input.clone()
     mask_shape = [1 if d in axes else s for d, s in enumerate(input.shape)]
-    mask = torch.empty(mask_shape, dtype=torch.bool, device=input.device)
+    mask = input.new_empty(
+        mask_shape, dtype=torch.bool
+    )  # new_empty: a per-sample mask under torch.func.vmap
     return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)
 
 

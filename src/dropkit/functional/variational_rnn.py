@@ -91,6 +91,8 @@ def sample_rnn_masks(
     """
     op = "sample_rnn_masks"
     mode = _check_mode(mode, op)
+    _check_bool(bidirectional, "bidirectional", op)
+    _check_bool(per_gate, "per_gate", op)
     ps = {
         name: _check_p(value, f"{op}: {name}", allow_one=False)
         for name, value in (
@@ -211,6 +213,8 @@ def variational_rnn(
     mode = _check_mode(mode, "variational_rnn")
     batch_first = _check_bool(batch_first, "batch_first", op)
     per_gate = _check_bool(per_gate, "per_gate", op)
+    _check_bool(bidirectional, "bidirectional", op)
+    _check_bool(training, "training", op)
     dirs = 2 if bidirectional else 1
     per_layer = len(weights) // (num_layers * dirs)
     if per_layer not in (2, 4) or per_layer * num_layers * dirs != len(weights):
@@ -314,9 +318,10 @@ def variational_rnn(
             return mask
         return mask.index_select(dim, sorted_idx.to(mask.device))
 
-    # (S,) position of each packed row within its step; None for sequences of equal length, whose
+    # (S,) position of each packed row within its step, from the Python ints (a tensor's values
+    # would be data-dependent under torch.export); None for sequences of equal length, whose
     # masks broadcast over a (T, N, F) view instead
-    rows = _packed_rows(torch.tensor(batch_sizes), data.device) if packed else None
+    rows = _packed_rows(batch_sizes, data.device) if packed else None
     layer_input = data
     h_n, c_n = [], []
     for layer in range(num_layers):
@@ -445,7 +450,9 @@ def _recur(
     """
     n = h.shape[0]
     # multiplier = mask * 1/(1-p) in the state's dtype, formed once: the value _apply would form.
-    mult = None if mask is None else mask * _factor(_keep_scale(p, "inverted"), h)  # (M, N, H)
+    mult = (
+        None if mask is None else mask * _factor(_keep_scale(p, "inverted", h.dtype), h)
+    )  # (M, N, H)
     offsets = [0]
     for b in batch_sizes:
         offsets.append(offsets[-1] + b)

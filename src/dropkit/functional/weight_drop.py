@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from dropkit._validation import _check_float_tensor, _check_generator, _check_p
+from dropkit._validation import _check_bool, _check_float_tensor, _check_generator, _check_p
 from dropkit.functional.dropout import _apply, _bernoulli_keep, _check_mask
 
 __all__ = ["weight_drop"]
@@ -47,6 +47,7 @@ def weight_drop(
     op = "weight_drop"
     _check_float_tensor(weight, op, "weight")
     p = _check_p(p, op, allow_one=False)
+    _check_bool(training, "training", op)
     if not training or (p == 0.0 and mask is None):
         return weight
     _check_generator(generator, weight.device, op)

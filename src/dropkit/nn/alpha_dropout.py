@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit.functional import _torchscript
 from dropkit.functional.alpha_dropout import alpha_dropout, feature_alpha_dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -33,7 +34,13 @@ class AlphaDropout(_DropoutNd):
     ) -> None:
         super().__init__(p, inplace, generator=generator)
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.alpha_dropout(
+                input, self.p, self.training, self.inplace, False, self.generator
+            )
         return alpha_dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
@@ -44,6 +51,10 @@ class FeatureAlphaDropout(AlphaDropout):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.alpha_dropout(
+                input, self.p, self.training, self.inplace, True, self.generator
+            )
         return feature_alpha_dropout(
             input, self.p, self.training, self.inplace, generator=self.generator
         )

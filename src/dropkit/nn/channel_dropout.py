@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dropkit._validation import _check_bool
+from dropkit.functional import _torchscript
 from dropkit.functional.channel_dropout import channel_dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -13,6 +14,7 @@ __all__ = ["Dropout1d", "Dropout2d", "Dropout3d"]
 
 class _ChannelDropout(_DropoutNd):
     _spatial_dims: int
+    __constants__ = [*_DropoutNd.__constants__, "_spatial_dims"]  # read by the TorchScript branch
 
     def __init__(
         self,
@@ -32,7 +34,20 @@ class _ChannelDropout(_DropoutNd):
         extra = super().extra_repr()
         return extra if self.batched is None else f"{extra}, batched={self.batched}"
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.channel_dropout(
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                self._spatial_dims,
+                self.batched,
+                self.scale,
+                self.generator,
+            )
         return channel_dropout(
             input,
             self.p,

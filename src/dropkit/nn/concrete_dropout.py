@@ -45,6 +45,9 @@ class ConcreteDropout(_Stochastic, nn.Module):
     """
 
     _allow_one = False  # p is sigmoid(p_logit): 0 and 1 are out of reach
+    _not_scriptable_why = (
+        "its forward records the input size for the regularizer on the Python module"
+    )
 
     def __init__(
         self,

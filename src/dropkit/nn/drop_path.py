@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit.functional import _torchscript
 from dropkit.functional.drop_path import _check_mode, drop_path
 from dropkit.nn._base import _DropoutNd
 
@@ -50,7 +51,13 @@ class DropPath(_DropoutNd):
         extra = super().extra_repr()
         return extra if self.mode == "row" else f"{extra}, mode={self.mode!r}"
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.drop_path(
+                input, self.p, self.training, self.inplace, self.scale, self.generator, self.mode
+            )
         return drop_path(
             input,
             self.p,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import _check_bool, _check_size_tuple
+from dropkit.functional import _torchscript
 from dropkit.functional.dropblock import dropblock2d, dropblock3d
 from dropkit.nn._base import _DropoutNd
 
@@ -15,6 +16,7 @@ __all__ = ["DropBlock2d", "DropBlock3d"]
 
 class _DropBlockNd(_DropoutNd):
     _spatial_dims: int
+    _scriptable = True
 
     def __init__(
         self,
@@ -64,6 +66,19 @@ class DropBlock2d(_DropBlockNd):
     _spatial_dims = 2
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            block: list[int] = []
+            for b in self.block_size:
+                block.append(b)
+            return _torchscript.dropblock(
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                block,
+                self.share_channels,
+                self.generator,
+            )
         return dropblock2d(
             input,
             self.p,
@@ -86,6 +101,19 @@ class DropBlock3d(_DropBlockNd):
     _spatial_dims = 3
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            block: list[int] = []
+            for b in self.block_size:
+                block.append(b)
+            return _torchscript.dropblock(
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                block,
+                self.share_channels,
+                self.generator,
+            )
         return dropblock3d(
             input,
             self.p,

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dropkit._validation import _check_bool, _check_p, _check_scale
+from dropkit.functional import _torchscript
 from dropkit.functional.dropconnect import dropconnect_conv, dropconnect_linear
 from dropkit.functional.dropout import dropout
 from dropkit.nn._base import _DropoutNd, _Stochastic
@@ -98,7 +99,20 @@ class DropConnectLinear(_DropConnectLayer, nn.Linear):
         super().__init__(in_features, out_features, bias, device, dtype)
         self._init_dropconnect(p, per_sample, scale, generator)
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.dropconnect_linear(
+                input,
+                self.weight,
+                self.bias,
+                self.p,
+                self.training,
+                self.per_sample,
+                self.scale,
+                self.generator,
+            )
         return dropconnect_linear(
             input,
             self.weight,
@@ -112,6 +126,10 @@ class DropConnectLinear(_DropConnectLayer, nn.Linear):
 
 
 class _DropConnectConvNd(_DropConnectLayer):
+    _not_scriptable_why = (
+        "its forward overrides the convolution hook of torch's ConvNd with dropkit's Python op"
+    )
+
     def _conv_forward(self, input, weight, bias):  # overrides torch's ConvNd hook
         padding = self.padding
         if self.padding_mode != "zeros":
@@ -203,6 +221,11 @@ class DropConnect(_DropoutNd):
     def extra_repr(self) -> str:
         # No ``inplace``: a parametrization must not modify the tensor it is given.
         return f"p={self.p}" + (f", scale={self.scale!r}" if self.scale != "inverted" else "")
+
+    _not_scriptable_why = (
+        "it is a torch.nn.utils.parametrize parametrization (add_dropconnect), and "
+        "parametrized modules are not scriptable; use DropConnectLinear for TorchScript"
+    )
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return dropout(weight, self.p, self.training, scale=self.scale, generator=self.generator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit.functional import _torchscript
 from dropkit.functional.dropout import dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -35,7 +36,13 @@ class Dropout(_DropoutNd):
         >>> out = m(torch.randn(20, 16))
     """
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.dropout(
+                input, self.p, self.training, self.inplace, self.scale, self.generator
+            )
         return dropout(
             input, self.p, self.training, self.inplace, scale=self.scale, generator=self.generator
         )

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from dropkit._validation import _check_p, _check_scale
+from dropkit.functional import _torchscript
 from dropkit.functional.embedding_dropout import embedding_dropout
 from dropkit.nn._base import _Stochastic
 
@@ -115,7 +116,19 @@ class EmbeddingDropout(_Stochastic, nn.Embedding):
             extra += f", scale={self.scale!r}"
         return extra
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.embedding_dropout(
+                input,
+                self.weight,
+                self.p,
+                self.training,
+                self.padding_idx,
+                self.scale,
+                self.generator,
+            )
         return embedding_dropout(
             input,
             self.weight,

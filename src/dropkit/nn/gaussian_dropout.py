@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit.functional import _torchscript
 from dropkit.functional.gaussian_dropout import gaussian_dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -33,7 +34,13 @@ class GaussianDropout(_DropoutNd):
     ) -> None:
         super().__init__(p, inplace, generator=generator)
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.gaussian_dropout(
+                input, self.p, self.training, self.inplace, self.generator
+            )
         return gaussian_dropout(
             input, self.p, self.training, self.inplace, generator=self.generator
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch.nn.utils.rnn import PackedSequence
 
 from dropkit._validation import _check_bool
+from dropkit.functional import _torchscript
 from dropkit.functional.locked_dropout import locked_dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -55,7 +55,20 @@ class LockedDropout(_DropoutNd):
     def extra_repr(self) -> str:
         return super().extra_repr() + (", batch_first=True" if self.batch_first else "")
 
-    def forward(self, input: torch.Tensor | PackedSequence) -> torch.Tensor | PackedSequence:
+    _scriptable = True
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        # (a PackedSequence is taken too, in eager: TorchScript compiles the Tensor signature)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            return _torchscript.locked_dropout(
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                self.batch_first,
+                self.scale,
+                self.generator,
+            )
         return locked_dropout(
             input,
             self.p,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import _check_dims
+from dropkit.functional import _torchscript
 from dropkit.functional.shared_dropout import shared_dropout
 from dropkit.nn._base import _DropoutNd
 
@@ -50,7 +51,16 @@ class SharedDropout(_DropoutNd):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, shared_axes={self.shared_axes}"
 
+    _scriptable = True
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            axes: list[int] = []
+            for d in self.shared_axes:
+                axes.append(d)
+            return _torchscript.shared_dropout(
+                input, self.p, self.training, self.inplace, axes, self.scale, self.generator
+            )
         return shared_dropout(
             input,
             self.p,

@@ -18,6 +18,11 @@ _P_NAMES = ("input_dropout", "recurrent_dropout", "output_dropout")
 class _VariationalRNN(_Stochastic):
     """Shared by the LSTM and GRU forms; mixed in before ``nn.LSTM`` / ``nn.GRU``."""
 
+    _not_scriptable_why = (
+        "its training forward is a Python time loop (functional/variational_rnn.py) with "
+        "optional RNNMasks"
+    )
+
     def _init_variational(
         self,
         input_dropout: float,

@@ -58,6 +58,11 @@ def _one_chunk(
 class _WeightDropRNN(_Stochastic):
     """Mixed in before ``nn.LSTM`` / ``nn.GRU``; holds ``weight_dropout`` and swaps the weights."""
 
+    _not_scriptable_why = (
+        "its training forward swaps DropConnect-masked weights into nn.LSTM/nn.GRU's flat "
+        "weight list for one call, which TorchScript cannot express"
+    )
+
     def _init_weight_drop(self, weight_dropout: float, generator: torch.Generator | None) -> None:
         self.weight_dropout = weight_dropout
         self.generator = generator
