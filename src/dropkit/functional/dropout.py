@@ -37,7 +37,7 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import fast_dropout as _fast
+from dropkit.functional import _ops
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
 
@@ -189,8 +189,8 @@ def dropout(
         _check_generator(generator, input.device, "dropout")
     if p == 0.0:
         return input if inplace else input.clone()
-    if _fast._applies(input, p):
-        return _fast._dropout_fast(input, p, _keep_scale(p, scale), inplace, generator)
+    if _ops.applies(input, p):
+        return _ops.dropout(input, p, _keep_scale(p, scale), inplace, generator)
     # empty_like keeps the input's layout (channels_last stays channels_last).
     mask = torch.empty_like(input, dtype=torch.bool)
     return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)
