@@ -160,7 +160,9 @@ class TestGlueFused:
         res = _randn(rows, h, dtype=dtype, seed=2).requires_grad_()
         bias = _randn(h, dtype=dtype, seed=3).requires_grad_() if with_bias else None
         seed = fc.draw_seed(_gen(), DEVICE)
-        out = _ops._ResidualDropout.apply(x, bias, res, seed, p, 1 / (1 - p), save_bits, fc, [])
+        out = _ops._ResidualDropout.apply(
+            x, bias, res, seed, p, 1 / (1 - p), save_bits, fc, _ops._Box()
+        )
         grad_out = _randn(rows, h, dtype=dtype, seed=4)
         out.backward(grad_out)
         mask = DF.fast_keep_mask(x, p, int(seed)).to(DEVICE)

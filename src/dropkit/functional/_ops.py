@@ -143,8 +143,12 @@ def _mask_grad(grad, bits, seed, p, s, perm, backend) -> torch.Tensor:
 
 
 # The packed mask is not an output of the functions below (a second output costs autograd more work
-# on every call): ``forward`` puts it in ``box``, a fresh list passed as the last argument, and
-# ``setup_context`` takes it from there.
+# on every call): ``forward`` puts it in ``box``, a fresh _Box passed as the last argument, and
+# ``setup_context`` takes it from there. (Not a list: torch.func would copy a list, as a pytree.)
+
+
+class _Box:
+    __slots__ = ("bits",)
 
 
 class _Dropout(torch.autograd.Function):
@@ -153,19 +157,18 @@ class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(input, seed, p, s, save_bits, backend, box):
         out, bits = backend.forward(input, seed, p, s, save_bits)
-        box.append(bits)
+        box.bits = bits
         return out
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, seed, p, s, save_bits, backend, box = inputs
         ctx.args = (seed, p, s, _fast._memory_order(input), backend)
-        if save_bits:
-            bits = box[0]
+        # no bits under vmap (the rule below): backward regenerates each sample's mask from its seed
+        bits = getattr(box, "bits", None) if save_bits else None
+        if bits is not None:
             ctx.save_for_backward(bits)
-            ctx.bits = bits  # for jvp (no cycle: bits has no grad_fn)
-        else:
-            ctx.bits = None
+        ctx.bits = bits  # for jvp (no cycle: bits has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
@@ -179,7 +182,7 @@ class _Dropout(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, input, seed, p, s, save_bits, backend, box):
         def one(x, sd):
-            return (_Dropout.apply(x, sd, p, s, save_bits, backend, []),)
+            return (_Dropout.apply(x, sd, p, s, save_bits, backend, _Box()),)
 
         outs, dims = _vmap_loop(one, info, in_dims[:2], (input, seed))
         return outs[0], dims[0]
@@ -191,7 +194,7 @@ class _DropoutInplace(torch.autograd.Function):
     @staticmethod
     def forward(input, seed, p, s, save_bits, backend, box):
         out, bits = backend.forward(input, seed, p, s, save_bits, inplace=True)
-        box.append(bits)
+        box.bits = bits
         return out
 
     @staticmethod
@@ -200,7 +203,11 @@ class _DropoutInplace(torch.autograd.Function):
         _Dropout.setup_context(ctx, inputs, output)
 
     backward = _Dropout.backward
-    jvp = _Dropout.jvp
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        # in place, as the forward: the tangent of the input becomes that of the output
+        return input_t.copy_(_ApplyMask.apply(input_t, ctx.bits, *ctx.args))
 
     @staticmethod
     def vmap(info, in_dims, input, seed, p, s, save_bits, backend, box):
@@ -211,7 +218,7 @@ class _DropoutInplace(torch.autograd.Function):
             )
         for b in range(info.batch_size):
             sd = seed if in_dims[1] is None else seed.select(in_dims[1], b)
-            _DropoutInplace.apply(input.select(in_dims[0], b), sd, p, s, save_bits, backend, [])
+            _DropoutInplace.apply(input.select(in_dims[0], b), sd, p, s, save_bits, backend, _Box())
         return input, in_dims[0]
 
 
@@ -221,7 +228,7 @@ class _ResidualDropout(torch.autograd.Function):
     @staticmethod
     def forward(input, bias, residual, seed, p, s, save_bits, backend, box):
         out, bits = backend.residual(input, bias, residual, seed, p, s, save_bits)
-        box.append(bits)
+        box.bits = bits
         return out
 
     @staticmethod
@@ -231,7 +238,7 @@ class _ResidualDropout(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.save_bits = save_bits
         if save_bits:
-            ctx.save_for_backward(box[0])
+            ctx.save_for_backward(box.bits)
 
     @staticmethod
     def backward(ctx, grad):
@@ -372,6 +379,25 @@ _philox_dropout.register_autograd(_dropout_backward, setup_context=_setup_dropou
 _philox_dropout_backward.register_autograd(_mask_backward, setup_context=_setup_mask)
 
 
+@torch.library.custom_op(
+    "dropkit::bernoulli_keep", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+)
+def _bernoulli_keep(like: torch.Tensor, p: float, generator_key: int) -> torch.Tensor:
+    mask = torch.empty_like(like, dtype=torch.bool)
+    return mask.bernoulli_(1.0 - p, generator=_generator_of(generator_key))
+
+
+@_bernoulli_keep.register_fake
+def _(like, p, generator_key):
+    return torch.empty_like(like, dtype=torch.bool)
+
+
+def bernoulli_keep(input: torch.Tensor, p: float, generator: torch.Generator | None):
+    """The plain path's keep-mask under torch.compile: the draw eager code makes (``bernoulli_`` on a
+    bool tensor like ``input``), as one opaque op, so that compilers do not replace the generator."""
+    return _bernoulli_keep(input, p, _generator_key(generator))
+
+
 def _dropout_graph(input, p, s, inplace, generator, save_bits) -> torch.Tensor:
     seed = _philox_seed(input, _generator_key(generator))
     if inplace and not (torch.is_grad_enabled() and input.requires_grad):
@@ -397,6 +423,22 @@ def _seed(backend, generator: torch.Generator | None, device: torch.device):
     return _checkpoint_rng.draw(generator, lambda: backend.draw_seed(generator, device))
 
 
+def _check_inplace(input: torch.Tensor) -> None:
+    # What autograd checks for torch's in-place ops, before the kernel writes (mark_dirty checks
+    # only after forward has run). The messages are torch's.
+    if input.is_inference() and not torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "Inplace update to inference tensor outside InferenceMode is not allowed. You can make "
+            "a clone to get a normal tensor before doing inplace update. (dropkit: dropout with "
+            "inplace=True)"
+        )
+    if input.requires_grad and input.is_leaf and torch.is_grad_enabled():
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation. "
+            "(dropkit: dropout with inplace=True)"
+        )
+
+
 def dropout(
     input: torch.Tensor,
     p: float,
@@ -416,11 +458,12 @@ def dropout(
     seed = _seed(backend, generator, input.device)
     plain = _interpreters() is None
     if inplace:
+        _check_inplace(input)
         save_bits = save_bits and torch.is_grad_enabled() and input.requires_grad
         apply = _inplace_apply if plain else _DropoutInplace.apply
     else:
         apply = _dropout_apply if plain else _Dropout.apply
-    return apply(input, seed, p, s, save_bits, backend, [])
+    return apply(input, seed, p, s, save_bits, backend, _Box())
 
 
 def residual_dropout(
@@ -442,4 +485,4 @@ def residual_dropout(
         return None
     save_bits = _fast._current().save == "bits"
     seed = _seed(backend, generator, input.device)
-    return _residual_apply(input, bias, residual, seed, p, s, save_bits, backend, [])
+    return _residual_apply(input, bias, residual, seed, p, s, save_bits, backend, _Box())

@@ -37,9 +37,12 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import _ops
+from dropkit.functional import _checkpoint_rng, _ops
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
+
+_is_compiling = torch.compiler.is_compiling
+_in_onnx_export = torch.onnx.is_in_onnx_export
 
 
 def _bernoulli_keep(
@@ -192,5 +195,12 @@ def dropout(
     if _ops.applies(input, p):
         return _ops.dropout(input, p, _keep_scale(p, scale), inplace, generator)
     # empty_like keeps the input's layout (channels_last stays channels_last).
-    mask = torch.empty_like(input, dtype=torch.bool)
-    return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)
+    if _is_compiling() and not _in_onnx_export():
+        # an opaque draw: compiled code draws the masks eager code draws
+        keep = _ops.bernoulli_keep(input, p, generator)
+    elif generator is None:
+        keep = _bernoulli_keep(torch.empty_like(input, dtype=torch.bool), p, None)
+    else:  # torch.utils.checkpoint's recomputation replays the forward's draw
+        mask = torch.empty_like(input, dtype=torch.bool)
+        keep = _checkpoint_rng.draw(generator, lambda: _bernoulli_keep(mask, p, generator))
+    return _apply(input, keep, p, scale, inplace)
