@@ -396,3 +396,29 @@ def test_dispatch_modules_import_downwards_only():
                 imported.add(node.module.rsplit(".", 1)[1])
         above = imported & set(_LAYERS[i:])
         assert not above, f"{name}.py imports {above}, which are not below it"
+
+
+def test_opcheck_of_every_op():
+    seed = torch.tensor(123)
+    for x in (torch.randn(100, 70, requires_grad=True), torch.randn(70, 100).t()):
+        out, bits = torch.ops.dropkit.philox_dropout(x, seed, 0.3, 1 / 0.7, True)
+        torch.library.opcheck(
+            torch.ops.dropkit.philox_dropout_.default, (x.detach().clone(), seed, 0.3, 1 / 0.7)
+        )
+        grad = torch.randn(x.shape, requires_grad=True)
+        for b in (bits, bits[:0]):  # the packed mask, or none (regenerated from the seed)
+            args = (grad, b, seed, 0.3, 1 / 0.7)
+            torch.library.opcheck(torch.ops.dropkit.philox_dropout_backward.default, args)
+    # random draws: schema and fake kernel only (their values differ from call to call by design)
+    random_tests = ("test_schema", "test_faketensor")
+    x = torch.randn(10, 10)
+    torch.library.opcheck(torch.ops.dropkit.philox_seed.default, (x, 0), test_utils=random_tests)
+    args = (x, 0.5, 0)
+    torch.library.opcheck(torch.ops.dropkit.bernoulli_keep.default, args, test_utils=random_tests)
+
+
+def test_a_compiled_graph_whose_generator_is_gone_raises_a_clear_error():
+    from dropkit.functional import _ops
+
+    with pytest.raises(RuntimeError, match="dropkit::philox_seed: the torch.Generator"):
+        _ops._philox_seed(torch.ones(3), 12345)

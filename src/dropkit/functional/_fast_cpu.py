@@ -82,7 +82,7 @@ def _finish(out: torch.Tensor, dtype: torch.dtype, perm: tuple[int, ...] | None)
 def forward(
     input: torch.Tensor, seed, p: float, s: float, save_bits: bool, inplace: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    k = _kernels_module
+    k = _kernels_module or _kernels()  # loaded on first use (a graph may run first)
     seed = _int(seed)
     if input.is_contiguous() and input.dtype in _NATIVE:
         # the common case, in the fewest steps: the kernels read the tensors' memory directly
@@ -116,7 +116,7 @@ def backward(
     s: float,
     perm: tuple[int, ...] | None,
 ) -> torch.Tensor:
-    k = _kernels_module
+    k = _kernels_module or _kernels()  # loaded on first use (a graph may run first)
     seed = _int(seed)
     saved = bits if bits is not None and bits.numel() else None
     if perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
@@ -153,7 +153,7 @@ def residual(
     s: float,
     save_bits: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    k = _kernels_module
+    k = _kernels_module or _kernels()  # loaded on first use (a graph may run first)
     out = _empty_like(input)
     n = input.numel()
     bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
