@@ -446,15 +446,38 @@ def dropout(
     inplace: bool,
     generator: torch.Generator | None,
     backend=None,
-) -> torch.Tensor:
-    """Dropout through the kernels; ``s`` is the keep multiplier (1/(1-p) or 1). ``backend``: the
-    one for the input's device when None (tests pass one to run the Triton kernels on CPU tensors
-    in Triton's interpreter; graphs always use the device's)."""
-    save_bits = _fast._current().save == "bits"
-    if not _eager(input):  # the graph lane: its kernel follows the device
-        return _dropout_graph(input, p, s, inplace, generator, save_bits)
+) -> torch.Tensor | None:
+    """Dropout through the kernels, or None where the fast path does not apply (the caller then
+    takes the plain path). ``s`` is the keep multiplier (1/(1-p) or 1); the caller has checked the
+    arguments. ``backend``: given by tests, to run the Triton kernels on CPU tensors in Triton's
+    interpreter whatever the settings (graphs always use the device's backend)."""
+    # The same tests as applies(), written out: this runs on every call of dropout.
+    settings = _fast._current()
+    save_bits = settings.save == "bits"
     if backend is None:
-        backend = _fast_cuda if input.is_cuda else _fast_cpu
+        if not (
+            settings.enabled
+            and 0.0 < p < 1.0
+            and input.dtype in _DTYPES
+            and input.numel() >= settings.min_numel
+        ):
+            return None
+        if input.is_cpu:
+            backend = _fast_cpu
+        elif input.is_cuda:
+            backend = _fast_cuda
+        else:
+            return None
+        if _is_compiling():
+            if not backend.INSTALLED or _in_onnx_export():
+                return None
+            return _dropout_graph(input, p, s, inplace, generator, save_bits)
+        if _jit_tracing() or not (backend._kernels_module is not None or backend.available()):
+            return None
+    elif _is_compiling():
+        return _dropout_graph(input, p, s, inplace, generator, save_bits)
+    if type(input) is not torch.Tensor or _dispatch_modes():  # fake tensors, subclasses, modes
+        return _dropout_graph(input, p, s, inplace, generator, save_bits)
     seed = _seed(backend, generator, input.device)
     plain = _interpreters() is None
     if inplace:

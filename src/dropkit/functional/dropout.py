@@ -192,8 +192,9 @@ def dropout(
         _check_generator(generator, input.device, "dropout")
     if p == 0.0:
         return input if inplace else input.clone()
-    if _ops.applies(input, p):
-        return _ops.dropout(input, p, _keep_scale(p, scale), inplace, generator)
+    fast = _ops.dropout(input, p, _keep_scale(p, scale), inplace, generator)
+    if fast is not None:  # the fast path applied
+        return fast
     # empty_like keeps the input's layout (channels_last stays channels_last).
     if _is_compiling() and not _in_onnx_export():
         # an opaque draw: compiled code draws the masks eager code draws
