@@ -422,3 +422,13 @@ def test_a_compiled_graph_whose_generator_is_gone_raises_a_clear_error():
 
     with pytest.raises(RuntimeError, match="dropkit::philox_seed: the torch.Generator"):
         _ops._philox_seed(torch.ones(3), 12345)
+
+
+def test_jit_trace_records_the_plain_path():
+    # A trace cannot call the numba kernels: under the tracer dropout takes the plain path, so the
+    # traced graph draws a new mask per run (with torch's generator).
+    x = torch.ones(4, N // 4)
+    traced = torch.jit.trace(_Block().train(), (x,), check_trace=False)
+    a, b = traced(x), traced(x)
+    assert set(a.unique().tolist()) == {1.0, 3.0} and not torch.equal(a, b)
+    assert "aten::bernoulli" in str(traced.graph)
