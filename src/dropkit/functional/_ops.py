@@ -1,7 +1,8 @@
 """The fast path's one home: the operator, its registrations, and the choice of a backend.
 
-``dropout`` (and ``dropout_add`` / ``bias_dropout_add``) call :func:`applies` and then
-:func:`dropout` (or :func:`residual_dropout`) here; nothing here calls back up. Below this module
+``dropout`` calls :func:`dropout` here (and ``dropout_add`` / ``bias_dropout_add`` call
+:func:`residual_dropout`), which returns None where the fast path does not apply; nothing here
+calls back up. Below this module
 are the backends, one per device type, with one interface (see :mod:`dropkit.functional._fast_cpu`):
 :mod:`~dropkit.functional._fast_cpu` (numba) and :mod:`~dropkit.functional._fast_cuda` (Triton);
 and :mod:`~dropkit.functional.fast_dropout` (the switch, the seeds, memory order).
