@@ -345,6 +345,17 @@ def test_torch_export_runs_the_op_and_draws_the_eager_mask():
     eager = _Block().train()(x)
     torch.manual_seed(13)
     assert torch.equal(ep.module()(x), eager)
+    g = _seeded(0)
+
+    class WithGenerator(torch.nn.Module):
+        def forward(self, t):
+            return DF.dropout(t, 0.5, generator=g)
+
+    ep = torch.export.export(WithGenerator(), (x,))
+    g.manual_seed(14)
+    eager = WithGenerator()(x)
+    g.manual_seed(14)
+    assert torch.equal(ep.module()(x), eager)
 
 
 def test_onnx_export_training_is_stochastic_and_eval_has_no_dropout():
