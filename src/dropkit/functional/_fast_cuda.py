@@ -22,7 +22,6 @@ which is how the tests check them without a GPU.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 
 import torch
@@ -67,12 +66,6 @@ def _seed_on(seed, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(seed, dtype=torch.int64, device=device).reshape(1)
 
 
-@functools.lru_cache(maxsize=64)
-def _rounded(s: float, dtype: torch.dtype) -> float:
-    # The multiplier rounded once to the input's dtype (exact as a float32 for float16/bfloat16).
-    return torch.tensor(s, dtype=dtype).item()
-
-
 def forward(
     input: torch.Tensor, seed, p: float, s: float, save_bits: bool, inplace: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +75,9 @@ def forward(
     direct = inplace and xp.data_ptr() == input.data_ptr()
     out = xp if direct else torch.empty_like(xp)
     seed = _seed_on(seed, input.device)
-    bits = _kernels().dropout_forward(xp, out, seed, p, _rounded(s, input.dtype), save_bits)
+    bits = _kernels().dropout_forward(
+        xp, out, seed, p, _fast._scale_scalar(s, input.dtype), save_bits
+    )
     if direct:
         return input, bits
     out = _fast._from_memory_order(out, perm)
@@ -101,7 +96,7 @@ def backward(
     perm = perm if perm is not None else _fast._memory_order(grad)
     gp = _fast._to_memory_order(grad, perm)
     gin = torch.empty_like(gp)
-    sr = _rounded(s, grad.dtype)
+    sr = _fast._scale_scalar(s, grad.dtype)
     if bits is not None and bits.numel():
         _kernels().dropout_backward_bits(gp, gin, bits, sr)
     else:
@@ -130,7 +125,7 @@ def residual(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     k = _kernels()
     out = torch.empty_like(input)
-    sr = _rounded(s, input.dtype)
+    sr = _fast._scale_scalar(s, input.dtype)
     seed = _seed_on(seed, input.device)
     if bias is None:
         bits = k.dropout_add_forward(input, residual, out, seed, p, sr, save_bits)
