@@ -291,10 +291,6 @@ def _generator_of(key: int) -> torch.Generator | None:
         ) from None
 
 
-def _fake_like(input: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(input)
-
-
 def _with_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     # The layout the fake promises (empty_like's): copy where a backend returned another one.
     if out.stride() != torch.empty_like(like).stride():
@@ -302,104 +298,102 @@ def _with_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@torch.library.custom_op(
-    "dropkit::philox_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
-)
-def _philox_seed(like: torch.Tensor, generator_key: int) -> torch.Tensor:
-    generator = _generator_of(generator_key)
-    if like.is_cuda:
-        return _fast_cuda.draw_seed(generator, like.device).reshape(())
-    return torch.tensor(_fast._draw_seed(generator), dtype=torch.int64)
+# torch.library.custom_op and register_fake came with torch 2.4; with torch 2.3 there are no graph
+# ops, and under torch.compile / torch.export dropout takes the plain path.
+_LIBRARY_OPS = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
 
+if _LIBRARY_OPS:
 
-@_philox_seed.register_fake
-def _(like, generator_key):
-    return like.new_empty((), dtype=torch.int64)
+    @torch.library.custom_op(
+        "dropkit::philox_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+    )
+    def _philox_seed(like: torch.Tensor, generator_key: int) -> torch.Tensor:
+        generator = _generator_of(generator_key)
+        if like.is_cuda:
+            return _fast_cuda.draw_seed(generator, like.device).reshape(())
+        return torch.tensor(_fast._draw_seed(generator), dtype=torch.int64)
 
+    @_philox_seed.register_fake
+    def _(like, generator_key):
+        return like.new_empty((), dtype=torch.int64)
 
-@torch.library.custom_op("dropkit::philox_dropout", mutates_args=())
-def _philox_dropout(
-    input: torch.Tensor, seed: torch.Tensor, p: float, s: float, save_bits: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    out, bits = _backend_for(input.device.type).forward(input, seed, p, s, save_bits)
-    return _with_layout(out, input), bits
+    @torch.library.custom_op("dropkit::philox_dropout", mutates_args=())
+    def _philox_dropout(
+        input: torch.Tensor, seed: torch.Tensor, p: float, s: float, save_bits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, bits = _backend_for(input.device.type).forward(input, seed, p, s, save_bits)
+        return _with_layout(out, input), bits
 
+    @_philox_dropout.register_fake
+    def _(input, seed, p, s, save_bits):
+        nbytes = (input.numel() + 7) // 8 if save_bits else 0
+        return torch.empty_like(input), input.new_empty(nbytes, dtype=torch.uint8)
 
-@_philox_dropout.register_fake
-def _(input, seed, p, s, save_bits):
-    nbytes = (input.numel() + 7) // 8 if save_bits else 0
-    return torch.empty_like(input), input.new_empty(nbytes, dtype=torch.uint8)
+    @torch.library.custom_op("dropkit::philox_dropout_", mutates_args=("input",))
+    def _philox_dropout_(input: torch.Tensor, seed: torch.Tensor, p: float, s: float) -> None:
+        _backend_for(input.device.type).forward(input, seed, p, s, False, inplace=True)
 
+    @_philox_dropout_.register_fake
+    def _(input, seed, p, s):
+        return None
 
-@torch.library.custom_op("dropkit::philox_dropout_", mutates_args=("input",))
-def _philox_dropout_(input: torch.Tensor, seed: torch.Tensor, p: float, s: float) -> None:
-    _backend_for(input.device.type).forward(input, seed, p, s, False, inplace=True)
+    @torch.library.custom_op("dropkit::philox_dropout_backward", mutates_args=())
+    def _philox_dropout_backward(
+        grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
+    ) -> torch.Tensor:
+        backend = _backend_for(grad.device.type)
+        return _with_layout(
+            backend.backward(grad, bits, seed, p, s, _fast._memory_order(grad)), grad
+        )
 
+    @_philox_dropout_backward.register_fake
+    def _(grad, bits, seed, p, s):
+        return torch.empty_like(grad)
 
-@_philox_dropout_.register_fake
-def _(input, seed, p, s):
-    return None
+    def _setup_dropout(ctx, inputs, output):
+        _, seed, p, s, _ = inputs
+        ctx.save_for_backward(output[1], seed)
+        ctx.p, ctx.s = p, s
 
+    def _dropout_backward(ctx, grad_out, _grad_bits):
+        bits, seed = ctx.saved_tensors
+        return _philox_dropout_backward(grad_out, bits, seed, ctx.p, ctx.s), None, None, None, None
 
-@torch.library.custom_op("dropkit::philox_dropout_backward", mutates_args=())
-def _philox_dropout_backward(
-    grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
-) -> torch.Tensor:
-    backend = _backend_for(grad.device.type)
-    return _with_layout(backend.backward(grad, bits, seed, p, s, _fast._memory_order(grad)), grad)
+    def _setup_mask(ctx, inputs, output):
+        _, bits, seed, p, s = inputs
+        ctx.save_for_backward(bits, seed)
+        ctx.p, ctx.s = p, s
 
+    def _mask_backward(ctx, gg):
+        bits, seed = ctx.saved_tensors
+        return _philox_dropout_backward(gg, bits, seed, ctx.p, ctx.s), None, None, None, None
 
-@_philox_dropout_backward.register_fake
-def _(grad, bits, seed, p, s):
-    return torch.empty_like(grad)
+    _philox_dropout.register_autograd(_dropout_backward, setup_context=_setup_dropout)
+    _philox_dropout_backward.register_autograd(_mask_backward, setup_context=_setup_mask)
 
+    @torch.library.custom_op(
+        "dropkit::bernoulli_keep", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+    )
+    def _bernoulli_keep(like: torch.Tensor, p: float, generator_key: int) -> torch.Tensor:
+        mask = torch.empty_like(like, dtype=torch.bool)
+        return mask.bernoulli_(1.0 - p, generator=_generator_of(generator_key))
 
-def _setup_dropout(ctx, inputs, output):
-    _, seed, p, s, _ = inputs
-    ctx.save_for_backward(output[1], seed)
-    ctx.p, ctx.s = p, s
-
-
-def _dropout_backward(ctx, grad_out, _grad_bits):
-    bits, seed = ctx.saved_tensors
-    return _philox_dropout_backward(grad_out, bits, seed, ctx.p, ctx.s), None, None, None, None
-
-
-def _setup_mask(ctx, inputs, output):
-    _, bits, seed, p, s = inputs
-    ctx.save_for_backward(bits, seed)
-    ctx.p, ctx.s = p, s
-
-
-def _mask_backward(ctx, gg):
-    bits, seed = ctx.saved_tensors
-    return _philox_dropout_backward(gg, bits, seed, ctx.p, ctx.s), None, None, None, None
-
-
-_philox_dropout.register_autograd(_dropout_backward, setup_context=_setup_dropout)
-_philox_dropout_backward.register_autograd(_mask_backward, setup_context=_setup_mask)
-
-
-@torch.library.custom_op(
-    "dropkit::bernoulli_keep", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
-)
-def _bernoulli_keep(like: torch.Tensor, p: float, generator_key: int) -> torch.Tensor:
-    mask = torch.empty_like(like, dtype=torch.bool)
-    return mask.bernoulli_(1.0 - p, generator=_generator_of(generator_key))
-
-
-@_bernoulli_keep.register_fake
-def _(like, p, generator_key):
-    return torch.empty_like(like, dtype=torch.bool)
+    @_bernoulli_keep.register_fake
+    def _(like, p, generator_key):
+        return torch.empty_like(like, dtype=torch.bool)
 
 
 def bernoulli_keep(input: torch.Tensor, p: float, generator: torch.Generator | None):
     """The plain path's keep-mask under torch.compile: the draw eager code makes (``bernoulli_`` on a
     bool tensor like ``input``), as one opaque op, so that compilers do not replace the generator."""
+    if not _LIBRARY_OPS:
+        return torch.empty_like(input, dtype=torch.bool).bernoulli_(1.0 - p, generator=generator)
     return _bernoulli_keep(input, p, _generator_key(generator))
 
 
-def _dropout_graph(input, p, s, inplace, generator, save_bits) -> torch.Tensor:
+def _dropout_graph(input, p, s, inplace, generator, save_bits) -> torch.Tensor | None:
+    if not _LIBRARY_OPS:
+        return None  # the plain path
     seed = _philox_seed(input, _generator_key(generator))
     if inplace and not (torch.is_grad_enabled() and input.requires_grad):
         _philox_dropout_(input, seed, p, s)
