@@ -174,7 +174,12 @@ class _Dropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         bits = ctx.saved_tensors[0] if ctx.bits is not None else None
-        return _mask_grad(grad, bits, *ctx.args), None, None, None, None, None, None
+        seed, p, s, perm, backend = ctx.args
+        if type(grad) is torch.Tensor and _interpreters() is None and not torch.is_grad_enabled():
+            gin = backend.backward(grad, bits, seed, p, s, perm)  # the common case, directly
+        else:
+            gin = _mask_grad(grad, bits, seed, p, s, perm, backend)
+        return gin, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, input_t, *_):
