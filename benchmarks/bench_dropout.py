@@ -8,8 +8,9 @@ Run from the repository root (about 10 minutes):
     .venv/bin/python benchmarks/bench_dropout.py            # all sections, 2 threads
     .venv/bin/python benchmarks/bench_dropout.py --only big small --repeats 21
 
-Sections: big (16M elements, fwd+bwd), small (1K-64K), dtypes, fused, memory, mlp, loaded (one core
-busy with another process), jit (cold and warm first call, in fresh processes). Results are printed as
+Sections: big (16M elements, fwd+bwd), small (1K-64K), dtypes, fused, memory, mlp, compiled (the MLP
+step eager and under torch.compile, torch and dropkit, in one process), loaded (one core busy with
+another process), jit (cold and warm first call, in fresh processes). Results are printed as
 Markdown and written to --json when given.
 """
 
@@ -36,7 +37,7 @@ import dropkit.functional as DF
 import dropkit.nn as dnn
 from dropkit.kernels import _hugepages
 
-SECTIONS = ("big", "small", "dtypes", "fused", "memory", "mlp", "loaded", "jit")
+SECTIONS = ("big", "small", "dtypes", "fused", "memory", "mlp", "compiled", "loaded", "jit")
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -379,6 +380,53 @@ def section_mlp(args) -> list[dict]:
     return rows
 
 
+class _CompiledMLPStep(_MLPStep):
+    """The MLP step with the model under ``torch.compile`` (inductor): forward and backward compiled,
+    the optimizer step eager."""
+
+    def __init__(self, dropout_cls) -> None:
+        super().__init__(dropout_cls)
+        self.model = torch.compile(self.model, fullgraph=True)
+
+
+def section_compiled(args) -> list[dict]:
+    # All six variants in one process, one step of each in turn (shuffled), so load changes hit all
+    # alike; the figure is the median step time. "overhead": (median - median of the same mode
+    # without dropout) / median without dropout.
+    variants = {
+        "no dropout": _identity,
+        "torch nn.Dropout": torch.nn.Dropout,
+        "dropkit": dnn.Dropout,
+    }
+    steps = {}
+    for mode, cls in (("eager", _MLPStep), ("compiled", _CompiledMLPStep)):
+        for name, dropout_cls in variants.items():
+            steps[(mode, name)] = cls(dropout_cls)
+    for step in steps.values():  # warm-up: compiles, and the kernels' first call
+        for _ in range(20):
+            step()
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+    order, rng = list(steps), random.Random(0)
+    for _ in range(args.steps):
+        rng.shuffle(order)
+        for key in order:
+            times[key].append(steps[key]())
+    rows = []
+    for (mode, name), ts in times.items():
+        median = statistics.median(ts)
+        none = statistics.median(times[(mode, "no dropout")])
+        rows.append(
+            {
+                "section": "compiled",
+                "case": f"MLP 784-1024-1024-10 batch 128 SGD step, {mode}: {name}",
+                "p50 ms": median * 1e3,
+                "p10 ms": statistics.quantiles(ts, n=10)[0] * 1e3,
+                "overhead vs no dropout": (median - none) / none,
+            }
+        )
+    return rows
+
+
 def section_loaded(args) -> list[dict]:
     # One core kept busy by another process for the whole section.
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -449,7 +497,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--processes", type=int, default=4, help="mlp, loaded: processes per variant and allocator"
     )
-    parser.add_argument("--steps", type=int, default=300, help="mlp, loaded: steps per process")
+    parser.add_argument(
+        "--steps", type=int, default=300, help="mlp, loaded: steps per process; compiled: steps"
+    )
     parser.add_argument("--mlp-child", choices=MLP_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,7 +1,8 @@
 """The CUDA fast path (Triton kernels) of dropout, dropout_add and bias_dropout_add.
 
-``TestGlue*`` call the autograd functions and custom op of ``dropkit.functional._fast_cuda`` directly:
-on CUDA when there is a GPU, else on CPU tensors with the kernels in Triton's interpreter.
+``TestGlue*`` call the operator of ``dropkit.functional._ops`` with the Triton backend
+(``dropkit.functional._fast_cuda``) directly: on CUDA when there is a GPU, else on CPU tensors with
+the kernels in Triton's interpreter.
 ``TestCudaDispatch`` goes through the public ops and needs a GPU.
 """
 
@@ -13,6 +14,7 @@ import torch
 import dropkit
 import dropkit.functional as DF
 from dropkit.functional import _fast_cuda as fc
+from dropkit.functional import _ops
 from tests.conftest import binomial_tol
 from tests.kernels._triton import INTERPRETER_WARNINGS, load_triton_kernels
 
@@ -36,8 +38,14 @@ def _mask_of(x: torch.Tensor, p: float, seed: int = 7) -> torch.Tensor:
     return DF.fast_keep_mask(x, p, value).to(x.device)
 
 
+def _triton_dropout(x, p, s, inplace, generator, save_bits):
+    """The fast path's dropout on the Triton backend, whatever the tensor's device."""
+    with dropkit.use_fast_dropout(True, save="bits" if save_bits else "seed"):
+        return _ops.dropout(x, p, s, inplace, generator, backend=fc)
+
+
 def _dropout(x, p, save_bits=True, inplace=False, seed=7):
-    return fc.dropout(x, p, 1 / (1 - p), inplace, _gen(seed), save_bits)
+    return _triton_dropout(x, p, 1 / (1 - p), inplace, _gen(seed), save_bits)
 
 
 def _count_saved_bytes(fn):
@@ -131,7 +139,10 @@ class TestGlueDropout:
     def test_generator_reproduces_and_is_advanced_once(self):
         x = torch.ones(3000, device=DEVICE)
         gen = _gen(4)
-        a, b = fc.dropout(x, 0.5, 2.0, False, gen, True), fc.dropout(x, 0.5, 2.0, False, gen, True)
+        a, b = (
+            _triton_dropout(x, 0.5, 2.0, False, gen, True),
+            _triton_dropout(x, 0.5, 2.0, False, gen, True),
+        )
         assert torch.equal(a, _dropout(x, 0.5, seed=4)) and not torch.equal(a, b)
         expected = _gen(4)
         fc.draw_seed(expected, DEVICE)
@@ -149,7 +160,9 @@ class TestGlueFused:
         res = _randn(rows, h, dtype=dtype, seed=2).requires_grad_()
         bias = _randn(h, dtype=dtype, seed=3).requires_grad_() if with_bias else None
         seed = fc.draw_seed(_gen(), DEVICE)
-        out = fc._TritonDropoutAdd.apply(x, bias, res, seed, p, 1 / (1 - p), save_bits)
+        out = _ops._ResidualDropout.apply(
+            x, bias, res, seed, p, 1 / (1 - p), save_bits, fc, _ops._Box()
+        )
         grad_out = _randn(rows, h, dtype=dtype, seed=4)
         out.backward(grad_out)
         mask = DF.fast_keep_mask(x, p, int(seed)).to(DEVICE)
@@ -172,13 +185,14 @@ class TestGlueCustomOp:
         for x in (_randn(50, 70).requires_grad_(), _randn(70, 50).t()):
             for save_bits in SAVES:
                 args = (x, seed, 0.3, 1 / 0.7, save_bits)
-                torch.library.opcheck(torch.ops.dropkit.triton_dropout.default, args)
+                # the device's backend: Triton on CUDA, numba on CPU
+                torch.library.opcheck(torch.ops.dropkit.philox_dropout.default, args)
 
     def test_torch_compile_fullgraph(self):
-        # fc.dropout under torch.compile is the custom op: no graph break; the gradient uses the
-        # forward's mask.
+        # under torch.compile the path is the custom op (the device's backend): no graph break; the
+        # gradient uses the forward's mask.
         def f(t):
-            return fc.dropout(t, 0.5, 2.0, False, None, True) * 3.0
+            return _triton_dropout(t, 0.5, 2.0, False, None, True) * 3.0
 
         x = _randn(6000).requires_grad_()
         y = torch.compile(f, backend="aot_eager", fullgraph=True)(x)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.autograd.forward_ad as _fwad
 
+from dropkit.functional import _checkpoint_rng
 from dropkit.functional import fast_dropout as _fast
 
 __all__ = ["NOISE_MIN_NUMEL", "applies", "draw_seed", "kernels"]
@@ -43,12 +44,13 @@ def kernels():
 def applies(input: torch.Tensor, numel: int | None = None) -> bool:
     """Whether a family op takes its kernel for ``input`` (the op checks its own ``p``); ``numel``:
     the size the kernel works on when it is not ``input``'s (DropConnect's N weight copies)."""
+    settings = _fast._current()  # the calling thread's switch
     return (
-        _fast._settings.enabled
+        settings.enabled
         and input.is_cpu
         and input.dtype in _DTYPES
         and input.layout == torch.strided
-        and (input.numel() if numel is None else numel) >= _fast._settings.min_numel
+        and (input.numel() if numel is None else numel) >= settings.min_numel
         and _fast._HAVE_NUMBA
         and _fwad._current_level < 0
         and not torch.compiler.is_compiling()
@@ -58,5 +60,8 @@ def applies(input: torch.Tensor, numel: int | None = None) -> bool:
 
 
 def draw_seed(generator: torch.Generator | None) -> int:
-    """One 63-bit seed from ``generator`` (or torch's global CPU generator)."""
-    return _fast._draw_seed(generator)
+    """One 63-bit seed from ``generator`` (or torch's global CPU generator); a draw from an explicit
+    generator is replayed by torch.utils.checkpoint's recomputation (functional/_checkpoint_rng.py)."""
+    if generator is None:
+        return _fast._draw_seed(None)
+    return _checkpoint_rng.draw(generator, lambda: _fast._draw_seed(generator))

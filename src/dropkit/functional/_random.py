@@ -8,8 +8,13 @@ random ops to its own generator (seeded from torch's, but a different stream), s
 would draw different masks from eager for the same seed; through these ops compiled and eager draw
 the same numbers (as long as the graph holds no other random op lowered by inductor, which draws
 its own seed from the global generator first). ``torch.export`` (and the ONNX exporter) keep torch's
-own random ops, which ONNX translates (an exported program runs outside torch's generator). The ops carry the ``nondeterministic_seeded`` tag, so
-the compiler neither merges two of them nor recomputes one in backward.
+own random ops, which ONNX translates (an exported program runs outside torch's generator). The ops
+carry the ``nondeterministic_seeded`` tag, so the compiler neither merges two of them nor recomputes
+one in backward.
+
+A draw from an explicit ``generator=`` goes through :mod:`dropkit.functional._checkpoint_rng`, so
+that ``torch.utils.checkpoint``'s recomputation replays it (checkpoint restores only the global
+generators' states by itself).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from dropkit.functional import _checkpoint_rng
 
 __all__: list[str] = []
 
@@ -66,7 +73,9 @@ def bernoulli_(out: torch.Tensor, prob: float, generator: torch.Generator | None
     use the return value."""
     if _compiled_global(generator):
         return _bernoulli_op(out, prob)
-    return out.bernoulli_(prob, generator=generator)
+    if generator is None:
+        return out.bernoulli_(prob)
+    return _checkpoint_rng.draw(generator, lambda: out.bernoulli_(prob, generator=generator))
 
 
 def randn(
@@ -80,7 +89,10 @@ def randn(
         return _randn_op(torch.empty(shape, dtype=dtype, device=device))
     if generator is None:  # aten.randn.default, which the ONNX exporter translates (.generator: no)
         return torch.randn(torch.Size(shape), dtype=dtype, device=device)
-    return torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator)
+    return _checkpoint_rng.draw(
+        generator,
+        lambda: torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator),
+    )
 
 
 def rand(
@@ -94,4 +106,7 @@ def rand(
         return _rand_op(torch.empty(shape, dtype=dtype, device=device))
     if generator is None:  # aten.rand.default, which the ONNX exporter translates (.generator: no)
         return torch.rand(torch.Size(shape), dtype=dtype, device=device)
-    return torch.rand(torch.Size(shape), dtype=dtype, device=device, generator=generator)
+    return _checkpoint_rng.draw(
+        generator,
+        lambda: torch.rand(torch.Size(shape), dtype=dtype, device=device, generator=generator),
+    )

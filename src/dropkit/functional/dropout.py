@@ -38,10 +38,12 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import _random
-from dropkit.functional import fast_dropout as _fast
+from dropkit.functional import _ops, _random
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
+
+_is_compiling = torch.compiler.is_compiling
+_in_onnx_export = torch.onnx.is_in_onnx_export
 
 
 def _bernoulli_keep(
@@ -196,9 +198,13 @@ def dropout(
         _check_generator(generator, input.device, "dropout")
     if p == 0.0:
         return input if inplace else input.clone()
-    if _fast._applies(input, p):
-        s = _keep_scale(p, scale, input.dtype)  # saturated for float16 (issue 12, item 3)
-        return _fast._dropout_fast(input, p, s, inplace, generator)
+    fast = _ops.dropout(input, p, _keep_scale(p, scale, input.dtype), inplace, generator)
+    if fast is not None:  # the fast path applied
+        return fast
     # empty_like keeps the input's layout (channels_last stays channels_last).
-    mask = torch.empty_like(input, dtype=torch.bool)
-    return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)
+    if _is_compiling() and not _in_onnx_export():
+        # an opaque draw: compiled code draws the masks eager code draws
+        keep = _ops.bernoulli_keep(input, p, generator)
+    else:  # functional/_random.py: with an explicit generator, checkpoint replays the draw
+        keep = _bernoulli_keep(torch.empty_like(input, dtype=torch.bool), p, generator)
+    return _apply(input, keep, p, scale, inplace)

@@ -21,32 +21,10 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import _fast_cuda
-from dropkit.functional import fast_dropout as _fast
+from dropkit.functional import _ops
 from dropkit.functional.dropout import _eval, dropout
 
 __all__ = ["bias_dropout_add", "dropout_add"]
-
-
-class _PhiloxDropoutAdd(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, bias, residual, seed, p, s, save_bits):
-        k = _fast._kernels()
-        out = _fast._empty_like(input)
-        n = input.numel()
-        bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
-        scale = _fast._scale_scalar(s, input.dtype)
-        kept = bits if save_bits else None
-        k.residual_tensor(input, bias, residual, out, kept, n, seed, k.threshold(p), scale)
-        ctx.seed, ctx.p, ctx.s, ctx.perm, ctx.save_bits = seed, p, s, None, save_bits
-        ctx.has_bias = bias is not None
-        if save_bits:
-            ctx.save_for_backward(bits)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _fast._residual_backward(ctx, grad, _fast._backward)
 
 
 def _check_operand(
@@ -62,20 +40,6 @@ def _check_operand(
             f"shape {tuple(input.shape)}"
         ) from err
     return value
-
-
-def _fused_applies(
-    input: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, p: float
-) -> bool:
-    tensors = (input, residual) if bias is None else (input, residual, bias)
-    return (
-        input.dtype in _fast._NATIVE
-        and all(t.dtype == input.dtype and t.is_contiguous() for t in tensors)
-        and residual.shape == input.shape
-        and (bias is None or (input.dim() >= 1 and bias.shape == input.shape[-1:]))
-        and not torch.compiler.is_compiling()
-        and _fast._applies(input, p)
-    )
 
 
 def dropout_add(
@@ -110,13 +74,11 @@ def dropout_add(
     if not training:
         return _eval(input, p, scale, False) + residual
     _check_generator(generator, input.device, op)
-    if input.is_cuda:  # Triton kernels or the composition: functional/_fast_cuda.py
-        return _fast_cuda.residual_dropout(input, None, residual, p, scale, generator)
-    if _fused_applies(input, None, residual, p):
-        seed = _fast._draw_seed(generator)
-        s = _keep_scale(p, scale, input.dtype)
-        save_bits = _fast._settings.save == "bits"
-        return _PhiloxDropoutAdd.apply(input, None, residual, seed, p, s, save_bits)
+    fused = _ops.residual_dropout(
+        input, None, residual, p, _keep_scale(p, scale, input.dtype), generator
+    )
+    if fused is not None:  # the one-pass kernel
+        return fused
     return dropout(input, p, True, False, scale=scale, generator=generator) + residual
 
 
@@ -154,11 +116,9 @@ def bias_dropout_add(
     if not training:
         return _eval(input + bias, p, scale, False) + residual
     _check_generator(generator, input.device, op)
-    if input.is_cuda:  # Triton kernels or the composition: functional/_fast_cuda.py
-        return _fast_cuda.residual_dropout(input, bias, residual, p, scale, generator)
-    if _fused_applies(input, bias, residual, p):
-        seed = _fast._draw_seed(generator)
-        s = _keep_scale(p, scale, input.dtype)
-        save_bits = _fast._settings.save == "bits"
-        return _PhiloxDropoutAdd.apply(input, bias, residual, seed, p, s, save_bits)
+    fused = _ops.residual_dropout(
+        input, bias, residual, p, _keep_scale(p, scale, input.dtype), generator
+    )
+    if fused is not None:  # the one-pass kernel
+        return fused
     return dropout(input + bias, p, True, False, scale=scale, generator=generator) + residual

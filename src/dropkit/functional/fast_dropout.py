@@ -20,12 +20,14 @@ How it differs from the plain path:
   of two half-precision numbers is exact, then round once). NaN and Inf behave as in the plain path:
   a dropped NaN or Inf gives NaN.
 
-The switch: :func:`set_fast_dropout`, the :func:`use_fast_dropout` context manager, and the
-environment variables ``DROPKIT_FAST_DROPOUT=0`` (off at import), ``DROPKIT_FAST_DROPOUT_SAVE``
-(``bits`` or ``seed``) and ``DROPKIT_FAST_DROPOUT_MIN_NUMEL``.
+The switch: :func:`set_fast_dropout` (the process default), the :func:`use_fast_dropout` context
+manager (the calling thread only), and the environment variables ``DROPKIT_FAST_DROPOUT=0`` (off at
+import), ``DROPKIT_FAST_DROPOUT_SAVE`` (``bits`` or ``seed``) and ``DROPKIT_FAST_DROPOUT_MIN_NUMEL``.
 
-Under ``torch.compile`` the fast path is a ``torch.library`` custom op (``dropkit::philox_dropout``)
-with a fake implementation, so the graph does not break.
+This module is the bottom layer of the fast path: the switch, the seeds and the memory-order helpers.
+The operator itself (``dropkit::philox_dropout`` and its registrations) and the choice of a backend
+(:mod:`dropkit.functional._fast_cpu`, :mod:`dropkit.functional._fast_cuda`) live in
+:mod:`dropkit.functional._ops`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.util
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -97,13 +98,35 @@ def _settings_from_env() -> _Settings:
     )
 
 
-_settings = _settings_from_env()
+# The process default, and a per-thread override set by ``use_fast_dropout`` blocks. Readers call
+# ``_current()`` (one attribute lookup on a threading.local, about 50 ns).
+_default = _settings_from_env()
+_local = threading.local()
+
+
+def _current() -> _Settings:
+    """The settings the calling thread sees: its innermost ``use_fast_dropout`` block, else the
+    process default."""
+    return getattr(_local, "settings", None) or _default
+
+
+def _updated(base: _Settings, enabled: bool, save: str | None, min_numel: int | None, op: str):
+    _check_bool(enabled, "enabled", op)
+    return _Settings(
+        enabled=enabled,
+        save=base.save if save is None else _check_save(save, op),
+        min_numel=base.min_numel if min_numel is None else _check_min_numel(min_numel, op),
+    )
 
 
 def set_fast_dropout(
     enabled: bool = True, *, save: str | None = None, min_numel: int | None = None
 ) -> None:
-    """Turn the fast CPU path of ``dropout`` (and ``dropout_add``, ``bias_dropout_add``) on or off.
+    """Set the process-wide default of the fast path of ``dropout`` (and ``dropout_add``,
+    ``bias_dropout_add``): every thread that is not inside a :func:`use_fast_dropout` block sees it.
+
+    Called inside a ``use_fast_dropout`` block, it also changes that block's settings for the calling
+    thread until the block ends (the process default keeps the new value).
 
     Args:
         enabled: use the fast path where it applies.
@@ -111,85 +134,40 @@ def set_fast_dropout(
             regenerated). Unchanged when None.
         min_numel: smallest tensor (in elements) that takes the fast path. Unchanged when None.
     """
+    global _default
     op = "set_fast_dropout"
-    _check_bool(enabled, "enabled", op)
-    new_save = _settings.save if save is None else _check_save(save, op)
-    new_min = _settings.min_numel if min_numel is None else _check_min_numel(min_numel, op)
-    _settings.enabled, _settings.save, _settings.min_numel = enabled, new_save, new_min
+    new = _updated(_default, enabled, save, min_numel, op)
+    override = getattr(_local, "settings", None)
+    if override is not None:
+        _local.settings = _updated(override, enabled, save, min_numel, op)
+    _default = new
 
 
 def fast_dropout_enabled() -> bool:
-    """Whether the fast path is on (it is still used only where it applies)."""
-    return _settings.enabled
+    """Whether the fast path is on for the calling thread (it is still used only where it applies)."""
+    return _current().enabled
 
 
 @contextlib.contextmanager
 def use_fast_dropout(
     enabled: bool = True, *, save: str | None = None, min_numel: int | None = None
 ) -> Iterator[None]:
-    """Context manager form of :func:`set_fast_dropout`; the previous settings come back on exit.
+    """Turn the fast path on or off for the calling thread only, for a block of code; on exit the
+    thread sees what it saw before (an outer block, or the process default of
+    :func:`set_fast_dropout`). Other threads are not affected. Unset arguments keep their current
+    value.
 
     Example::
 
         >>> with dropkit.use_fast_dropout(False):  # the plain path: torch's own masks
         ...     y = dropkit.functional.dropout(x, 0.5)
     """
-    old = dataclasses.replace(_settings)
-    set_fast_dropout(enabled, save=save, min_numel=min_numel)
+    previous = getattr(_local, "settings", None)
+    _local.settings = _updated(_current(), enabled, save, min_numel, "use_fast_dropout")
     try:
         yield
     finally:
-        _settings.enabled, _settings.save, _settings.min_numel = (
-            old.enabled,
-            old.save,
-            old.min_numel,
-        )
-
-
-# ---- kernels: imported on first use, so `import dropkit` does not pay for numba -------------------
-
-_kernels_module = None
-_kernels_failed = False
-_empty_like = torch.empty_like  # replaced by the huge-page version when the kernels load
-# Checked without importing numba; a numba that is present but fails to import turns the fast path
-# off at the first call (eager) instead.
-_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-
-
-def _kernels():
-    """The numba kernel module, or None when numba cannot be imported (the plain path is used)."""
-    global _kernels_module, _kernels_failed, _empty_like
-    if _kernels_module is None and not _kernels_failed:
-        try:
-            from dropkit.kernels import _hugepages, cpu
-        except ImportError:
-            _kernels_failed = True
-        else:
-            _kernels_module, _empty_like = cpu, _hugepages.empty_like
-    return _kernels_module
-
-
-def _applies(input: torch.Tensor, p: float) -> bool:
-    """Whether ``dropout`` takes a fast path for ``input``: numba on CPU, Triton on CUDA."""
-    if input.is_cuda:  # Triton kernels: functional/_fast_cuda.py
-        from dropkit.functional import _fast_cuda
-
-        return _fast_cuda.applies(input, p)
-    # Cheapest tests first: this runs on every call of dropout.
-    if not (
-        _settings.enabled
-        and 0.0 < p < 1.0
-        and input.is_cpu
-        and input.dtype in _DTYPES
-        and input.numel() >= _settings.min_numel
-        and _HAVE_NUMBA
-    ):
-        return False
-    if _kernels_module is not None and _custom_ops_available:
-        return True  # a path both eager and under torch.compile (is_compiling costs a call)
-    if torch.compiler.is_compiling():
-        return _custom_ops_available
-    return _kernels() is not None
+        _local.settings = previous
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
@@ -258,228 +236,6 @@ def _scale_scalar(s: float, dtype: torch.dtype) -> float:
     return torch.tensor(s, dtype=dtype).item()
 
 
-# ---- forward and backward on tensors -------------------------------------------------------------
-# These run on every call, so the common case (a contiguous float32/float64 tensor) is tested first
-# and takes the fewest steps: the kernels read the tensors' memory directly.
-
-
-def _prepare(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
-    """(a contiguous tensor of the compute dtype whose flat order is ``t``'s memory order, perm)."""
-    if t.is_contiguous() and t.dtype in _NATIVE:
-        return t, None
-    perm = _memory_order(t)
-    tp = _to_memory_order(t, perm)
-    cdtype = _compute_dtype(t.dtype)
-    return (tp if tp.dtype == cdtype else tp.to(cdtype)), perm
-
-
-def _finish(out: torch.Tensor, dtype: torch.dtype, perm: tuple[int, ...] | None) -> torch.Tensor:
-    out = out if out.dtype == dtype else out.to(dtype)
-    return out if perm is None else _from_memory_order(out, perm)
-
-
-def _forward(
-    input: torch.Tensor, seed: int, p: float, s: float, save_bits: bool, out_buffer=None
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
-    """Returns (output with the input's strides where the input is dense, packed mask, perm).
-
-    ``out_buffer``: write the output there (in place over the input: the two-pass kernels)."""
-    k = _kernels()
-    xc, perm = _prepare(input)
-    n = xc.numel()
-    outc = _empty_like(xc) if out_buffer is None else out_buffer
-    bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
-    sc = _scale_scalar(s, input.dtype)
-    k.forward_tensor(
-        xc, outc, bits if save_bits else None, n, seed, k.threshold(p), sc, out_buffer is None
-    )
-    return _finish(outc, input.dtype, perm), bits, perm
-
-
-def _backward(
-    grad: torch.Tensor,
-    bits: torch.Tensor | None,
-    seed: int,
-    p: float,
-    s: float,
-    perm: tuple[int, ...] | None,
-) -> torch.Tensor:
-    k = _kernels()
-    if perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
-        gc = grad
-    else:
-        perm = perm if perm is not None else _memory_order(grad)
-        gp = _to_memory_order(grad, perm)
-        cdtype = _compute_dtype(grad.dtype)
-        gc = gp if gp.dtype == cdtype else gp.to(cdtype)
-    gin = _empty_like(gc)
-    saved = bits if bits is not None and bits.numel() else None
-    sc = _scale_scalar(s, grad.dtype)
-    k.backward_tensor(gc, gin, saved, gc.numel(), seed, k.threshold(p), sc)
-    return _finish(gin, grad.dtype, perm)
-
-
-class _ApplyMask(torch.autograd.Function):
-    """``grad -> grad * m * s`` for the mask of a seed: dropout's backward, computed by ``fn`` (the CPU
-    or the CUDA path's ``_backward``). Linear in its input with the same mask, so it is its own
-    backward (gradients of any order work)."""
-
-    @staticmethod
-    def forward(ctx, grad, bits, seed, p, s, perm, fn):
-        ctx.args = (bits, seed, p, s, perm, fn)
-        return fn(grad, bits, seed, p, s, perm)
-
-    @staticmethod
-    def backward(ctx, gg):
-        return _ApplyMask.apply(gg, *ctx.args), None, None, None, None, None, None
-
-
-def _mask_grad(ctx, grad: torch.Tensor, backward) -> torch.Tensor:
-    """``grad * m * s`` for the mask the forward drew (``ctx``: seed, p, s, perm, save_bits, and the
-    saved bits), through the CPU or the CUDA path's ``backward``; differentiable under
-    ``create_graph=True``."""
-    bits = ctx.saved_tensors[0] if ctx.save_bits else None
-    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-        return _ApplyMask.apply(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm, backward)
-    return backward(grad, bits, ctx.seed, ctx.p, ctx.s, ctx.perm)
-
-
-def _residual_backward(ctx, grad: torch.Tensor, backward) -> tuple:
-    """Gradients of ``(input, bias, residual, seed, p, s, save_bits)`` for the fused
-    ``dropout(input [+ bias]) + residual`` functions of the CPU and CUDA paths."""
-    grad_x = _mask_grad(ctx, grad, backward)
-    # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
-    grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
-    return grad_x, grad_bias, grad, None, None, None, None
-
-
-class _PhiloxDropout(torch.autograd.Function):
-    # forward and backward run once per dropout layer and step, so the common case (a contiguous
-    # float32/float64 tensor) is written out here; everything else goes through _forward/_backward.
-
-    @staticmethod
-    def forward(ctx, input, seed, p, s, save_bits):
-        if input.is_contiguous() and input.dtype in _NATIVE:
-            k = _kernels_module
-            n = input.numel()
-            out = _empty_like(input)
-            bits = torch.empty((n + 7) // 8 if save_bits else 0, dtype=torch.uint8)
-            # s as a Python float: the kernel rounds it to float32 for float32 data, once
-            k.forward_tensor(
-                input, out, bits if save_bits else None, n, seed, k.threshold(p), s, True
-            )
-            perm = None
-        else:
-            out, bits, perm = _forward(input, seed, p, s, save_bits)
-        ctx.state = (seed, p, s, perm, save_bits)
-        if save_bits:
-            ctx.save_for_backward(bits)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        seed, p, s, perm, save_bits = ctx.state
-        bits = ctx.saved_tensors[0] if save_bits else None
-        if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-            gin = _ApplyMask.apply(grad, bits, seed, p, s, perm, _backward)
-        elif perm is None and grad.is_contiguous() and grad.dtype in _NATIVE:
-            k = _kernels_module
-            gin = _empty_like(grad)
-            k.backward_tensor(grad, gin, bits, grad.numel(), seed, k.threshold(p), s)
-        else:
-            gin = _backward(grad, bits, seed, p, s, perm)
-        return gin, None, None, None, None
-
-
-# ---- torch.library custom ops (torch.compile) ----------------------------------------------------
-
-_custom_ops_available = hasattr(torch.library, "custom_op")
-
-
-def _define_custom_ops(name: str, forward, backward):
-    """Register ``dropkit::{name}`` and ``dropkit::{name}_backward`` (fakes, autograd); returns the first.
-
-    ``forward(input, seed, p, s, save_bits) -> (out, bits, perm)`` and
-    ``backward(grad, bits, seed, p, s) -> grad_input`` take the seed as a tensor. The CPU and CUDA
-    paths both use this.
-    """
-
-    @torch.library.custom_op(f"dropkit::{name}", mutates_args=())
-    def op(
-        input: torch.Tensor, seed: torch.Tensor, p: float, s: float, save_bits: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, bits, _ = forward(input, seed, p, s, save_bits)
-        if out.stride() != torch.empty_like(input).stride():
-            out = torch.empty_like(input).copy_(out)  # the layout the fake promises
-        return out, bits
-
-    @op.register_fake
-    def _(input, seed, p, s, save_bits):
-        nbytes = (input.numel() + 7) // 8 if save_bits else 0
-        return torch.empty_like(input), input.new_empty(nbytes, dtype=torch.uint8)
-
-    @torch.library.custom_op(f"dropkit::{name}_backward", mutates_args=())
-    def backward_op(
-        grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
-    ) -> torch.Tensor:
-        gin = backward(grad, bits, seed, p, s)
-        if gin.stride() != torch.empty_like(grad).stride():
-            gin = torch.empty_like(grad).copy_(gin)
-        return gin
-
-    @backward_op.register_fake
-    def _(grad, bits, seed, p, s):
-        return torch.empty_like(grad)
-
-    def setup_context(ctx, inputs, output):
-        _, seed, p, s, _ = inputs
-        ctx.save_for_backward(output[1], seed)
-        ctx.p, ctx.s = p, s
-
-    def op_backward(ctx, grad_out, grad_bits):
-        bits, seed = ctx.saved_tensors
-        return backward_op(grad_out, bits, seed, ctx.p, ctx.s), None, None, None, None
-
-    op.register_autograd(op_backward, setup_context=setup_context)
-    return op
-
-
-if _custom_ops_available:
-    _define_custom_ops(
-        "philox_dropout",
-        lambda input, seed, p, s, save_bits: _forward(input, int(seed), p, s, save_bits),
-        lambda grad, bits, seed, p, s: _backward(grad, bits, int(seed), p, s, _memory_order(grad)),
-    )
-
-
-def _dropout_fast(
-    input: torch.Tensor, p: float, s: float, inplace: bool, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Dropout through the kernels. The caller has checked the arguments and that it applies."""
-    save_bits = _settings.save == "bits"
-    if input.is_cuda:  # Triton kernels: functional/_fast_cuda.py
-        from dropkit.functional import _fast_cuda
-
-        return _fast_cuda.dropout(input, p, s, inplace, generator, save_bits)
-    if torch.compiler.is_compiling():
-        out, _ = torch.ops.dropkit.philox_dropout(input, _seed_tensor(generator), p, s, save_bits)
-        return input.copy_(out) if inplace else out
-    seed = _draw_seed(generator)
-    if inplace:
-        needs_grad = torch.is_grad_enabled() and input.requires_grad
-        if not needs_grad and input.dtype in _NATIVE and _memory_order_is_dense(input):
-            perm = _memory_order(input)
-            _forward(input, seed, p, s, False, out_buffer=_to_memory_order(input, perm))
-            return input
-        return input.copy_(_PhiloxDropout.apply(input, seed, p, s, save_bits))
-    return _PhiloxDropout.apply(input, seed, p, s, save_bits)
-
-
-def _memory_order_is_dense(t: torch.Tensor) -> bool:
-    perm = _memory_order(t)
-    return perm is None or t.permute(perm).is_contiguous()
-
-
 def fast_keep_mask(
     shape_or_like: torch.Tensor | Sequence[int], p: float, seed: int
 ) -> torch.Tensor:
@@ -494,9 +250,12 @@ def fast_keep_mask(
         >>> mask = fast_keep_mask(x, 0.5, seed)  # out == apply_mask(x, mask, 0.5)
     """
     p = _check_p(p, "fast_keep_mask")
-    k = _kernels()
-    if k is None:
-        raise RuntimeError("fast_keep_mask: numba could not be imported; the fast path is off")
+    try:
+        from dropkit.kernels import cpu as k
+    except ImportError as err:
+        raise RuntimeError(
+            "fast_keep_mask: numba could not be imported; the fast path is off"
+        ) from err
     like = shape_or_like if isinstance(shape_or_like, torch.Tensor) else None
     shape = torch.Size(like.shape if like is not None else shape_or_like)
     perm = _memory_order(like) if like is not None else None
