@@ -443,3 +443,21 @@ def test_jit_trace_records_the_plain_path():
     a, b = traced(x), traced(x)
     assert set(a.unique().tolist()) == {1.0, 3.0} and not torch.equal(a, b)
     assert "aten::bernoulli" in str(traced.graph)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "aot_eager"])
+def test_gradient_in_another_layout_than_the_input_uses_the_forward_mask(compiled):
+    # The mask is indexed by the forward input's memory order; a gradient that arrives transposed
+    # (y.t() downstream) must be brought to that order, not masked in its own (a silent wrong
+    # gradient before the fix).
+    x = torch.randn(64, 128, requires_grad=True)
+    c = torch.randn(128, 64)
+    g = torch.Generator().manual_seed(0)
+
+    def f(x):
+        return (DF.dropout(x, 0.5, generator=g).t() * c).sum()
+
+    fn = torch.compile(f, backend="aot_eager", fullgraph=True) if compiled else f
+    fn(x).backward()
+    mask = DF.fast_keep_mask(x, 0.5, DF.draw_seed(torch.Generator().manual_seed(0)))
+    assert torch.equal(x.grad, c.t() * mask * 2.0)

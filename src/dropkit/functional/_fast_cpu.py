@@ -124,7 +124,7 @@ def backward(
         k.backward_tensor(grad, gin, saved, grad.numel(), seed, k.threshold(p), s)
         return gin
     # The mask is indexed by the forward input's memory order: bring grad to that order first.
-    perm = perm if perm is not None else _fast._memory_order(grad)
+    # (perm None: the forward input was contiguous, so grad goes to C order, whatever its layout)
     gp = _fast._to_memory_order(grad, perm)
     cdtype = _fast._compute_dtype(grad.dtype)
     gc = gp if gp.dtype == cdtype else gp.to(cdtype)

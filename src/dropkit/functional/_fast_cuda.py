@@ -93,7 +93,7 @@ def backward(
     perm: tuple[int, ...] | None,
 ) -> torch.Tensor:
     # The mask is indexed by the forward input's memory order: bring grad to that order first.
-    perm = perm if perm is not None else _fast._memory_order(grad)
+    # (perm None: the forward input was contiguous, so grad goes to C order, whatever its layout)
     gp = _fast._to_memory_order(grad, perm)
     gin = torch.empty_like(gp)
     sr = _fast._scale_scalar(s, grad.dtype)

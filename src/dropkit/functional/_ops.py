@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import weakref
 
+from typing import Optional
+
 import torch
 
 from dropkit.functional import _checkpoint_rng, _fast_cpu, _fast_cuda
@@ -344,34 +346,46 @@ if _LIBRARY_OPS:
 
     @torch.library.custom_op("dropkit::philox_dropout_backward", mutates_args=())
     def _philox_dropout_backward(
-        grad: torch.Tensor, bits: torch.Tensor, seed: torch.Tensor, p: float, s: float
+        grad: torch.Tensor,
+        bits: torch.Tensor,
+        seed: torch.Tensor,
+        p: float,
+        s: float,
+        perm: Optional[list[int]] = None,  # noqa: UP045 (torch.library's schema inference)
     ) -> torch.Tensor:
+        # perm: the forward input's memory order (None: contiguous), which indexes the mask; the
+        # gradient may arrive in another layout
         backend = _backend_for(grad.device.type)
-        return _with_layout(
-            backend.backward(grad, bits, seed, p, s, _fast._memory_order(grad)), grad
-        )
+        order = tuple(perm) if perm else None
+        return _with_layout(backend.backward(grad, bits, seed, p, s, order), grad)
 
     @_philox_dropout_backward.register_fake
-    def _(grad, bits, seed, p, s):
+    def _(grad, bits, seed, p, s, perm=None):
         return torch.empty_like(grad)
 
+    def _perm_of(t: torch.Tensor) -> list[int] | None:
+        order = _fast._memory_order(t)
+        return None if order is None else list(order)
+
     def _setup_dropout(ctx, inputs, output):
-        _, seed, p, s, _ = inputs
+        input, seed, p, s, _ = inputs
         ctx.save_for_backward(output[1], seed)
-        ctx.p, ctx.s = p, s
+        ctx.p, ctx.s, ctx.perm = p, s, _perm_of(input)
 
     def _dropout_backward(ctx, grad_out, _grad_bits):
         bits, seed = ctx.saved_tensors
-        return _philox_dropout_backward(grad_out, bits, seed, ctx.p, ctx.s), None, None, None, None
+        gin = _philox_dropout_backward(grad_out, bits, seed, ctx.p, ctx.s, ctx.perm)
+        return gin, None, None, None, None
 
     def _setup_mask(ctx, inputs, output):
-        _, bits, seed, p, s = inputs
+        _, bits, seed, p, s, perm = inputs
         ctx.save_for_backward(bits, seed)
-        ctx.p, ctx.s = p, s
+        ctx.p, ctx.s, ctx.perm = p, s, perm
 
     def _mask_backward(ctx, gg):
         bits, seed = ctx.saved_tensors
-        return _philox_dropout_backward(gg, bits, seed, ctx.p, ctx.s), None, None, None, None
+        gin = _philox_dropout_backward(gg, bits, seed, ctx.p, ctx.s, ctx.perm)
+        return gin, None, None, None, None, None
 
     _philox_dropout.register_autograd(_dropout_backward, setup_context=_setup_dropout)
     _philox_dropout_backward.register_autograd(_mask_backward, setup_context=_setup_mask)
