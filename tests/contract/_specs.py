@@ -314,6 +314,24 @@ FUNCTIONAL: list[OpSpec] = [
         vmap=False,
     ),
     OpSpec(
+        "additive_noise",
+        _op("additive_noise"),
+        _x(3, 8),
+        p=None,
+        inplace=True,
+        flags=FLAGS,
+        kwargs={"std": 0.5},
+    ),
+    OpSpec(
+        "shared_alpha_dropout",
+        _op("shared_alpha_dropout"),
+        _x(4, 2, 4),
+        inplace=True,
+        flags=FLAGS,
+        allow_one=False,
+        kwargs={"shared_axes": 1},
+    ),
+    OpSpec(
         "concrete_regularizer",
         lambda pl, w: DF.concrete_regularizer(pl, [w], 10),
         lambda dt, large: (torch.tensor(-1.0, dtype=dt), torch.randn(3, 4, dtype=dt)),
@@ -367,6 +385,21 @@ SAMPLERS: list[OpSpec] = [
         lambda dt, large: (),
         random=False,
         generator=False,
+    ),
+    OpSpec(
+        "additive_noise_sample",
+        lambda **kw: DF.additive_noise_sample(torch.zeros(4, 6), 0.5, **kw),
+        lambda dt, large: (),
+        p=None,
+    ),
+    OpSpec(
+        "fast_dropblock_mask",
+        lambda **kw: DF.fast_dropblock_mask((2, 3, 6, 6), 0.3, 3, 123, **kw),
+        lambda dt, large: (),
+        random=False,
+        generator=False,
+        allow_one=False,
+        flags=("share_channels",),
     ),
     OpSpec(
         "dropblock_mask",
@@ -443,6 +476,20 @@ MODULES: list[ModuleSpec] = [
         "FeatureAlphaDropout", dnn.FeatureAlphaDropout, _x(4, 6, 5), ("inplace",), allow_one=False
     ),
     ModuleSpec("GaussianDropout", dnn.GaussianDropout, _x(4, 24), ("inplace",), allow_one=False),
+    ModuleSpec(
+        "GaussianNoise",
+        lambda **kw: dnn.GaussianNoise(**{"std": 0.5, **kw}),
+        _x(4, 24),
+        ("inplace",),
+        p=None,
+    ),
+    ModuleSpec(
+        "SharedAlphaDropout",
+        lambda **kw: dnn.SharedAlphaDropout(**{"shared_axes": 1, **kw}),
+        _x(4, 5, 6),
+        ("inplace",),
+        allow_one=False,
+    ),
     ModuleSpec(
         "DropBlock2d",
         lambda **kw: dnn.DropBlock2d(**{"block_size": 3, "p": 0.3, **kw}),
@@ -534,7 +581,25 @@ NOT_MODULES = {
     "dropout_modules": "lists dropout-like modules",
     "get_dropout_p": "reads p",
     "set_dropout_p": "writes p",
+    "ConversionWarning": "the warning convert_dropout gives for layers it leaves",
+    "StochasticLayer": "a registry entry (nn/registry.py)",
+    "Unconvertible": "convert_dropout's report of a layer it left",
+    "register_stochastic_layer": "adds a layer class to the registry",
+    "unregister_stochastic_layer": "removes one",
+    "stochastic_layer": "the registry entry of a module",
+    "stochastic_layers": "the registered entries",
 }
+
+
+# Eager runs these through the fused recurrence (functional/_fused_rnn.py) and graphs through the
+# step loop: the same masks, float32 sums in another order, so graph-vs-eager comparisons allow
+# rounding (a different mask would differ by far more).
+FUSED_EAGER = {"variational_rnn", "VariationalLSTM", "VariationalGRU"}
+
+
+def same_values_tol(spec) -> dict:
+    """assert_close tolerances for a graph's output against eager's: exact, but for FUSED_EAGER."""
+    return {"rtol": 1e-5, "atol": 1e-6} if spec.name in FUSED_EAGER else {"rtol": 0, "atol": 0}
 
 
 def by_name(specs):

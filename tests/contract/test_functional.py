@@ -1,8 +1,7 @@
 """PyTorch's machinery × every public op of dropkit.functional (the specs of _specs.py).
 
 Random ops are made repeatable by reseeding torch's global generator before every call, so the
-autograd checks see one fixed mask. Cases that the fast-path operator work of issue 12 (part 12-op)
-fixes are marked ``xfail(strict=True)`` with the reason ``XFAIL_12OP``; everything else passes.
+autograd checks see one fixed mask.
 """
 
 from __future__ import annotations
@@ -20,21 +19,17 @@ from tests.contract._specs import (
     FUNCTIONAL,
     NOT_TENSOR_OPS,
     SAMPLERS,
-    by_name,
     large_variants,
+    same_values_tol,
     variant_id,
 )
-
-XFAIL_12OP = "fast-path operator: issue 12 part 12-op"
-xfail_12op = pytest.mark.xfail(strict=True, reason=XFAIL_12OP)
 
 VARIANTS = large_variants(FUNCTIONAL)
 RANDOM_VARIANTS = [v for v in VARIANTS if v[0].random]
 
 
-def _fast_xfail(pairs):
-    """The fast-path variants get the 12-op mark; plain variants run as they are."""
-    return [pytest.param(v, marks=xfail_12op if v[1] else (), id=variant_id(v)) for v in pairs]
+def _params(pairs):
+    return [pytest.param(v, id=variant_id(v)) for v in pairs]
 
 
 def _inputs(spec, large, dtype=torch.float64):
@@ -75,17 +70,7 @@ def _fast_path(large):
 
 
 def _gradcheck_variants():
-    # found by this suite: on the fused CPU fast path of bias_dropout_add, gradgradcheck with
-    # respect to the bias fails (first order passes; input and residual pass both); the fused
-    # autograd function is the fast-path operator's (12-op)
-    return [
-        pytest.param(
-            v,
-            marks=xfail_12op if v == (by_name(FUNCTIONAL)["bias_dropout_add"], True) else (),
-            id=variant_id(v),
-        )
-        for v in VARIANTS
-    ]
+    return _params(VARIANTS)
 
 
 @pytest.mark.parametrize("variant", _gradcheck_variants())
@@ -97,7 +82,7 @@ def test_gradcheck_and_gradgradcheck(variant):
         assert torch.autograd.gradgradcheck(f, xs)
 
 
-@pytest.mark.parametrize("variant", _fast_xfail(VARIANTS))
+@pytest.mark.parametrize("variant", _params(VARIANTS))
 def test_forward_ad_gradcheck(variant):
     spec, large = variant
     f, xs = _diff(spec, _autograd_inputs(spec, large))
@@ -116,7 +101,7 @@ def test_forward_ad_gradcheck(variant):
 
 
 def _vmap_variants():
-    return _fast_xfail([v for v in VARIANTS if v[0].vmap])
+    return _params([v for v in VARIANTS if v[0].vmap])
 
 
 @pytest.mark.parametrize("randomness", ["different", "same"])
@@ -168,7 +153,6 @@ def _checkpoint_params():
                         large,
                         reentrant,
                         True,
-                        marks=xfail_12op,
                         id=f"{spec}-{'fast' if large else 'plain'}-reentrant{reentrant}-generator",
                     )
                 )
@@ -212,7 +196,7 @@ def _inplace_kwargs(spec):
     return {"inplace": True, **({"p": 0.5} if spec.p == "p" and spec.random else {})}
 
 
-@pytest.mark.parametrize("variant", _fast_xfail(INPLACE))
+@pytest.mark.parametrize("variant", _params(INPLACE))
 def test_inplace_bumps_the_version_counter(variant):
     # issue 12's reproducer 1: autograd saved h for w's gradient; modifying h must be detected
     spec, large = variant
@@ -225,7 +209,7 @@ def test_inplace_bumps_the_version_counter(variant):
         z.backward()
 
 
-@pytest.mark.parametrize("variant", _fast_xfail(INPLACE))
+@pytest.mark.parametrize("variant", _params(INPLACE))
 def test_inference_tensors(variant):
     spec, large = variant
     tensors = _inputs(spec, large)
@@ -318,12 +302,13 @@ def test_compile_fullgraph_draws_eager_masks(spec, large, backend):
     torch.manual_seed(11)
     expected = [model(*args), model(*args)]
     for a, b in zip(got, expected, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, **same_values_tol(spec))
 
 
-# draw_seed and fast_keep_mask are the fast path's debugging helpers (a Python int from the generator,
-# a mask made by the numba kernels): eager-only by design, not graph ops (docs/pytorch_contracts.md).
-EAGER_ONLY = {"draw_seed", "fast_keep_mask"}
+# draw_seed, fast_keep_mask and fast_dropblock_mask are the fast paths' debugging helpers (a Python
+# int from the generator, masks made by the numba kernels): eager-only by design, not graph ops
+# (docs/pytorch_contracts.md).
+EAGER_ONLY = {"draw_seed", "fast_keep_mask", "fast_dropblock_mask"}
 
 
 @pytest.mark.parametrize("spec", [s for s in SAMPLERS if s.name not in EAGER_ONLY], ids=str)
@@ -347,13 +332,12 @@ def test_export(variant):
     torch.manual_seed(4)
     got = ep.module()(*args)
     torch.manual_seed(4)
-    torch.testing.assert_close(got, model(*args), rtol=0, atol=0)
+    torch.testing.assert_close(got, model(*args), **same_values_tol(spec))
 
 
 # ---- threads, dtypes, flags ---------------------------------------------------------------------
 
 
-@xfail_12op
 def test_two_threads_with_different_fast_switches():
     x = torch.ones(FAST := 8192)
     barrier = threading.Barrier(2)
@@ -451,6 +435,9 @@ def _dropkit_ops():
 
 _OPCHECK_ARGS = {
     "bernoulli": lambda: (torch.empty(4, 6, dtype=torch.bool), 0.3),
+    "bernoulli_keep": lambda: (torch.empty(4, 6), 0.3, 0),
+    "philox_seed": lambda: (torch.empty(4, 6), 0),
+    "philox_dropout_": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0),
     "randn": lambda: (torch.empty(4, 6),),
     "rand": lambda: (torch.empty(4, 6),),
     "philox_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0, True),
@@ -464,7 +451,7 @@ _OPCHECK_ARGS = {
 }
 # Random ops (a new draw per call) are checked for their schema and fake kernel; the tests that
 # compare two runs of the op (autograd registration, AOT dispatch) need a deterministic op.
-_RANDOM_OPS = {"bernoulli", "randn", "rand"}
+_RANDOM_OPS = {"bernoulli", "randn", "rand", "bernoulli_keep", "philox_seed"}
 
 
 # The CUDA path's ops (Triton kernels) need a GPU: tests/kernels/test_gpu.py.

@@ -13,10 +13,13 @@ import torch
 
 import dropkit
 import dropkit.nn as dnn
-from tests.contract._specs import MODULES, NOT_MODULES, large_variants, variant_id
-
-XFAIL_12OP = "fast-path operator: issue 12 part 12-op"
-xfail_12op = pytest.mark.xfail(strict=True, reason=XFAIL_12OP)
+from tests.contract._specs import (
+    MODULES,
+    NOT_MODULES,
+    large_variants,
+    same_values_tol,
+    variant_id,
+)
 
 VARIANTS = large_variants(MODULES)
 _RNNS = ("Variational", "WeightDrop")  # modules that return (output, state), as torch's RNNs
@@ -168,7 +171,7 @@ def test_compile_fullgraph_draws_eager_masks(spec, large, backend):
             lambda: [spec.run(model, [x]) for _ in range(2)],
         )
     for a, b in zip(got, expected, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, **same_values_tol(spec))
 
 
 def _torch_lstm_compiles() -> bool:
@@ -192,7 +195,7 @@ def test_export(spec, large):
     x = _inputs(spec, large)[0]
     ep = torch.export.export(model, (x,))
     got, expected = _both(lambda: spec.run(ep.module(), [x]), lambda: spec.run(model, [x]))
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(got, expected, **same_values_tol(spec))
     model.eval()
     ep_eval = torch.export.export(model, (x,))
     torch.testing.assert_close(spec.run(ep_eval.module(), [x]), spec.run(model, [x]))
@@ -206,9 +209,8 @@ def _onnx_params():
     specs = {s.name: s for s in MODULES}
     for name, large in ONNX:
         for train in (False, True):
-            marks = xfail_12op if large and train else ()
             vid = f"{variant_id((specs[name], large))}-{'train' if train else 'eval'}"
-            out.append(pytest.param(specs[name], large, train, marks=marks, id=vid))
+            out.append(pytest.param(specs[name], large, train, id=vid))
     return out
 
 

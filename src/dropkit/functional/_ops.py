@@ -35,7 +35,6 @@ docs/fast_dropout.md for the whole table of PyTorch features.
 from __future__ import annotations
 
 import weakref
-
 from typing import Optional
 
 import torch

@@ -357,6 +357,7 @@ def fast_dropblock_mask(
         >>> mask = fast_dropblock_mask(x.shape, 0.1, 7, seed)  # out == apply_dropblock(x, mask)
     """
     op = "fast_dropblock_mask"
+    _check_bool(share_channels, "share_channels", op)
     shape = torch.Size(shape)
     if len(shape) - 2 not in _SHAPES:
         raise ValueError(
