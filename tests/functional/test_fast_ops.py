@@ -461,3 +461,18 @@ def test_gradient_in_another_layout_than_the_input_uses_the_forward_mask(compile
     fn(x).backward()
     mask = DF.fast_keep_mask(x, 0.5, DF.draw_seed(torch.Generator().manual_seed(0)))
     assert torch.equal(x.grad, c.t() * mask * 2.0)
+
+
+def test_forward_ad_of_the_fused_residual_path():
+    # dropout(x + b) + r on the fused kernel: the tangent goes through the forward's mask
+    x, r, b = torch.randn(64, 128), torch.randn(64, 128), torch.randn(128)
+    tx, tr, tb = torch.randn(64, 128), torch.randn(64, 128), torch.randn(128)
+    g = torch.Generator().manual_seed(3)
+    seed = DF.draw_seed(torch.Generator().manual_seed(3))
+    mask = DF.fast_keep_mask(x, 0.25, seed)
+    with fwAD.dual_level():
+        out = DF.bias_dropout_add(
+            fwAD.make_dual(x, tx), fwAD.make_dual(b, tb), fwAD.make_dual(r, tr), 0.25, generator=g
+        )
+        tangent = fwAD.unpack_dual(out).tangent
+    torch.testing.assert_close(tangent, DF.apply_mask(tx + tb, mask, 0.25) + tr)

@@ -240,12 +240,14 @@ class _ResidualDropout(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, bias, _, seed, p, s, save_bits, backend, box = inputs
+        input, bias, _, seed, p, s, save_bits, backend, box = inputs
         ctx.args = (seed, p, s, None, backend)
+        ctx.shape = input.shape
         ctx.has_bias = bias is not None
         ctx.save_bits = save_bits
         if save_bits:
             ctx.save_for_backward(box.bits)
+        ctx.bits = box.bits if save_bits else None  # for jvp (no cycle: bits has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
@@ -254,6 +256,17 @@ class _ResidualDropout(torch.autograd.Function):
         # bias was broadcast along all leading dims: its gradient sums them. (rows, H) -> (H,)
         grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
         return grad_x, grad_bias, grad, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, bias_t, residual_t, *_):
+        # out = m * s * (input + bias) + residual: the tangents go through the same mask
+        t = input_t
+        if bias_t is not None:
+            t = bias_t.expand(ctx.shape) if t is None else t + bias_t
+        out = None if t is None else _ApplyMask.apply(t.contiguous(), ctx.bits, *ctx.args)
+        if residual_t is not None:
+            out = residual_t if out is None else out + residual_t
+        return out
 
 
 # Function.apply binds the arguments with inspect.signature on every call when setup_context is
