@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.autograd.forward_ad as _fwad
 
-from dropkit.functional import _checkpoint_rng
+from dropkit.functional import _checkpoint_rng, _fast_cpu
 from dropkit.functional import fast_dropout as _fast
 
 __all__ = ["NOISE_MIN_NUMEL", "applies", "draw_seed", "kernels"]
@@ -51,7 +51,7 @@ def applies(input: torch.Tensor, numel: int | None = None) -> bool:
         and input.dtype in _DTYPES
         and input.layout == torch.strided
         and (input.numel() if numel is None else numel) >= settings.min_numel
-        and _fast._HAVE_NUMBA
+        and _fast_cpu.INSTALLED
         and _fwad._current_level < 0
         and not torch.compiler.is_compiling()
         and torch._C._functorch.peek_interpreter_stack() is None
