@@ -96,11 +96,22 @@ def _storage(url: str, heartbeat: int):
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
-        )
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    # Workers started together on an empty database race to create Optuna's tables: the loser's
+    # CREATE fails on a name the winner just made. The tables then exist; connecting again finds them.
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat, **kwargs
+                )
+            break
+        except (IntegrityError, ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     if url.startswith("sqlite"):
         _serializable_sqlite(storage.engine)
     return storage
