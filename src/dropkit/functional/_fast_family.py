@@ -51,7 +51,6 @@ def applies(input: torch.Tensor, numel: int | None = None) -> bool:
         and input.dtype in _DTYPES
         and input.layout == torch.strided
         and (input.numel() if numel is None else numel) >= settings.min_numel
-        and _fast._HAVE_NUMBA
         and _fwad._current_level < 0
         and not torch.compiler.is_compiling()
         and torch._C._functorch.peek_interpreter_stack() is None
