@@ -40,9 +40,10 @@ class OpSpec:
     fast: bool = False  # has a fast path above the threshold
     kwargs: dict = dataclasses.field(default_factory=dict)  # defaults for every call
     vmap: bool = True  # elementwise in the batch: vmap applies
+    label: str = ""  # a second spec of the same op with other kwargs (its options' code path)
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name}[{self.label}]" if self.label else self.name
 
     def run(self, tensors, **kwargs):
         out = self.call(*tensors, **{**self.kwargs, **kwargs})
@@ -105,7 +106,21 @@ FUNCTIONAL: list[OpSpec] = [
         flags=FLAGS,
         kwargs={"shared_axes": 1},
     ),
-    OpSpec("drop_path", _op("drop_path"), _x(16, 2, 2), inplace=True, flags=FLAGS),
+    OpSpec(
+        "drop_path",
+        _op("drop_path"),
+        _x(16, 2, 2),
+        inplace=True,
+        flags=(*FLAGS, "scale_by_keep"),
+    ),
+    OpSpec(
+        "drop_path",
+        _op("drop_path"),
+        _x(16, 2, 2),
+        inplace=True,
+        kwargs={"scale_by_keep": False},
+        label="unscaled",
+    ),
     OpSpec(
         "locked_dropout",
         _op("locked_dropout"),
@@ -137,7 +152,7 @@ FUNCTIONAL: list[OpSpec] = [
         _op("dropblock"),
         _x(2, 2, 4, 4),
         inplace=True,
-        flags=(*FLAGS, "share_channels"),
+        flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
     ),
     OpSpec(
@@ -145,15 +160,23 @@ FUNCTIONAL: list[OpSpec] = [
         _op("dropblock2d"),
         _x(2, 2, 4, 4),
         inplace=True,
-        flags=(*FLAGS, "share_channels"),
+        flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
+    ),
+    OpSpec(
+        "dropblock2d",
+        _op("dropblock2d"),
+        _x(2, 2, 4, 4),
+        inplace=True,
+        kwargs={"block_size": 2, "scale_by_keep": False, "with_noise": True},
+        label="noise",
     ),
     OpSpec(
         "dropblock3d",
         _op("dropblock3d"),
         _x(1, 2, 3, 3, 3),
         inplace=True,
-        flags=(*FLAGS, "share_channels"),
+        flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
     ),
     OpSpec(
@@ -439,9 +462,10 @@ class ModuleSpec:
     allow_one: bool = True
     fast: bool = False
     grad: bool = True
+    label: str = ""  # as OpSpec.label
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name}[{self.label}]" if self.label else self.name
 
     def make(self, large: bool = False, **kwargs) -> torch.nn.Module:
         return self.build(large=large, **kwargs) if self.fast else self.build(**kwargs)
@@ -469,7 +493,13 @@ MODULES: list[ModuleSpec] = [
         _x(4, 5, 6),
         ("inplace",),
     ),
-    ModuleSpec("DropPath", dnn.DropPath, _x(8, 3, 4), ("inplace",)),
+    ModuleSpec("DropPath", dnn.DropPath, _x(8, 3, 4), ("inplace", "scale_by_keep")),
+    ModuleSpec(
+        "DropPath",
+        lambda **kw: dnn.DropPath(**{"scale_by_keep": False, **kw}),
+        _x(8, 3, 4),
+        label="unscaled",
+    ),
     ModuleSpec("LockedDropout", dnn.LockedDropout, _x(5, 4, 6), ("inplace", "batch_first")),
     ModuleSpec("AlphaDropout", dnn.AlphaDropout, _x(4, 24), ("inplace",), allow_one=False),
     ModuleSpec(
@@ -494,13 +524,21 @@ MODULES: list[ModuleSpec] = [
         "DropBlock2d",
         lambda **kw: dnn.DropBlock2d(**{"block_size": 3, "p": 0.3, **kw}),
         _x(2, 3, 6, 6),
-        ("inplace", "share_channels"),
+        ("inplace", "share_channels", "scale_by_keep", "with_noise"),
+    ),
+    ModuleSpec(
+        "DropBlock2d",
+        lambda **kw: dnn.DropBlock2d(
+            **{"block_size": 3, "p": 0.3, "scale_by_keep": False, "with_noise": True, **kw}
+        ),
+        _x(2, 3, 6, 6),
+        label="noise",
     ),
     ModuleSpec(
         "DropBlock3d",
         lambda **kw: dnn.DropBlock3d(**{"block_size": 2, "p": 0.3, **kw}),
         _x(2, 2, 4, 4, 4),
-        ("inplace", "share_channels"),
+        ("inplace", "share_channels", "scale_by_keep", "with_noise"),
     ),
     ModuleSpec(
         "EmbeddingDropout",
@@ -603,7 +641,7 @@ def same_values_tol(spec) -> dict:
 
 
 def by_name(specs):
-    return {s.name: s for s in specs}
+    return {str(s): s for s in specs}
 
 
 def large_variants(specs):
@@ -613,4 +651,4 @@ def large_variants(specs):
 
 def variant_id(pair) -> str:
     spec, large = pair
-    return f"{spec.name}-{'fast' if large else 'plain'}"
+    return f"{spec}-{'fast' if large else 'plain'}"

@@ -107,3 +107,31 @@ def test_errors():
         DF.drop_path(torch.ones(3), 2.0)
     with pytest.raises(TypeError, match="floating-point"):
         DF.drop_path(torch.ones(3, dtype=torch.long), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scale_by_keep_false_matches_the_reference(dtype):
+    # timm's DropPath(scale_by_keep=False): survivors unscaled in training, eval the identity
+    p = 0.3
+    x = torch.randn(16, 3, 4, dtype=dtype, generator=_seeded(1), requires_grad=True)
+    out = DF.drop_path(x, p, scale_by_keep=False, generator=_seeded(2))
+    mask = DF.sample_shared_mask(x.shape, p, (1, 2), generator=_seeded(2)).reshape(-1).numpy()
+    grad_out = torch.randn(x.shape, dtype=dtype, generator=_seeded(3))
+    out.backward(grad_out)
+    kw = {"scale_by_keep": False}
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref.drop_path_forward(x.detach().numpy(), mask, p, **kw)
+    )
+    np.testing.assert_array_equal(
+        x.grad.numpy(), ref.drop_path_forward(grad_out.numpy(), mask, p, **kw)
+    )
+    assert 0 < mask.sum() < 16
+    assert DF.drop_path(x, p, training=False, scale_by_keep=False) is x
+
+
+def test_scale_by_keep_checks():
+    x = torch.ones(4, 2)
+    with pytest.raises(TypeError, match="drop_path: scale_by_keep must be a bool"):
+        DF.drop_path(x, 0.5, scale_by_keep=1)
+    with pytest.raises(ValueError, match="scale_by_keep=False goes with scale='inverted'"):
+        DF.drop_path(x, 0.5, scale="classic", scale_by_keep=False)

@@ -230,3 +230,89 @@ def test_clipping_leaves_a_fitting_block_alone():
     a = DF.dropblock2d(x, 0.2, block_size=3, clip_block_size=True, generator=_seeded(8))
     b = DF.dropblock2d(x, 0.2, block_size=3, generator=_seeded(8))
     assert torch.equal(a, b)
+
+
+# timm's options: survivors unscaled (scale_by_keep=False); dropped units filled with N(0, 1) noise
+# drawn at the mask's shape after the seeds (with_noise=True). Plain path (small inputs) and fast
+# path (>= 4096 elements), each exactly the reference given its mask and noise.
+OPTION_CASES = [
+    ((2, 3, 9, 9), 3, False),
+    ((1, 2, 5, 5, 5), 2, True),
+    ((2, 4, 32, 32), 5, False),  # fast path
+    ((2, 4, 32, 32), 5, True),  # fast path, one pattern (and one noise map) per sample
+]
+
+
+def _mask_and_noise(x, p, block, share, seed):
+    """The keep-mask and noise the op draws from ``_seeded(seed)``, drawn again here."""
+    g = _seeded(seed)
+    if x.numel() >= 4096:
+        mask = DF.fast_dropblock_mask(x.shape, p, block, DF.draw_seed(g), share_channels=share)
+    else:
+        mask = DF.dropblock_mask(
+            DF.dropblock_seeds(x.shape, p, block, share_channels=share, generator=g), block
+        )
+    return mask, torch.randn(mask.shape, dtype=x.dtype, generator=g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale_by_keep, with_noise", [(False, False), (False, True), (True, True)])
+@pytest.mark.parametrize("shape, block, share", OPTION_CASES)
+def test_scale_by_keep_and_with_noise_match_the_reference(
+    dtype, scale_by_keep, with_noise, shape, block, share
+):
+    p = 0.25
+    op = DF.dropblock2d if len(shape) == 4 else DF.dropblock3d
+    x = torch.randn(shape, dtype=dtype, generator=_seeded(1), requires_grad=True)
+    kw = {"block_size": block, "share_channels": share, "scale_by_keep": scale_by_keep}
+    out = op(x, p, with_noise=with_noise, generator=_seeded(2), **kw)
+    mask, noise = _mask_and_noise(x, p, _block(block, len(shape) - 2), share, 2)
+    grad_out = torch.randn(shape, dtype=dtype, generator=_seeded(3))
+    out.backward(grad_out)
+    m = mask.numpy()
+    expected = ref.dropblock_forward(
+        x.detach().numpy(),
+        m,
+        scale_by_keep=scale_by_keep,
+        noise=noise.numpy() if with_noise else None,
+    )
+    assert 0 < m.sum() < m.size
+    np.testing.assert_array_equal(out.detach().numpy(), expected)
+    np.testing.assert_array_equal(
+        x.grad.numpy(), ref.dropblock_backward(grad_out.numpy(), m, scale_by_keep=scale_by_keep)
+    )
+    # inplace gives the same values; eval is the identity whatever the options
+    y = x.detach().clone()
+    assert op(y, p, True, True, with_noise=with_noise, generator=_seeded(2), **kw) is y
+    assert torch.equal(y, out.detach())
+    assert op(x, p, False, with_noise=with_noise, **kw) is x
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_noise_at_p_one_fills_everything(share):
+    x = torch.randn(2, 3, 6, 6)
+    out = DF.dropblock2d(
+        x, 1.0, block_size=3, share_channels=share, with_noise=True, generator=_seeded(5)
+    )
+    noise = torch.randn((2, 1 if share else 3, 6, 6), generator=_seeded(5))
+    assert torch.equal(out, noise.expand(x.shape))
+
+
+def test_noise_is_standard_normal_in_the_dropped_units():
+    # 4 sigma on the sample mean and variance of n N(0, 1) values (var of the variance: 2/n)
+    x = torch.full((8, 8, 32, 32), 100.0)
+    out = DF.dropblock2d(
+        x, 0.3, block_size=3, scale_by_keep=False, with_noise=True, generator=_seeded(6)
+    )
+    noise = out[out != 100.0].double()
+    n = noise.numel()
+    assert n > 10_000
+    assert abs(noise.mean().item()) < 4 / n**0.5
+    assert abs(noise.var().item() - 1) < 4 * (2 / n) ** 0.5
+
+
+def test_option_checks():
+    x = torch.randn(1, 1, 4, 4)
+    for flag in ("scale_by_keep", "with_noise"):
+        with pytest.raises(TypeError, match=f"dropblock2d: {flag} must be a bool"):
+            DF.dropblock2d(x, 0.1, block_size=2, **{flag: 1})

@@ -216,3 +216,44 @@ def test_torchvision_dropblock_and_batch_stochastic_depth():
     assert not model[0].share_channels and model[2].inplace and model[2].p == 0.1
     dnn.convert_dropout(model, to="original")
     assert type(model[0]) is ops.DropBlock2d and type(model[2]) is ops.DropBlock3d
+
+
+@pytest.mark.parametrize(
+    "layer, expected",
+    [
+        (lambda: timm.layers.DropPath(0.3, scale_by_keep=False), {"scale_by_keep": False}),
+        (
+            lambda: timm.layers.DropBlock2d(0.2, 3, scale_by_keep=False),
+            {"scale_by_keep": False, "with_noise": False},
+        ),
+        # timm never rescales when it fills blocks with noise
+        (
+            lambda: timm.layers.DropBlock2d(0.2, 3, with_noise=True),
+            {"scale_by_keep": False, "with_noise": True},
+        ),
+    ],
+)
+def test_timm_scale_by_keep_and_with_noise_convert_losslessly(layer, expected):
+    original = layer()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), original).eval()
+    x = torch.randn(8, 3, 10, 10)
+    with torch.no_grad():
+        ref = model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dnn.ConversionWarning)  # nothing left unconverted
+        dnn.convert_dropout(model)
+    converted = model[1]
+    assert type(converted).__module__.startswith("dropkit")
+    assert {k: getattr(converted, k) for k in expected} == expected
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)  # eval: the identity on both sides
+        h = model[0](x)
+        out = converted.train()(h)
+    if expected.get("with_noise"):
+        assert not torch.equal(out, h) and (out == h).float().mean() > 0.5  # kept units as they are
+    else:  # unscaled: every unit is its input or 0
+        assert torch.all((out == h) | (out == 0))
+    dnn.convert_dropout(model.eval(), to="original")
+    assert model[1] is original
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -42,3 +43,20 @@ def test_stochastic_depth_network():
     h = net[:3](x)
     skipped = (net[3](h) == h).all(1).double().mean().item()
     assert 0.35 < skipped < 0.65
+
+
+def test_scale_by_keep_false_module():
+    x = torch.randn(6, 4)
+    m = dnn.DropPath(0.5, scale_by_keep=False, generator=torch.Generator().manual_seed(0))
+    expected = DF.drop_path(x, 0.5, scale_by_keep=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m(x), expected)
+    assert repr(m) == "DropPath(p=0.5, inplace=False, scale_by_keep=False)"
+    assert m.eval()(x) is x
+    scripted = torch.jit.script(m.train())
+    m.generator = torch.Generator().manual_seed(1)
+    scripted.generator = torch.Generator().manual_seed(1)
+    assert torch.equal(scripted(x), m(x))
+    with pytest.raises(TypeError, match="DropPath: scale_by_keep must be a bool"):
+        dnn.DropPath(0.1, scale_by_keep=None)
+    with pytest.raises(ValueError, match="scale_by_keep=False goes with scale='inverted'"):
+        dnn.DropPath(0.1, scale="classic", scale_by_keep=False)

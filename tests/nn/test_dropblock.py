@@ -44,3 +44,26 @@ def test_module_clips_the_block_when_asked():
     m.generator = g
     expected = DF.dropblock2d(x, 0.2, block_size=(4, 5), generator=torch.Generator().manual_seed(3))
     assert torch.equal(m(x), expected)
+
+
+@pytest.mark.parametrize(
+    "cls, shape", [(dnn.DropBlock2d, (2, 3, 9, 9)), (dnn.DropBlock3d, (2, 2, 5, 5, 5))]
+)
+def test_scale_by_keep_and_with_noise_modules(cls, shape):
+    x = torch.randn(shape)
+    kw = {"block_size": 3, "scale_by_keep": False, "with_noise": True}
+    m = cls(0.3, generator=torch.Generator().manual_seed(2), **kw)
+    op = DF.dropblock2d if cls is dnn.DropBlock2d else DF.dropblock3d
+    assert torch.equal(m(x), op(x, 0.3, generator=torch.Generator().manual_seed(2), **kw))
+    assert repr(m).endswith(
+        "block_size=" + str(m.block_size) + ", scale_by_keep=False, with_noise=True)"
+    )
+    assert m.eval()(x) is x
+    # the TorchScript branch draws the plain path's seeds and noise
+    scripted = torch.jit.script(m.train())
+    m.generator = torch.Generator().manual_seed(3)
+    scripted.generator = torch.Generator().manual_seed(3)
+    assert torch.equal(scripted(x), m(x))
+    for flag in ("scale_by_keep", "with_noise"):
+        with pytest.raises(TypeError, match=f"{cls.__name__}: {flag} must be a bool"):
+            cls(0.1, **{flag: "yes"})

@@ -36,3 +36,21 @@ def test_rescale_by_hand():
 def test_checks():
     with pytest.raises(ValueError, match="seeds must be a bool"):
         ref.dropblock_mask(np.zeros((1, 1, 3, 3)), (2, 2))
+
+
+def test_unscaled_and_noise_filled_by_hand():
+    x = np.full((1, 2, 2, 2), 2.0, dtype=np.float32)
+    mask = np.array([[[[True, False], [True, True]]]])  # (1, 1, 2, 2): shared by both channels
+    np.testing.assert_array_equal(
+        ref.dropblock_forward(x, mask, scale_by_keep=False), np.broadcast_to(2.0 * mask, x.shape)
+    )
+    noise = np.array([[[[9.0, -1.5], [9.0, 9.0]]]])  # only the dropped unit's value is used
+    out = ref.dropblock_forward(x, mask, scale_by_keep=False, noise=noise)
+    expected = np.full_like(x, 2.0)
+    expected[0, :, 0, 1] = -1.5
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(
+        ref.dropblock_backward(x, mask, scale_by_keep=False), np.broadcast_to(2.0 * mask, x.shape)
+    )
+    with pytest.raises(ValueError, match="noise .* must have the mask's shape"):
+        ref.dropblock_forward(x, mask, noise=np.zeros((1, 2, 2, 2)))

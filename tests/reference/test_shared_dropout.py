@@ -50,3 +50,9 @@ def test_checks():
         ref.drop_path_forward(x, np.ones(3, dtype=bool), 0.5)
     with pytest.raises(ValueError, match="dropout probability"):
         ref.shared_dropout_forward(x, np.ones((2, 1), dtype=bool), 1.0)
+
+
+def test_drop_path_unscaled_by_hand():
+    x = np.full((3, 2), 4.0, dtype=np.float32)
+    out = ref.drop_path_forward(x, np.array([True, False, True]), 0.5, scale_by_keep=False)
+    np.testing.assert_array_equal(out, [[4.0, 4.0], [0.0, 0.0], [4.0, 4.0]])

@@ -122,6 +122,9 @@ class TestConsistent:
             mc_predict(nn.Sequential(nn.Dropout()), x, 2, consistent=True)
         with pytest.raises(ValueError, match=r"'0' \(AlphaDropout\) cannot share one mask"):
             mc_predict(nn.Sequential(nn.AlphaDropout(0.2)), x, 2, seed=0, consistent=True)
+        noisy = nn.Sequential(dnn.DropBlock2d(0.3, block_size=2, with_noise=True))  # not x * mask
+        with pytest.raises(ValueError, match=r"'0' \(DropBlock2d\) cannot share one mask"):
+            mc_predict(noisy, torch.ones(2, 3, 4, 4), 2, seed=0, consistent=True)
 
 
 class TestGates:

@@ -187,9 +187,12 @@ def drop_path(
     scale: str,
     generator: torch.Generator | None,
     mode: str = "row",
+    scale_by_keep: bool = True,
 ) -> Tensor:
     if input.dim() == 0:
         raise ValueError("drop_path: expected an input with a batch dimension, (N, *)")
+    if training and not scale_by_keep:  # drop_path's _training_scale (checked at construction)
+        scale = "classic"
     axes = list(range(0 if mode == "batch" else 1, input.dim()))
     return _masked(input, _shape_sharing(input, axes), p, training, inplace, scale, generator)
 
@@ -291,6 +294,17 @@ def _window_sum(t: Tensor, dim: int, b: int) -> Tensor:
     return e.narrow(dim, b, length + b - 1) - e.narrow(dim, 0, length + b - 1)
 
 
+def _fill_noise(
+    input: Tensor, kept: Tensor, mask: Tensor, generator: torch.Generator | None, inplace: bool
+) -> Tensor:
+    # functional/dropblock.py's _fill_noise
+    noise = torch.randn(mask.shape, dtype=input.dtype, device=input.device, generator=generator)
+    out = torch.where(mask, kept, noise)
+    if inplace:
+        return input.copy_(out)
+    return out
+
+
 def dropblock(
     input: Tensor,
     p: float,
@@ -299,6 +313,8 @@ def dropblock(
     block_size: list[int],
     share_channels: bool,
     generator: torch.Generator | None,
+    scale_by_keep: bool = True,
+    with_noise: bool = False,
 ) -> Tensor:
     n = len(block_size)
     if input.dim() != n + 2:
@@ -322,6 +338,12 @@ def dropblock(
             return input
         return input.clone()
     if p == 1.0:
+        if with_noise:
+            shape = list(input.shape)
+            if share_channels:
+                shape[1] = 1
+            none = torch.zeros(shape, dtype=torch.bool, device=input.device)
+            return _fill_noise(input, input, none, generator, inplace)
         zero = torch.zeros([1] * input.dim(), dtype=torch.bool, device=input.device)
         if inplace:
             return input.mul_(zero)
@@ -343,14 +365,19 @@ def dropblock(
         if block_size[d] > 1:
             grown = _window_sum(grown, 2 + d, block_size[d])
     mask = grown == 0
-    # functional/dropblock.py's _rescale
-    expand = input.numel() // max(mask.numel(), 1)
-    total = torch.tensor(float(mask.numel() * expand), dtype=torch.float64, device=mask.device)
-    kept = mask.sum(dtype=torch.float64) * expand
-    s = torch.where(kept > 0, total / kept.clamp(min=1), torch.zeros_like(total))
-    if input.dtype == torch.float16:
-        s = s.clamp(max=_half_max())
-    multiplier = mask * s.to(input.dtype)
+    if scale_by_keep:
+        # functional/dropblock.py's _rescale
+        expand = input.numel() // max(mask.numel(), 1)
+        total = torch.tensor(float(mask.numel() * expand), dtype=torch.float64, device=mask.device)
+        kept = mask.sum(dtype=torch.float64) * expand
+        s = torch.where(kept > 0, total / kept.clamp(min=1), torch.zeros_like(total))
+        if input.dtype == torch.float16:
+            s = s.clamp(max=_half_max())
+        multiplier = mask * s.to(input.dtype)
+    else:
+        multiplier = mask.to(input.dtype)
+    if with_noise:
+        return _fill_noise(input, input * multiplier, mask, generator, inplace)
     if inplace:
         return input.mul_(multiplier)
     return input * multiplier

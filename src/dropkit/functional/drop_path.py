@@ -43,6 +43,7 @@ def drop_path(
     *,
     scale: str = "inverted",
     mode: str = "row",
+    scale_by_keep: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Zero whole samples (dimension 0) of a residual branch's output with probability ``p``.
@@ -51,6 +52,11 @@ def drop_path(
     1/(1-p) (inverted) or 1 (classic). ``mode="batch"`` (torchvision's ``StochasticDepth`` mode):
     one draw for the whole batch. Eval: the identity (inverted) or times 1-p (classic, as in
     Huang et al.).
+
+    ``scale_by_keep=False`` (timm's option of that name): survivors are not rescaled in training
+    (``input * mask``) and eval is the identity, so the expected output in training is (1-p) times
+    the eval output. It goes with ``scale="inverted"`` only (``"classic"`` already leaves survivors
+    unscaled and multiplies by 1-p in eval; combining the two is a ValueError).
 
     Paper: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
 
@@ -61,6 +67,7 @@ def drop_path(
         inplace: do the operation in place. Default: False
         scale: ``"inverted"`` or ``"classic"``. Default: ``"inverted"``
         mode: ``"row"`` (one draw per sample) or ``"batch"`` (one for the batch). Default: ``"row"``
+        scale_by_keep: rescale survivors by 1/(1-p) in training. Default: True
         generator: optional ``torch.Generator`` for the mask.
 
     Example::
@@ -80,8 +87,23 @@ def drop_path(
         )
     _check_generator(generator, input.device, op)
     _check_mode(mode, op)
+    scale = _training_scale(scale, scale_by_keep, training, op)
     axes = tuple(range(0 if mode == "batch" else 1, input.dim()))
     return _shared_dropout(input, p, axes, training, inplace, scale, generator)
+
+
+def _training_scale(scale: str, scale_by_keep: bool, training: bool, op: str) -> str:
+    """The scale the op runs with: ``scale_by_keep=False`` is ``"classic"`` arithmetic in training
+    (survivors times 1) and ``"inverted"`` in eval (the identity)."""
+    _check_bool(scale_by_keep, "scale_by_keep", op)
+    if scale_by_keep:
+        return scale
+    if scale == "classic":
+        raise ValueError(
+            f"{op}: scale_by_keep=False goes with scale='inverted' (scale='classic' already keeps "
+            "survivors unscaled in training, and scales by 1-p in eval), but got scale='classic'"
+        )
+    return "classic" if training else "inverted"
 
 
 _RULES = ("huang", "linspace")

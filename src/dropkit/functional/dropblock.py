@@ -188,6 +188,8 @@ def dropblock(
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
     clip_block_size: bool = False,
+    scale_by_keep: bool = True,
+    with_noise: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on a batched 2-D ``(N, C, H, W)`` or 3-D ``(N, C, D, H, W)`` feature map.
@@ -195,7 +197,8 @@ def dropblock(
     Training: blocks of ``block_size`` are dropped so that about a fraction ``p`` of units is zero
     (see the module docstring for gamma and the rescaling); each channel has its own blocks unless
     ``share_channels``. ``block_size=1`` is element-wise dropout with a data-dependent rescale. Eval:
-    the identity.
+    the identity. timm's ``DropBlock2d(with_noise=True)`` is ``with_noise=True,
+    scale_by_keep=False`` here (timm does not rescale when it adds noise).
 
     Paper: Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional networks",
     NeurIPS 2018.
@@ -210,24 +213,50 @@ def dropblock(
         share_channels: one block pattern for all channels of a sample. Default: False
         clip_block_size: clip a block larger than the map to the map's size along that axis (as
             timm does) instead of raising. Default: False
-        generator: optional ``torch.Generator`` for the seeds.
+        scale_by_keep: rescale the kept units by count/count_ones; False (timm's option) keeps
+            them as they are (``input * mask``). Default: True
+        with_noise: fill the dropped units with standard-normal noise instead of zeros (timm's
+            option), drawn at the mask's shape after the seeds. Default: False
+        generator: optional ``torch.Generator`` for the seeds (and the noise).
     """
     op = "dropblock"
     _check_float_tensor(input, op)
     _check_rank(input, (4, 5), op, "dropblock takes batched (N, C, H, W) or (N, C, D, H, W) input")
     return _dropblock(
-        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+        input,
+        p,
+        training,
+        inplace,
+        block_size,
+        share_channels,
+        generator,
+        op,
+        clip_block_size,
+        scale_by_keep,
+        with_noise,
     )
 
 
 def _dropblock(
-    input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size=False
+    input,
+    p,
+    training,
+    inplace,
+    block_size,
+    share_channels,
+    generator,
+    op,
+    clip_block_size=False,
+    scale_by_keep=True,
+    with_noise=False,
 ):
     p = _check_p(p, op)
     _check_bool(training, "training", op)
     _check_bool(inplace, "inplace", op)
     _check_bool(share_channels, "share_channels", op)
     _check_bool(clip_block_size, "clip_block_size", op)
+    _check_bool(scale_by_keep, "scale_by_keep", op)
+    _check_bool(with_noise, "with_noise", op)
     block = _check_size_tuple(block_size, input.dim() - 2, op)
     if clip_block_size:
         block = _clip(input.shape[2:], block)
@@ -239,19 +268,40 @@ def _dropblock(
         return input if inplace else input.clone()
     if p == 1.0:
         # Overlapping blocks never cover every unit for sure; p=1 means "drop everything", as in
-        # every other dropkit op: zeros (never NaN) for a finite input.
+        # every other dropkit op: zeros (never NaN) for a finite input, noise with_noise.
+        if with_noise:
+            shape = _mask_shape(input.shape, share_channels)
+            mask = torch.zeros(shape, dtype=torch.bool, device=input.device)
+            return _fill_noise(input, input, mask, generator, inplace)
         mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
         return input.mul_(mask) if inplace else input * mask
     if input.is_contiguous() and _fast_family.applies(input):
         seed = _fast_family.draw_seed(generator)
-        out = _dropblock_fast(input, p, block, share_channels, seed)
+        out, keep = _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep)
+        if with_noise:
+            return _fill_noise(input, out, keep.bool(), generator, inplace)
         return input.copy_(out) if inplace else out
     # dropblock_seeds' draw, made with input.new_empty: per-sample seeds under torch.func.vmap
     gamma = dropblock_gamma(p, input.shape[2:], block)
     seeds = input.new_empty(_seeds_shape(input.shape, block, share_channels), dtype=torch.bool)
     mask = dropblock_mask(_random.bernoulli_(seeds, gamma, generator), block)
-    multiplier = mask * _rescale(mask, input)
+    multiplier = mask * _rescale(mask, input) if scale_by_keep else mask
+    if with_noise:
+        return _fill_noise(input, input * multiplier, mask, generator, inplace)
     return input.mul_(multiplier) if inplace else input * multiplier
+
+
+def _mask_shape(shape, share_channels) -> tuple[int, ...]:
+    return (shape[0], 1 if share_channels else shape[1], *shape[2:])
+
+
+def _fill_noise(input, kept, mask, generator, inplace):
+    """``with_noise``: the dropped units (False in ``mask``) are standard-normal noise drawn at the
+    mask's shape (one value per spatial position for all channels with ``share_channels``), the
+    kept ones ``kept``. The noise is no function of ``input``: the gradient is the mask's."""
+    noise = _random.randn(mask.shape, input.dtype, input.device, generator)
+    out = torch.where(mask, kept, noise)
+    return input.copy_(out) if inplace else out
 
 
 def dropblock2d(
@@ -263,6 +313,8 @@ def dropblock2d(
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
     clip_block_size: bool = False,
+    scale_by_keep: bool = True,
+    with_noise: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``(N, C, H, W)`` input; see :func:`dropblock`.
@@ -275,7 +327,17 @@ def dropblock2d(
     _check_float_tensor(input, op)
     _check_rank(input, (4,), op, "dropblock2d takes batched (N, C, H, W) input")
     return _dropblock(
-        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+        input,
+        p,
+        training,
+        inplace,
+        block_size,
+        share_channels,
+        generator,
+        op,
+        clip_block_size,
+        scale_by_keep,
+        with_noise,
     )
 
 
@@ -288,6 +350,8 @@ def dropblock3d(
     block_size: int | Sequence[int] = 7,
     share_channels: bool = False,
     clip_block_size: bool = False,
+    scale_by_keep: bool = True,
+    with_noise: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``(N, C, D, H, W)`` input; see :func:`dropblock`."""
@@ -295,7 +359,17 @@ def dropblock3d(
     _check_float_tensor(input, op)
     _check_rank(input, (5,), op, "dropblock3d takes batched (N, C, D, H, W) input")
     return _dropblock(
-        input, p, training, inplace, block_size, share_channels, generator, op, clip_block_size
+        input,
+        p,
+        training,
+        inplace,
+        block_size,
+        share_channels,
+        generator,
+        op,
+        clip_block_size,
+        scale_by_keep,
+        with_noise,
     )
 
 
@@ -315,9 +389,10 @@ def _fast_keep(shape, p, block, share_channels, seed):
     return keep.view(n, c // expand, *size), s
 
 
-def _dropblock_fast(input, p, block, share_channels, seed):
+def _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep=True):
+    # (output, byte keep-mask): survivors times s, or 1 without scale_by_keep
     keep, s = _fast_keep(input.shape, p, block, share_channels, seed)
-    return _ByteMask.apply(input, keep, s)
+    return _ByteMask.apply(input, keep, s if scale_by_keep else 1.0), keep
 
 
 class _ByteMask(torch.autograd.Function):

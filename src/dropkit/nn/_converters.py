@@ -47,25 +47,20 @@ TORCH_TO_DROPKIT = {th: _torch(dk) for th, dk in TORCH_PAIRS}
 
 
 def timm_drop_path(m: nn.Module) -> nn.Module:
-    """timm ``DropPath(drop_prob, scale_by_keep)``: per-sample Bernoulli(1-p), scaled by 1/(1-p)."""
-    if not getattr(m, "scale_by_keep", True):
-        raise _unconvertible(
-            "scale_by_keep=False (kept paths unscaled in training, identity in eval) has no dropkit "
-            "equivalent yet; dropkit's scale='classic' rescales in eval instead"
-        )
-    return DropPath(float(m.drop_prob))
+    """timm ``DropPath(drop_prob, scale_by_keep)``: per-sample Bernoulli(1-p), scaled by 1/(1-p),
+    or unscaled with ``scale_by_keep=False`` (dropkit's option of that name; eval is the identity
+    either way)."""
+    return DropPath(float(m.drop_prob), scale_by_keep=bool(getattr(m, "scale_by_keep", True)))
 
 
 def timm_dropblock(m: nn.Module) -> nn.Module:
     """timm ``DropBlock2d``: ``couple_channels`` is dropkit's ``share_channels``; ``gamma_scale``
     multiplies the seed rate, i.e. the fraction dropped, so dropkit's ``p = drop_prob * gamma_scale``
-    (the origin keeps ``gamma_scale`` for the way back); blocks are clipped to the map, as timm's."""
-    if getattr(m, "with_noise", False):
-        raise _unconvertible(
-            "with_noise=True (Gaussian noise in dropped blocks) has no dropkit form"
-        )
-    if not getattr(m, "scale_by_keep", True):
-        raise _unconvertible("scale_by_keep=False has no dropkit equivalent yet")
+    (the origin keeps ``gamma_scale`` for the way back); blocks are clipped to the map, as timm's.
+    ``with_noise`` and ``scale_by_keep`` keep their names; timm never rescales when it adds noise,
+    so ``with_noise=True`` converts with ``scale_by_keep=False``."""
+    with_noise = bool(getattr(m, "with_noise", False))
+    scale_by_keep = bool(getattr(m, "scale_by_keep", True)) and not with_noise
     if not isinstance(m.block_size, int):
         raise _unconvertible(f"block_size={m.block_size!r} is not an int")
     p = float(m.drop_prob) * float(getattr(m, "gamma_scale", 1.0))
@@ -77,6 +72,8 @@ def timm_dropblock(m: nn.Module) -> nn.Module:
         block_size=m.block_size,
         share_channels=bool(getattr(m, "couple_channels", True)),
         clip_block_size=True,  # timm clips a block larger than the map
+        scale_by_keep=scale_by_keep,
+        with_noise=with_noise,
     )
 
 

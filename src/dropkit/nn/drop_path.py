@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from dropkit._validation import _check_bool
 from dropkit.functional import _torchscript
-from dropkit.functional.drop_path import _check_mode, drop_path
+from dropkit.functional.drop_path import _check_mode, _training_scale, drop_path
 from dropkit.nn._base import _DropoutNd
 
 __all__ = ["DropPath"]
@@ -25,6 +26,9 @@ class DropPath(_DropoutNd):
         inplace, scale, generator: as in :class:`dropkit.nn.Dropout`.
         mode: ``"row"`` (one draw per sample) or ``"batch"`` (one for the whole batch, as
             torchvision's ``StochasticDepth(mode="batch")``), keyword only. Default: ``"row"``
+        scale_by_keep: rescale survivors by 1/(1-p) in training; False (timm's option) leaves
+            them unscaled, eval stays the identity (with ``scale="inverted"`` only), keyword
+            only. Default: True
 
     Shape:
         - Input: ``(N, *)``. Output: the same shape.
@@ -42,21 +46,33 @@ class DropPath(_DropoutNd):
         *,
         scale: str = "inverted",
         mode: str = "row",
+        scale_by_keep: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, inplace, scale=scale, generator=generator)
-        self.mode = _check_mode(mode, type(self).__name__)
+        op = type(self).__name__
+        self.mode = _check_mode(mode, op)
+        self.scale_by_keep = _check_bool(scale_by_keep, "scale_by_keep", op)
+        _training_scale(self.scale, self.scale_by_keep, True, op)  # the combination's check
 
     def extra_repr(self) -> str:
         extra = super().extra_repr()
-        return extra if self.mode == "row" else f"{extra}, mode={self.mode!r}"
+        extra = extra if self.mode == "row" else f"{extra}, mode={self.mode!r}"
+        return extra if self.scale_by_keep else f"{extra}, scale_by_keep=False"
 
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
             return _torchscript.drop_path(
-                input, self.p, self.training, self.inplace, self.scale, self.generator, self.mode
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                self.scale,
+                self.generator,
+                self.mode,
+                self.scale_by_keep,
             )
         return drop_path(
             input,
@@ -65,5 +81,6 @@ class DropPath(_DropoutNd):
             self.inplace,
             scale=self.scale,
             mode=self.mode,
+            scale_by_keep=self.scale_by_keep,
             generator=self.generator,
         )

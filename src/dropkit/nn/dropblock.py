@@ -26,6 +26,8 @@ class _DropBlockNd(_DropoutNd):
         block_size: int | Sequence[int] = 7,
         share_channels: bool = False,
         clip_block_size: bool = False,
+        scale_by_keep: bool = True,
+        with_noise: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, inplace, generator=generator)
@@ -33,11 +35,15 @@ class _DropBlockNd(_DropoutNd):
         self.block_size = _check_size_tuple(block_size, self._spatial_dims, op)
         self.share_channels = _check_bool(share_channels, "share_channels", op)
         self.clip_block_size = _check_bool(clip_block_size, "clip_block_size", op)
+        self.scale_by_keep = _check_bool(scale_by_keep, "scale_by_keep", op)
+        self.with_noise = _check_bool(with_noise, "with_noise", op)
 
     def extra_repr(self) -> str:
         extra = f"{super().extra_repr()}, block_size={self.block_size}"
         extra += ", share_channels=True" if self.share_channels else ""
-        return extra + (", clip_block_size=True" if self.clip_block_size else "")
+        extra += ", clip_block_size=True" if self.clip_block_size else ""
+        extra += "" if self.scale_by_keep else ", scale_by_keep=False"
+        return extra + (", with_noise=True" if self.with_noise else "")
 
 
 class DropBlock2d(_DropBlockNd):
@@ -56,6 +62,10 @@ class DropBlock2d(_DropBlockNd):
         share_channels: one block pattern for all channels of a sample. Default: False
         clip_block_size: clip a block larger than the map to it (timm's rule) instead of
             raising. Default: False
+        scale_by_keep: rescale the kept units by count/count_ones; False keeps them as they are
+            (timm's option). Default: True
+        with_noise: dropped units are standard-normal noise instead of zeros (timm's option; timm
+            does not rescale then, i.e. ``scale_by_keep=False`` here). Default: False
         generator: optional ``torch.Generator`` (keyword only).
 
     Example::
@@ -78,6 +88,8 @@ class DropBlock2d(_DropBlockNd):
                 block,
                 self.share_channels,
                 self.generator,
+                self.scale_by_keep,
+                self.with_noise,
             )
         return dropblock2d(
             input,
@@ -87,6 +99,8 @@ class DropBlock2d(_DropBlockNd):
             block_size=self.block_size,
             share_channels=self.share_channels,
             clip_block_size=self.clip_block_size,
+            scale_by_keep=self.scale_by_keep,
+            with_noise=self.with_noise,
             generator=self.generator,
         )
 
@@ -113,6 +127,8 @@ class DropBlock3d(_DropBlockNd):
                 block,
                 self.share_channels,
                 self.generator,
+                self.scale_by_keep,
+                self.with_noise,
             )
         return dropblock3d(
             input,
@@ -122,5 +138,7 @@ class DropBlock3d(_DropBlockNd):
             block_size=self.block_size,
             share_channels=self.share_channels,
             clip_block_size=self.clip_block_size,
+            scale_by_keep=self.scale_by_keep,
+            with_noise=self.with_noise,
             generator=self.generator,
         )

@@ -55,17 +55,35 @@ def _scale(mask: np.ndarray, shape: tuple[int, ...], dtype: np.dtype):
     return dtype.type(0.0 if kept == 0 else np.float64(full.size) / np.float64(kept))
 
 
-def dropblock_forward(x: np.ndarray, mask: np.ndarray, *, training: bool = True) -> np.ndarray:
+def dropblock_forward(
+    x: np.ndarray,
+    mask: np.ndarray,
+    *,
+    training: bool = True,
+    scale_by_keep: bool = True,
+    noise: np.ndarray | None = None,
+) -> np.ndarray:
     """Training: ``x * mask * count(mask) / count_ones(mask)`` (counts over the broadcast mask,
-    scale computed in float64 and rounded once). Eval: ``x``.
+    scale computed in float64 and rounded once), ``x * mask`` with ``scale_by_keep=False``; with
+    ``noise`` (``with_noise=True``, an array of the mask's shape) every dropped unit is its noise
+    value instead of 0. Eval: ``x``.
     """
     op = "reference.dropblock_forward"
     x = _check_float_array(x, op)
     if not training:
         return x.copy()
-    return x * (np.broadcast_to(mask, x.shape).astype(x.dtype) * _scale(mask, x.shape, x.dtype))
+    full = np.broadcast_to(mask, x.shape)
+    s = _scale(mask, x.shape, x.dtype) if scale_by_keep else x.dtype.type(1.0)
+    out = x * (full.astype(x.dtype) * s)
+    if noise is not None:
+        if noise.shape != mask.shape:
+            raise ValueError(f"{op}: noise {noise.shape} must have the mask's shape {mask.shape}")
+        out = np.where(full, out, np.broadcast_to(noise.astype(x.dtype), x.shape))
+    return out
 
 
-def dropblock_backward(grad_out: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Gradient in training: the same mask and scale."""
-    return dropblock_forward(grad_out, mask)
+def dropblock_backward(
+    grad_out: np.ndarray, mask: np.ndarray, *, scale_by_keep: bool = True
+) -> np.ndarray:
+    """Gradient in training: the same mask and scale (the noise does not depend on the input)."""
+    return dropblock_forward(grad_out, mask, scale_by_keep=scale_by_keep)

@@ -98,9 +98,15 @@ def channel_dropout_forward(
 
 
 def drop_path_forward(
-    x: np.ndarray, sample_mask: np.ndarray, p: float, *, scale: str = "inverted"
+    x: np.ndarray,
+    sample_mask: np.ndarray,
+    p: float,
+    *,
+    scale: str = "inverted",
+    scale_by_keep: bool = True,
 ) -> np.ndarray:
-    """DropPath in training: sample ``n`` is multiplied by ``s`` if ``sample_mask[n]`` else 0."""
+    """DropPath in training: sample ``n`` is multiplied by ``s`` if ``sample_mask[n]`` else 0;
+    ``s = 1`` with ``scale_by_keep=False`` (eval is then the identity)."""
     op = "reference.drop_path_forward"
     p = _check_p(p, op, allow_one=False)
     x = _check_float_array(x, op)
@@ -108,5 +114,5 @@ def drop_path_forward(
         raise ValueError(
             f"{op}: sample_mask must have shape ({x.shape[0]},), got {sample_mask.shape}"
         )
-    s = x.dtype.type(_keep_scale(p, _check_scale(scale, op)))
+    s = x.dtype.type(_keep_scale(p, _check_scale(scale, op)) if scale_by_keep else 1.0)
     return np.stack([x[n] * (s if keep else x.dtype.type(0)) for n, keep in enumerate(sample_mask)])

@@ -586,7 +586,8 @@ def mc_predict(
             refused += [
                 f"'{n or '<model>'}' ({type(m).__name__})"
                 for n, m, e in found
-                if m in outer and not e.multiplicative
+                # a DropBlock with_noise fills dropped blocks with noise: not input * mask
+                if m in outer and (not e.multiplicative or getattr(m, "with_noise", False))
             ]
             if refused:
                 raise ValueError(
