@@ -56,6 +56,9 @@ class Config(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     batch_size: int = Field(100, ge=1)
     epochs: int = Field(20, ge=1)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate over epochs: constant, or cosine decay to 0"
+    )
 
     # regularizers
     l2: float = Field(

@@ -171,6 +171,12 @@ def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.lr)
 
 
+def _lr_scheduler(optimizer: torch.optim.Optimizer, config: Config):
+    if config.lr_schedule == "cosine":  # stepped once per epoch: lr reaches 0 after the last one
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
 def _save(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -216,6 +222,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     torch.manual_seed(config.seed)
     model = build_model(config, data.input_shape, data.n_outputs)
     optimizer = _optimizer(model, config)
+    scheduler = _lr_scheduler(optimizer, config)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
         "epoch": 0,
@@ -232,6 +239,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         saved = torch.load(checkpoint, weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
         rng.bit_generator.state = saved["numpy_rng"]
         state = saved["state"]
@@ -246,6 +255,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     for epoch in epochs:
         t0 = time.perf_counter()
         _train_epoch(model, optimizer, data, config, rng)
+        if scheduler is not None:
+            scheduler.step()
         if epoch % config.eval_every and epoch != config.epochs:
             state["elapsed"] += time.perf_counter() - t0
             continue
@@ -276,6 +287,7 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "torch_rng": torch.get_rng_state(),
                 "numpy_rng": rng.bit_generator.state,
                 "state": state,
