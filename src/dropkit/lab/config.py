@@ -49,6 +49,9 @@ class Config(BaseModel):
     hidden_size: int = Field(128, ge=1, description="CNN dense layer / RNN state size")
     rnn_layers: int = Field(1, ge=1)
     rnn_dropout: str = Field("standard", description="RNN dropout: see lab.models.RNN_DROPOUT")
+    weight_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="RNN hidden-to-hidden weight drop (AWD-LSTM); gru/lstm"
+    )
 
     # optimisation
     optimizer: Literal["adam", "sgd"] = "adam"
