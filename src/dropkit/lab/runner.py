@@ -148,11 +148,13 @@ def _epoch_record(epoch: int, model: nn.Module, data: Prepared, config: Config) 
 
 
 def _train_epoch(
-    model, optimizer, data: Prepared, config: Config, rng: np.random.Generator
+    model, optimizer, data: Prepared, config: Config, rng: np.random.Generator, on_batch=None
 ) -> None:
     model.train()
     order = torch.from_numpy(rng.permutation(len(data.x_train)))
-    for start in range(0, len(order), config.batch_size):
+    for batch, start in enumerate(range(0, len(order), config.batch_size)):
+        if on_batch is not None:
+            on_batch(batch)
         idx = order[start : start + config.batch_size]
         if len(idx) < 2 and config.batchnorm != "none":
             continue  # BatchNorm cannot train on a batch of one
@@ -175,6 +177,32 @@ def _lr_scheduler(optimizer: torch.optim.Optimizer, config: Config):
     if config.lr_schedule == "cosine":  # stepped once per epoch: lr reaches 0 after the last one
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
+
+
+def _dropout_schedule(model: nn.Module, config: Config, steps_per_epoch: int):
+    """``set_time(epoch, batch)`` driving ``config.dropout_schedule`` (None for constant rates).
+
+    Time is the step count or the epoch count (``config.schedule_per``), with the config's lengths,
+    given in epochs, converted to match. The rates depend on the time alone, so a resumed run gets
+    them right from its epoch.
+    """
+    if config.dropout_schedule == "constant":
+        return None
+    from dropkit.schedules import make_schedule
+
+    per_step = config.schedule_per == "step"
+    unit = steps_per_epoch if per_step else 1
+    schedule = make_schedule(
+        config.dropout_schedule,
+        model,
+        length=config.schedule_length * unit,
+        gamma=config.schedule_gamma / unit,
+    )
+
+    def set_time(epoch: int, batch: int) -> None:
+        schedule.step((epoch - 1) * steps_per_epoch + batch if per_step else epoch - 1)
+
+    return set_time
 
 
 def _save(path: Path, obj: Any) -> None:
@@ -223,6 +251,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     model = build_model(config, data.input_shape, data.n_outputs)
     optimizer = _optimizer(model, config)
     scheduler = _lr_scheduler(optimizer, config)
+    steps_per_epoch = -(-len(data.x_train) // config.batch_size)
+    schedule = _dropout_schedule(model, config, steps_per_epoch)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
         "epoch": 0,
@@ -254,7 +284,13 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         epochs = tqdm(epochs, desc=config.name, initial=state["epoch"], total=config.epochs)
     for epoch in epochs:
         t0 = time.perf_counter()
-        _train_epoch(model, optimizer, data, config, rng)
+        on_batch = None
+        if schedule is not None:
+
+            def on_batch(batch: int, epoch: int = epoch) -> None:
+                schedule(epoch, batch)
+
+        _train_epoch(model, optimizer, data, config, rng, on_batch)
         if scheduler is not None:
             scheduler.step()
         if epoch % config.eval_every and epoch != config.epochs:
