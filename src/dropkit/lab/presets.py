@@ -53,8 +53,6 @@ _FASHION_RATES: dict[str, dict[str, Any]] = {
     "no dropout": {},
     "hidden 0.3": {"p_hidden": 0.3},
     "hidden 0.5": {"p_hidden": 0.5},
-    "input 0.1, hidden 0.5": {"p_input": 0.1, "p_hidden": 0.5},
-    "input 0.2, hidden 0.5, max-norm 3.5": {"p_input": 0.2, "p_hidden": 0.5, "max_norm": 3.5},
     "hidden 0.7": {"p_hidden": 0.7},
 }
 
@@ -229,7 +227,14 @@ PRESETS: dict[str, Preset] = {
     "fashion-mlp-rates": Preset(
         title="Fashion-MNIST MLP 784-1024-1024-10: choosing the drop rates (seed 0)",
         base=FASHION_MLP,
-        grid={"variant": list(_FASHION_RATES), "seed": [0]},
+        # hidden 0.7 was stopped at epoch 25 of 40 (clearly behind) to save compute
+        grid={"variant": ["no dropout", "hidden 0.3", "hidden 0.5"], "seed": [0]},
+        variants=_FASHION_RATES,
+    ),
+    "fashion-mlp-dropout": Preset(
+        title="Fashion-MNIST MLP 784-1024-1024-10: no dropout vs the chosen rates, 5 seeds",
+        base=FASHION_MLP,
+        grid={"variant": ["no dropout", "hidden 0.5"], "seed": [0, 1, 2, 3, 4]},
         variants=_FASHION_RATES,
     ),
     "mnist1d-cnn": Preset(
