@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dropkit.cli import demo, mc_vs_scaling, report, run, sweep, uci
+from dropkit.cli import demo, mc_vs_scaling, report, run, sweep, tune, uci
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (demo, run, sweep, report, uci, mc_vs_scaling)
+_SUBCOMMANDS = (demo, run, sweep, tune, report, uci, mc_vs_scaling)
 
 
 def build_parser() -> argparse.ArgumentParser:
