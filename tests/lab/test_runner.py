@@ -208,6 +208,11 @@ def test_dropkit_layers_are_wired_into_the_models():
     assert "Dropout1d" in kinds({**base, "conv_dropout": "channel"}, (1, 40))
     assert "DropBlock2d" in kinds({**base, "conv_dropout": "dropblock"}, (1, 8, 8))
     assert "DropConnectConv2d" in kinds({**base, "conv_dropout": "dropconnect"}, (1, 8, 8))
+    mlp = {"widths": [8, 8], "p_hidden": 0.2, "p_input": 0.1}
+    assert [k for k in kinds({**mlp, "mlp_dropout": "gaussian"}, (1, 40)) if "Dropout" in k] == [
+        "GaussianDropout"
+    ]
+    assert {"DropConnectLinear", "Dropout"} <= kinds({**mlp, "mlp_dropout": "dropconnect"}, (1, 40))
     assert "_DropBlock1d" in kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
     rnn = {"model": "gru", "hidden_size": 8, "p_hidden": 0.1, "rnn_dropout": "variational"}
     assert "LockedDropout" in kinds(rnn, (1, 40))

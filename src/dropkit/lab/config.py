@@ -42,6 +42,11 @@ class Config(BaseModel):
         (0.0,), description="dropout after each hidden layer: one rate for all, or one per layer"
     )
     batchnorm: Literal["none", "before_dropout", "after_dropout"] = "none"
+    mlp_dropout: Literal["bernoulli", "gaussian", "dropconnect"] = Field(
+        "bernoulli",
+        description="MLP noise: Bernoulli dropout, Gaussian N(1, p/(1-p)) noise (both on p_input "
+        "and p_hidden), or DropConnect on the hidden layers' weights (p_hidden; p_input Bernoulli)",
+    )
     channels: tuple[int, ...] = Field((32, 64), description="CNN conv channels (one block each)")
     conv_dropout: str = Field(
         "element", description="CNN dropout layer: see lab.models.CONV_DROPOUT"

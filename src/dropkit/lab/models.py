@@ -93,9 +93,14 @@ def _block(
 
 def _mlp(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Sequential:
     n_in = int(torch.Size(input_shape).numel())
-    layers: list[nn.Module] = [nn.Flatten(), dnn.Dropout(config.p_input)]
+    noise = dnn.GaussianDropout if config.mlp_dropout == "gaussian" else dnn.Dropout
+    layers: list[nn.Module] = [nn.Flatten(), noise(config.p_input)]
     for width, p in zip(config.widths, config.rates(len(config.widths)), strict=True):
-        layers += _block(nn.Linear(n_in, width), width, nn.BatchNorm1d, config, dnn.Dropout(p))
+        if config.mlp_dropout == "dropconnect":  # the weights are dropped, not the activations
+            linear, drop = dnn.DropConnectLinear(n_in, width, p=p), nn.Identity()
+        else:
+            linear, drop = nn.Linear(n_in, width), noise(p)
+        layers += _block(linear, width, nn.BatchNorm1d, config, drop)
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
     return nn.Sequential(*layers)

@@ -58,8 +58,8 @@ _FASHION_RATES: dict[str, dict[str, Any]] = {
 
 
 # Issue 15: MNIST-1D CNN (conv 3 -> ReLU -> dropout -> max-pool 2, 32 and 64 channels, dense 128,
-# no dropout on the dense layer), Adam 3e-3 with cosine decay, 60 epochs; the rate of each kind of
-# conv dropout is chosen on validation from {0.1, 0.3}.
+# no dropout on the dense layer), Adam 3e-3 with cosine decay, 60 epochs; every kind of conv dropout
+# at p = 0.2 in both conv blocks (0.1 and 0.3 are defined as variants too: --grid variant=...).
 MNIST1D_CNN: dict[str, Any] = {
     **MNIST1D_RECIPE,
     "model": "cnn",
@@ -77,7 +77,7 @@ _CNN_VARIANTS: dict[str, dict[str, Any]] = {
     **{
         f"{kind} {p:g}": {"conv_dropout": kind, "p_hidden": (p, p, 0.0)}
         for kind in _CNN_KINDS
-        for p in (0.1, 0.3)
+        for p in (0.1, 0.2, 0.3)
     },
 }
 # Issue 15: MNIST-1D read as 40 steps of one value by a one-layer GRU (64 units), Adam 5e-3 with
@@ -102,6 +102,47 @@ _RNN_VARIANTS: dict[str, dict[str, Any]] = {
         "p_input": 0.1,
         "p_hidden": 0.25,
         "weight_dropout": 0.25,
+    },
+}
+
+
+# Issue 15, MNIST-1D MLP (the comparisons' 256-256 net): Bernoulli vs Gaussian noise (Srivastava et
+# al. Table 10) and DropConnect (Wan et al. 2013), all at p = 0.3 on the hidden layers.
+_NOISE_VARIANTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "Bernoulli dropout 0.3": {"p_hidden": 0.3},
+    "Gaussian noise, p 0.3": {"p_hidden": 0.3, "mlp_dropout": "gaussian"},
+    "DropConnect 0.3": {"p_hidden": 0.3, "mlp_dropout": "dropconnect"},
+}
+# Fig. 9b: keep-probability x width fixed at 128 (n = 128 / (1 - p)).
+_PN_VARIANTS: dict[str, dict[str, Any]] = {
+    f"p={p:g}, n={round(128 / (1 - p))}": {
+        "p_hidden": p,
+        "widths": (round(128 / (1 - p)),) * 2,
+    }
+    for p in (0.0, 0.2, 0.4, 0.6, 0.8)
+}
+# Liu et al. 2023 in kind: an underfitting MLP (40-32-32-10, Adam 1e-3, 60 epochs; train accuracy
+# stays far from 100%), dropout 0.1 constant, only in the first 12 epochs (early) or only after them.
+_UNDERFIT = {
+    **_COMPARE,
+    "widths": (32, 32),
+    "lr": 1e-3,
+    "epochs": 60,
+    "eval_every": 3,
+}
+_SCHEDULE_VARIANTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "constant 0.1": {"p_hidden": 0.1},
+    "early 0.1 (first 12 epochs)": {
+        "p_hidden": 0.1,
+        "dropout_schedule": "early",
+        "schedule_length": 12,
+    },
+    "late 0.1 (from epoch 12)": {
+        "p_hidden": 0.1,
+        "dropout_schedule": "late",
+        "schedule_length": 12,
     },
 }
 
@@ -240,7 +281,7 @@ PRESETS: dict[str, Preset] = {
     "mnist1d-cnn": Preset(
         title="MNIST-1D CNN: element vs channel dropout vs DropBlock vs DropConnect",
         base=MNIST1D_CNN,
-        grid={"variant": list(_CNN_VARIANTS), "seed": [0, 1, 2]},
+        grid={"variant": ["none", *(f"{k} 0.2" for k in _CNN_KINDS)], "seed": [0, 1, 2]},
         variants=_CNN_VARIANTS,
     ),
     "mnist1d-rnn": Preset(
@@ -248,5 +289,23 @@ PRESETS: dict[str, Preset] = {
         base=MNIST1D_GRU,
         grid={"variant": list(_RNN_VARIANTS), "seed": [0, 1, 2]},
         variants=_RNN_VARIANTS,
+    ),
+    "mlp-noise": Preset(
+        title="MNIST-1D MLP: Bernoulli vs Gaussian dropout vs DropConnect (Table 10, Wan et al.)",
+        base=_COMPARE,
+        grid={"variant": list(_NOISE_VARIANTS), "seed": list(range(10))},
+        variants=_NOISE_VARIANTS,
+    ),
+    "pn-fixed": Preset(
+        title="MNIST-1D MLP: drop rate with (1 - p) x width fixed (Srivastava et al. Fig. 9b)",
+        base=_COMPARE,
+        grid={"variant": list(_PN_VARIANTS), "seed": [0, 1, 2]},
+        variants=_PN_VARIANTS,
+    ),
+    "early-dropout": Preset(
+        title="MNIST-1D, underfitting MLP 40-32-32-10: early and late dropout (Liu et al. 2023)",
+        base=_UNDERFIT,
+        grid={"variant": list(_SCHEDULE_VARIANTS), "seed": [0, 1, 2, 3, 4]},
+        variants=_SCHEDULE_VARIANTS,
     ),
 }
