@@ -273,9 +273,11 @@ PRESETS: dict[str, Preset] = {
         variants=_FASHION_RATES,
     ),
     "fashion-mlp-dropout": Preset(
-        title="Fashion-MNIST MLP 784-1024-1024-10: no dropout vs the chosen rates, 5 seeds",
+        title="Fashion-MNIST MLP 784-1024-1024-10: no dropout vs the chosen rate (hidden 0.3)",
         base=FASHION_MLP,
-        grid={"variant": ["no dropout", "hidden 0.5"], "seed": [0, 1, 2, 3, 4]},
+        # hidden 0.3 had the best validation accuracy of fashion-mlp-rates; seeds 0-2 were run
+        # here (about 17 min a run at the load of the time); --grid seed=0,1,2,3,4 adds two more
+        grid={"variant": ["no dropout", "hidden 0.3"], "seed": [0, 1, 2]},
         variants=_FASHION_RATES,
     ),
     "mnist1d-cnn": Preset(
