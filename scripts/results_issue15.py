@@ -119,17 +119,18 @@ def curves(preset: str, runs: Path) -> Path | None:
             grouped.setdefault(r["config"].name, []).append(r["metrics"])
     if not grouped:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
     for name in names:
         histories = grouped.get(name)
         if not histories:
             continue
         epochs = [r["epoch"] for r in histories[0]]
-        for ax, key in zip(axes, ("test_acc", "train_loss"), strict=True):
+        for ax, key in zip(axes, ("test_acc", "test_loss", "train_loss"), strict=True):
             values = np.mean([[r[key] for r in h[: len(epochs)]] for h in histories], axis=0)
             ax.plot(epochs, 100 * values if key == "test_acc" else values, label=name)
     axes[0].set(xlabel="epoch", ylabel="test accuracy % (mean over seeds)")
-    axes[1].set(xlabel="epoch", ylabel="train loss", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="test loss")
+    axes[2].set(xlabel="epoch", ylabel="train loss", yscale="log")
     axes[0].legend(fontsize=7)
     fig.suptitle(spec.title, fontsize=10)
     path = OUT / f"{preset}.png"
