@@ -3,7 +3,9 @@
 Run one with ``dropkit sweep --preset NAME`` (add ``--grid seed=0,1`` to change an axis, ``key=value``
 to change the base). Measured results are in docs/results.md. Every preset starts from the MNIST-1D
 recipe of the mnist1d package's paper (Greydanus 2020: MLP 40-100-100-10, ReLU, Adam lr 1e-2, batch
-100, 6,000 steps = 150 epochs of its 4,000 training signals) and overrides only what differs.
+100, 6,000 steps = 150 epochs of its 4,000 training signals) and overrides only what differs; the
+issue-15 presets (Fashion-MNIST MLP, MNIST-1D CNN and GRU, noise kinds, schedules) have their own
+bases, described where they are defined. ``scripts/results_issue15.py`` runs and tabulates those.
 """
 
 from __future__ import annotations
