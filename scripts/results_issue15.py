@@ -1,6 +1,6 @@
 """Regenerate the issue-15 tables and figures of docs/results.md from the presets' run directories.
 
-    python scripts/results_issue15.py                      # train what is missing, then tabulate
+    python scripts/results_issue15.py --activations --tune # train what is missing, then tabulate
     python scripts/results_issue15.py --no-train           # tabulate only the finished runs
     python scripts/results_issue15.py --only mnist1d-cnn   # one section
 
@@ -74,15 +74,15 @@ def table(preset: str, runs: Path) -> str:
         if cfg.name in names and cfg.seed in seeds:
             by_name.setdefault(cfg.name, {})[cfg.seed] = r
     lines = [
-        "| variant | seeds | train acc. % | test acc. % | test by seed | paired diff. vs "
-        f"{ref} | gap (train−test) % | final train loss | time/run s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | train acc. % | val acc. % | test acc. % | test by seed | paired diff. "
+        f"vs {ref} | gap (train−test) % | final train loss | time/run s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ref_runs = by_name.get(ref, {})
     for name in names:
         got = by_name.get(name, {})
         if not got:
-            lines.append(f"| {name} | 0 | (not run) | | | | | | |")
+            lines.append(f"| {name} | 0 | (not run) | | | | | | | |")
             continue
         order = sorted(got)
         s = [got[k]["summary"] for k in order]
@@ -94,7 +94,9 @@ def table(preset: str, runs: Path) -> str:
         ]
         diff = "—" if name == ref or not paired else f"{_pct(paired)} (n={len(paired)})"
         lines.append(
-            f"| {name} | {len(s)} | {_pct([x['train_acc'] for x in s])} | {_pct(test)} | "
+            f"| {name} | {len(s)} | {_pct([x['train_acc'] for x in s])} | "
+            f"{_pct([x['val_acc'] for x in s]) if s[0].get('val_acc') is not None else '—'} | "
+            f"{_pct(test)} | "
             f"{', '.join(f'{100 * t:.1f}' for t in test)} | {diff} | "
             f"{_pct([x['gap'] for x in s])} | "
             f"{np.mean([x['train_loss'] for x in s]):.3f} | {np.mean([x['wall_s'] for x in s]):.0f} |"
@@ -180,6 +182,36 @@ def activations(runs: Path) -> Path:
     )
 
 
+def tune_section(runs: Path) -> str:
+    """``dropkit tune --preset rate-sweep --space p_hidden=0:0.8 --trials 10 --startup-trials 4
+    --compare-grid`` (resumes: a finished study trains nothing), as a table."""
+    from dropkit.lab.tune import tune
+
+    result = tune(
+        PRESETS["rate-sweep"].base,
+        {"p_hidden": (0.0, 0.8)},
+        runs / "tune-rate-sweep",
+        trials=10,
+        startup_trials=4,
+        compare_grid=True,
+    )
+    rows = [("TPE + pruning", result["confirm"], result["best"]["value"], result["epochs_spent"])]
+    g = result["grid"]
+    rows.append(("grid, equal epochs", g["confirm"], g["best"]["value"], g["epochs_spent"]))
+    lines = [
+        "| search | chosen p | validation acc. % (seed 0) | epochs | test acc. % | test by seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, c, value, spent in rows:
+        lines.append(
+            f"| {label} | {c['params']['p_hidden']:g} | {100 * value:.2f} | {spent} | "
+            f"{_pct(c['test'])} | {', '.join(f'{100 * t:.1f}' for t in c['test'])} |"
+        )
+    text = "\n".join(lines) + "\n"
+    write_text(OUT / "tune-rate-sweep.md", text)
+    return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -190,6 +222,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS), default=[])
     parser.add_argument("--no-train", action="store_true", help="tabulate finished runs only")
     parser.add_argument("--activations", action="store_true")
+    parser.add_argument("--tune", action="store_true", help="also the dropkit tune comparison")
     args = parser.parse_args(argv)
     runs = Path(args.runs)
     for preset in args.only or list(SECTIONS):
@@ -204,6 +237,8 @@ def main(argv=None) -> int:
         print(f"## {preset}\n{text}")
     if args.activations:
         print(activations(runs))
+    if args.tune:
+        print(tune_section(runs))
     return 0
 
 
