@@ -58,9 +58,17 @@ def test_one_epoch_smoke(tmp_path):
     assert run(cfg, tmp_path) == summary
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        # the lr schedule's state and the dropout schedule's time must resume too
+        {"lr_schedule": "cosine", "dropout_schedule": "early", "schedule_length": 2.5},
+    ],
+)
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, extra):
     # Dropout and input noise draw from the RNG: the resumed run must replay the same draws.
-    cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1})
+    cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1, **extra})
     straight = run(cfg, tmp_path / "straight")
 
     original = runner_mod._epoch_record
