@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import dropkit.lab.runner as runner_mod
+import dropkit.nn as dnn
 from dropkit.lab import Config, load_run, run
 from dropkit.lab._data import prepare
 from dropkit.lab.models import build_model
@@ -57,9 +58,17 @@ def test_one_epoch_smoke(tmp_path):
     assert run(cfg, tmp_path) == summary
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        # the lr schedule's state and the dropout schedule's time must resume too
+        {"lr_schedule": "cosine", "dropout_schedule": "early", "schedule_length": 2.5},
+    ],
+)
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, extra):
     # Dropout and input noise draw from the RNG: the resumed run must replay the same draws.
-    cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1})
+    cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1, **extra})
     straight = run(cfg, tmp_path / "straight")
 
     original = runner_mod._epoch_record
@@ -207,10 +216,101 @@ def test_dropkit_layers_are_wired_into_the_models():
     assert "Dropout1d" in kinds({**base, "conv_dropout": "channel"}, (1, 40))
     assert "DropBlock2d" in kinds({**base, "conv_dropout": "dropblock"}, (1, 8, 8))
     assert "DropConnectConv2d" in kinds({**base, "conv_dropout": "dropconnect"}, (1, 8, 8))
-    with pytest.raises(ValueError, match="dropblock' needs images"):
-        kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
+    mlp = {"widths": [8, 8], "p_hidden": 0.2, "p_input": 0.1}
+    assert [k for k in kinds({**mlp, "mlp_dropout": "gaussian"}, (1, 40)) if "Dropout" in k] == [
+        "GaussianDropout"
+    ]
+    assert {"DropConnectLinear", "Dropout"} <= kinds({**mlp, "mlp_dropout": "dropconnect"}, (1, 40))
+    assert "_DropBlock1d" in kinds({**base, "conv_dropout": "dropblock"}, (1, 40))
     rnn = {"model": "gru", "hidden_size": 8, "p_hidden": 0.1, "rnn_dropout": "variational"}
     assert "LockedDropout" in kinds(rnn, (1, 40))
+    assert "VariationalGRU" in kinds({**rnn, "rnn_dropout": "recurrent"}, (1, 40))
+    assert "VariationalLSTM" in kinds({**rnn, "model": "lstm", "rnn_dropout": "recurrent"}, (1, 40))
+    awd = kinds({**rnn, "model": "lstm", "weight_dropout": 0.3}, (1, 40))
+    assert {"WeightDropLSTM", "LockedDropout"} <= awd
+    with pytest.raises(ValueError, match="cannot be combined"):
+        kinds({**rnn, "rnn_dropout": "recurrent", "weight_dropout": 0.3}, (1, 40))
+
+
+def test_dropblock_on_signals_drops_runs_of_three():
+    from dropkit.lab.models import _DropBlock1d
+
+    torch.manual_seed(0)
+    layer = _DropBlock1d(0.3).train()
+    out = layer(torch.ones(64, 8, 40))
+    assert out.shape == (64, 8, 40)
+    zero = out == 0
+    frac = zero.float().mean().item()
+    assert 0.15 < frac < 0.45  # about p, blocks overlapping and clipped at the ends
+    # every dropped sample sits in a run of >= 3 zeros (a run may be clipped by an end): the
+    # opening (erosion, then dilation, window 3) of the zero mask keeps every zero
+    F = torch.nn.functional
+    z = zero.float().flatten(0, 1)[:, None]
+    eroded = -F.max_pool1d(-F.pad(z, (1, 1), value=1.0), 3, 1)
+    opened = F.max_pool1d(F.pad(eroded, (1, 1), value=0.0), 3, 1)
+    assert opened.shape == z.shape and bool((opened >= z).all())
+    # element dropout at the same rate would leave isolated zeros
+    iso = (torch.rand(512, 1, 40) < 0.3).float()
+    assert not bool(
+        (
+            F.max_pool1d(F.pad(-F.max_pool1d(-F.pad(iso, (1, 1), value=1.0), 3, 1), (1, 1)), 3, 1)
+            >= iso
+        ).all()
+    )
+    assert layer.eval()(torch.ones(2, 3, 40)).eq(1).all()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "per", "want"),
+    [
+        # time t in steps (per="step") or epochs; the switch at 1.5 epochs
+        ("early", "step", lambda t, spe: 0.5 if t < 1.5 * spe else 0.0),
+        ("late", "step", lambda t, spe: 0.0 if t < 1.5 * spe else 0.5),
+        ("early", "epoch", lambda t, spe: 0.5 if t < 1.5 else 0.0),
+        ("curriculum", "epoch", lambda t, spe: 0.5 * (1 - math.exp(-0.7 * t))),
+        ("curriculum", "step", lambda t, spe: 0.5 * (1 - math.exp(-0.7 * t / spe))),
+    ],
+)
+def test_dropout_schedule_drives_every_layer(tmp_path, monkeypatch, schedule, per, want):
+    cfg = Config.build(
+        {
+            **TINY,
+            "epochs": 3,
+            "widths": [16, 16],
+            "p_hidden": 0.5,
+            "dropout_schedule": schedule,
+            "schedule_length": 1.5,
+            "schedule_gamma": 0.7,
+            "schedule_per": per,
+        }
+    )
+    models, seen = [], []
+    build, loss = runner_mod.build_model, runner_mod._loss
+
+    def build_spy(*args):
+        models.append(build(*args))
+        return models[-1]
+
+    def loss_spy(out, y, task):
+        if models[0].training:  # one call per optimiser step; evaluation runs in eval mode
+            seen.append(dnn.get_dropout_p(models[0]))
+        return loss(out, y, task)
+
+    monkeypatch.setattr(runner_mod, "build_model", build_spy)
+    monkeypatch.setattr(runner_mod, "_loss", loss_spy)
+    run(cfg, tmp_path)
+    spe = len(seen) // 3
+    assert spe * 3 == len(seen) and spe > 10
+    for k, rates in enumerate(seen):
+        t = k if per == "step" else k // spe
+        assert rates["1"] == 0.0  # the input layer (p_input=0) stays off
+        hidden = [p for name, p in rates.items() if name != "1"]
+        assert len(hidden) == 2 and hidden == pytest.approx([want(t, spe)] * 2, abs=1e-12), k
+
+
+def test_dropout_schedule_needs_its_length():
+    with pytest.raises(ValueError, match="schedule_length"):
+        Config.build({**TINY, "dropout_schedule": "early"})
 
 
 @pytest.mark.parametrize(

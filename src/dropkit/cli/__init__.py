@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = ("demo", "run", "sweep", "report", "uci", "mc_vs_scaling")
+_SUBCOMMANDS = ("demo", "run", "sweep", "tune", "report", "uci", "mc_vs_scaling")
 
 # Which extra brings a module the commands import (the lab extra brings the rest).
 _EXTRA_OF = {"psycopg2": "postgres", "tensorboard": "tensorboard", "triton": "gpu"}

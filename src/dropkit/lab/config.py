@@ -61,6 +61,11 @@ class Config(BaseModel):
     batchnorm: Literal["none", "before_dropout", "after_dropout"] = Field(
         "none", description="BatchNorm in each hidden block, and where relative to dropout"
     )
+    mlp_dropout: Literal["bernoulli", "gaussian", "dropconnect"] = Field(
+        "bernoulli",
+        description="MLP noise: Bernoulli dropout, Gaussian N(1, p/(1-p)) noise (both on p_input "
+        "and p_hidden), or DropConnect on the hidden layers' weights (p_hidden; p_input Bernoulli)",
+    )
     channels: tuple[int, ...] = Field((32, 64), description="CNN conv channels (one block each)")
     conv_dropout: str = Field(
         "element", description="CNN dropout layer: see lab.models.CONV_DROPOUT"
@@ -68,6 +73,24 @@ class Config(BaseModel):
     hidden_size: int = Field(128, ge=1, description="CNN dense layer / RNN state size")
     rnn_layers: int = Field(1, ge=1, description="stacked RNN layers")
     rnn_dropout: str = Field("standard", description="RNN dropout: see lab.models.RNN_DROPOUT")
+    weight_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="RNN hidden-to-hidden weight drop (AWD-LSTM); gru/lstm"
+    )
+
+    # dropout schedule (dropkit.schedules): each dropout layer's rate times a factor over training
+    dropout_schedule: Literal["constant", "linear", "early", "late", "curriculum"] = Field(
+        "constant",
+        description="early: rates until schedule_length, then 0; late: 0, then the rates from "
+        "schedule_length on; linear: from 0 up to the rates over schedule_length; curriculum: "
+        "rate * (1 - exp(-schedule_gamma * t))",
+    )
+    schedule_length: float = Field(
+        0.0, ge=0.0, description="in epochs (fractions allowed): early/late switch, linear ramp"
+    )
+    schedule_gamma: float = Field(1.0, gt=0.0, description="curriculum's gamma, per epoch")
+    schedule_per: Literal["epoch", "step"] = Field(
+        "step", description="update the rates once per optimiser step or once per epoch"
+    )
 
     # optimisation
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimiser")
@@ -169,6 +192,10 @@ class Config(BaseModel):
             raise ValueError(
                 f"p_hidden has {len(self.p_hidden)} rates but the {self.model} has {n_hidden} "
                 "hidden layers: give one rate for all or one per layer"
+            )
+        if self.dropout_schedule in ("linear", "early", "late") and not self.schedule_length:
+            raise ValueError(
+                f"dropout_schedule={self.dropout_schedule!r} needs schedule_length > 0 (epochs)"
             )
         if self.early_stopping and self.val_fraction == 0.0:
             raise ValueError("early_stopping needs a validation set: set val_fraction > 0")

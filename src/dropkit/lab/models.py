@@ -26,9 +26,20 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+class _DropBlock1d(nn.Module):
+    """DropBlock on ``(N, C, L)`` signals: DropBlock2d over ``(N, C, L, 1)`` with blocks of 3 x 1."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.block = dnn.DropBlock2d(p, block_size=(3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x.unsqueeze(-1)).squeeze(-1)
+
+
 def _dropblock(p: float, dims: int) -> nn.Module:
-    if dims != 2:
-        raise ValueError("conv_dropout='dropblock' needs images (2-D feature maps); use 'channel'")
+    if dims == 1:
+        return _DropBlock1d(p)
     return dnn.DropBlock2d(p, block_size=3)  # 3x3 blocks suit the small maps of 8x8-28x28 inputs
 
 
@@ -43,10 +54,13 @@ CONV_DROPOUT: dict[str, Callable[[float, int], nn.Module]] = {
 }
 
 # factory(p) -> module applied to the RNN's (N, T, F) input and output sequences. "standard" samples
-# a new mask at every time step; "variational" (Gal & Ghahramani 2016) one mask per sequence.
+# a new mask at every time step; "variational" (locked dropout) one mask per sequence; "recurrent"
+# (Gal & Ghahramani 2016) one mask per sequence on each layer's input, on h_{t-1} and on the output,
+# inside dropkit's VariationalGRU/LSTM (the slots between layers then hold nn.Identity).
 RNN_DROPOUT: dict[str, Callable[[float], nn.Module]] = {
     "standard": lambda p: dnn.Dropout(p),
     "variational": lambda p: dnn.LockedDropout(p, batch_first=True),
+    "recurrent": lambda p: nn.Identity(),
 }
 
 
@@ -79,9 +93,14 @@ def _block(
 
 def _mlp(config: Config, input_shape: tuple[int, ...], n_outputs: int) -> nn.Sequential:
     n_in = int(torch.Size(input_shape).numel())
-    layers: list[nn.Module] = [nn.Flatten(), dnn.Dropout(config.p_input)]
+    noise = dnn.GaussianDropout if config.mlp_dropout == "gaussian" else dnn.Dropout
+    layers: list[nn.Module] = [nn.Flatten(), noise(config.p_input)]
     for width, p in zip(config.widths, config.rates(len(config.widths)), strict=True):
-        layers += _block(nn.Linear(n_in, width), width, nn.BatchNorm1d, config, dnn.Dropout(p))
+        if config.mlp_dropout == "dropconnect":  # the weights are dropped, not the activations
+            linear, drop = dnn.DropConnectLinear(n_in, width, p=p), nn.Identity()
+        else:
+            linear, drop = nn.Linear(n_in, width), noise(p)
+        layers += _block(linear, width, nn.BatchNorm1d, config, drop)
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
     return nn.Sequential(*layers)
@@ -127,7 +146,8 @@ class RNNClassifier(nn.Module):
 
     Signals ``(N, 1, L)`` are read as L steps of 1 feature, images ``(N, 1, H, W)`` as H rows of W
     features. Dropout (``config.rnn_dropout``) on the input sequence (p_input), between stacked layers
-    and on the final state (p_hidden).
+    and on the final state (p_hidden); with ``rnn_dropout="recurrent"`` also on h_{t-1} (p_hidden).
+    ``config.weight_dropout`` > 0 drops the hidden-to-hidden weights (AWD-LSTM's weight drop).
     """
 
     def __init__(self, config: Config, input_shape: tuple[int, ...], n_outputs: int) -> None:
@@ -137,13 +157,32 @@ class RNNClassifier(nn.Module):
         factory = _lookup(RNN_DROPOUT, config.rnn_dropout, "rnn_dropout")
         n_features = input_shape[0] if len(input_shape) == 2 else input_shape[-1]
         p = config.p_hidden[0]
-        rnn = nn.GRU if config.model == "gru" else nn.LSTM
+        gru = config.model == "gru"
+        recurrent = config.rnn_dropout == "recurrent"
+        if recurrent and config.weight_dropout:
+            raise ValueError(
+                "rnn_dropout='recurrent' and weight_dropout > 0 cannot be combined (two RNN "
+                "wrappers); use rnn_dropout='variational' with weight_dropout for AWD-LSTM's mix"
+            )
         self.input_dropout = factory(config.p_input)
         self.layers = nn.ModuleList()
         self.between = nn.ModuleList()
         for i in range(config.rnn_layers):
             size_in = n_features if i == 0 else config.hidden_size
-            self.layers.append(rnn(size_in, config.hidden_size, batch_first=True))
+            kwargs: dict = {"batch_first": True}
+            if recurrent:
+                rnn = dnn.VariationalGRU if gru else dnn.VariationalLSTM
+                kwargs.update(
+                    input_dropout=config.p_input if i == 0 else p,
+                    recurrent_dropout=p,
+                    output_dropout=p,
+                )
+            elif config.weight_dropout:
+                rnn = dnn.WeightDropGRU if gru else dnn.WeightDropLSTM
+                kwargs["weight_dropout"] = config.weight_dropout
+            else:
+                rnn = nn.GRU if gru else nn.LSTM
+            self.layers.append(rnn(size_in, config.hidden_size, **kwargs))
             self.between.append(factory(p))
         self.head = nn.Linear(config.hidden_size, n_outputs)
 

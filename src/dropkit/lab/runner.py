@@ -185,11 +185,13 @@ def _epoch_record(epoch: int, model: nn.Module, data: Prepared, config: Config) 
 
 
 def _train_epoch(
-    model, optimizer, data: Prepared, config: Config, rng: np.random.Generator
+    model, optimizer, data: Prepared, config: Config, rng: np.random.Generator, on_batch=None
 ) -> None:
     model.train()
     order = torch.from_numpy(rng.permutation(len(data.x_train))).to(data.x_train.device)
-    for start in range(0, len(order), config.batch_size):
+    for batch, start in enumerate(range(0, len(order), config.batch_size)):
+        if on_batch is not None:
+            on_batch(batch)
         idx = order[start : start + config.batch_size]
         if len(idx) < 2 and config.batchnorm != "none":
             continue  # BatchNorm cannot train on a batch of one
@@ -218,6 +220,32 @@ def _optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def _dropout_schedule(model: nn.Module, config: Config, steps_per_epoch: int):
+    """``set_time(epoch, batch)`` driving ``config.dropout_schedule`` (None for constant rates).
+
+    Time is the step count or the epoch count (``config.schedule_per``), with the config's lengths,
+    given in epochs, converted to match. The rates depend on the time alone, so a resumed run gets
+    them right from its epoch.
+    """
+    if config.dropout_schedule == "constant":
+        return None
+    from dropkit.schedules import make_schedule
+
+    per_step = config.schedule_per == "step"
+    unit = steps_per_epoch if per_step else 1
+    schedule = make_schedule(
+        config.dropout_schedule,
+        model,
+        length=config.schedule_length * unit,
+        gamma=config.schedule_gamma / unit,
+    )
+
+    def set_time(epoch: int, batch: int) -> None:
+        schedule.step((epoch - 1) * steps_per_epoch + batch if per_step else epoch - 1)
+
+    return set_time
 
 
 def _save(path: Path, obj: Any) -> None:
@@ -346,6 +374,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     model = build_model(config, data.input_shape, data.n_outputs).to(device)
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
+    steps_per_epoch = -(-len(data.x_train) // config.batch_size)
+    schedule = _dropout_schedule(model, config, steps_per_epoch)
     rng = np.random.default_rng([config.seed, 1])
     state: dict[str, Any] = {
         "epoch": 0,
@@ -385,7 +415,13 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     for epoch in epochs:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-        _train_epoch(model, optimizer, data, config, rng)
+        on_batch = None
+        if schedule is not None:
+
+            def on_batch(batch: int, epoch: int = epoch) -> None:
+                schedule(epoch, batch)
+
+        _train_epoch(model, optimizer, data, config, rng, on_batch)
         if scheduler is not None:
             scheduler.step()
         if epoch % config.eval_every and epoch != config.epochs:
