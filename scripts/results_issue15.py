@@ -29,7 +29,9 @@ from dropkit.lab.report import collect_runs, mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results"
-FASHION_DIR = "/work/shared/data/fashion-mnist"  # where the runs on this page read it from
+# The offline copy beside the checkout (../shared/data, as the tests use it); run directories record
+# it as their data_dir, so resuming them needs the same path.
+FASHION_DIR = str((ROOT.parent / "shared" / "data" / "fashion-mnist").resolve())
 
 # preset -> (run folder under --runs, reference variant, grid override or None)
 SECTIONS: dict[str, tuple[str, str]] = {
