@@ -78,6 +78,18 @@ def bernoulli_(out: torch.Tensor, prob: float, generator: torch.Generator | None
     return _checkpoint_rng.draw(generator, lambda: out.bernoulli_(prob, generator=generator))
 
 
+def _noise(draw, op, shape, dtype, device, generator) -> torch.Tensor:
+    # draw: torch.randn or torch.rand; op: the matching opaque op for compiled code
+    if _compiled_global(generator):
+        return op(torch.empty(shape, dtype=dtype, device=device))
+    size = torch.Size(shape)
+    if generator is None:  # aten.randn/rand.default, which the ONNX exporter translates
+        return draw(size, dtype=dtype, device=device)
+    return _checkpoint_rng.draw(
+        generator, lambda: draw(size, dtype=dtype, device=device, generator=generator)
+    )
+
+
 def randn(
     shape: Sequence[int],
     dtype: torch.dtype,
@@ -85,14 +97,7 @@ def randn(
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """``torch.randn(shape, dtype=dtype, device=device, generator=generator)``."""
-    if _compiled_global(generator):
-        return _randn_op(torch.empty(shape, dtype=dtype, device=device))
-    if generator is None:  # aten.randn.default, which the ONNX exporter translates (.generator: no)
-        return torch.randn(torch.Size(shape), dtype=dtype, device=device)
-    return _checkpoint_rng.draw(
-        generator,
-        lambda: torch.randn(torch.Size(shape), dtype=dtype, device=device, generator=generator),
-    )
+    return _noise(torch.randn, _randn_op, shape, dtype, device, generator)
 
 
 def rand(
@@ -102,11 +107,4 @@ def rand(
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """``torch.rand(shape, dtype=dtype, device=device, generator=generator)``."""
-    if _compiled_global(generator):
-        return _rand_op(torch.empty(shape, dtype=dtype, device=device))
-    if generator is None:  # aten.rand.default, which the ONNX exporter translates (.generator: no)
-        return torch.rand(torch.Size(shape), dtype=dtype, device=device)
-    return _checkpoint_rng.draw(
-        generator,
-        lambda: torch.rand(torch.Size(shape), dtype=dtype, device=device, generator=generator),
-    )
+    return _noise(torch.rand, _rand_op, shape, dtype, device, generator)
