@@ -135,7 +135,9 @@ def test_ctrl_c_during_a_checkpoint_write_exits_130(tmp_path, capsys, monkeypatc
         def write(self, data):
             self.writes += 1
             if self.writes == 3:  # mid-file: torch's zip writer then fails with a RuntimeError
-                os.kill(os.getpid(), signal.SIGINT)
+                # raise(3): the signal goes to this (the main) thread at once; os.kill lets the
+                # kernel pick any thread of the process, which made the test timing-dependent
+                signal.raise_signal(signal.SIGINT)
             return self.f.write(data)
 
         def __getattr__(self, name):
