@@ -312,9 +312,12 @@ def _generator_of(key: int) -> torch.Generator | None:
 
 def _with_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     # The layout the fake promises (empty_like's): copy where a backend returned another one.
-    if out.stride() != torch.empty_like(like).stride():
-        out = torch.empty_like(like).copy_(out)
-    return out
+    # empty_like keeps the strides of a contiguous ``like``: the common case needs no allocation
+    # to compare with.
+    if like.is_contiguous() and out.stride() == like.stride():
+        return out
+    expected = torch.empty_like(like)
+    return out if out.stride() == expected.stride() else expected.copy_(out)
 
 
 # torch.library.custom_op and register_fake came with torch 2.4; with torch 2.3 there are no graph
@@ -364,40 +367,58 @@ if _LIBRARY_OPS:
         p: float,
         s: float,
         perm: Optional[list[int]] = None,  # noqa: UP045 (torch.library's schema inference)
+        input: Optional[torch.Tensor] = None,  # noqa: UP045
     ) -> torch.Tensor:
         # perm: the forward input's memory order (None: contiguous), which indexes the mask; the
-        # gradient may arrive in another layout
+        # gradient may arrive in another layout. input: the forward's input where its producer
+        # keeps it anyway (see _setup_dropout); the kernels do not read it.
         backend = _backend_for(grad.device.type)
         order = tuple(perm) if perm else None
         return _with_layout(backend.backward(grad, bits, seed, p, s, order), grad)
 
     @_philox_dropout_backward.register_fake
-    def _(grad, bits, seed, p, s, perm=None):
+    def _(grad, bits, seed, p, s, perm=None, input=None):
         return torch.empty_like(grad)
 
     def _perm_of(t: torch.Tensor) -> list[int] | None:
         order = _fast._memory_order(t)
         return None if order is None else list(order)
 
+    def _kept_by_producer(t: torch.Tensor) -> bool:
+        # Whether the autograd node that made ``t`` saves its own result (ReLU, softmax, sigmoid,
+        # tanh, ...): then ``t`` stays alive for backward whatever dropout saves.
+        fn = t.grad_fn
+        return fn is not None and hasattr(type(fn), "_saved_result")
+
     def _setup_dropout(ctx, inputs, output):
         input, seed, p, s, _ = inputs
-        ctx.save_for_backward(output[1], seed)
+        # The input goes to the backward op (which does not read it) when its producer keeps it
+        # anyway, so saving it costs no memory. Under torch.compile this decides what the graph
+        # keeps for the producer's backward: without it, AOT autograd's partitioner sees that
+        # ReLU's output is needed by nothing but ReLU's backward and saves the bool mask
+        # ``relu(x) <= 0`` instead, whose vectorised CPU code inductor makes very slow on AVX2
+        # machines (about 1.7 ms per 128x1024 tensor, docs/benchmarks.md); with the input saved,
+        # ReLU's backward reads it, as in eager mode and in the same model without dropout.
+        kept = (input,) if _kept_by_producer(input) else ()
+        ctx.save_for_backward(output[1], seed, *kept)
         ctx.p, ctx.s, ctx.perm = p, s, _perm_of(input)
 
     def _dropout_backward(ctx, grad_out, _grad_bits):
-        bits, seed = ctx.saved_tensors
-        gin = _philox_dropout_backward(grad_out, bits, seed, ctx.p, ctx.s, ctx.perm)
+        bits, seed, *kept = ctx.saved_tensors
+        gin = _philox_dropout_backward(
+            grad_out, bits, seed, ctx.p, ctx.s, ctx.perm, kept[0] if kept else None
+        )
         return gin, None, None, None, None
 
     def _setup_mask(ctx, inputs, output):
-        _, bits, seed, p, s, perm = inputs
+        _, bits, seed, p, s, perm, _ = inputs
         ctx.save_for_backward(bits, seed)
         ctx.p, ctx.s, ctx.perm = p, s, perm
 
     def _mask_backward(ctx, gg):
         bits, seed = ctx.saved_tensors
         gin = _philox_dropout_backward(gg, bits, seed, ctx.p, ctx.s, ctx.perm)
-        return gin, None, None, None, None, None
+        return gin, None, None, None, None, None, None
 
     _philox_dropout.register_autograd(_dropout_backward, setup_context=_setup_dropout)
     _philox_dropout_backward.register_autograd(_mask_backward, setup_context=_setup_mask)
