@@ -329,6 +329,63 @@ def test_compiled_plain_path_and_inplace_draw_the_eager_masks():
     assert torch.equal(eager[0], got[0]) and torch.equal(eager[1], got[1])
 
 
+def _saved_by_partitioner(f, x, *others):
+    # What AOT autograd's min-cut partitioner (inductor's) keeps from forward for backward, and the
+    # gradient, without inductor's C++ compile.
+    from functools import partial
+
+    from torch._functorch.aot_autograd import aot_function
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from torch._inductor.decomposition import select_decomp_table
+
+    saved = []
+
+    def forward_compiler(gm, _inputs):
+        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        saved.extend(o.meta["val"] for o in outputs[1:] if o.op != "placeholder")
+        return gm
+
+    partition = partial(min_cut_rematerialization_partition, compiler="inductor")
+    g = aot_function(
+        f,
+        forward_compiler,
+        lambda gm, _: gm,
+        partition_fn=partition,
+        decompositions=select_decomp_table(),
+    )
+    g(x, *others).sum().backward()
+    return saved, x.grad
+
+
+def test_compiled_dropout_after_relu_keeps_relu_output_not_a_bool_mask():
+    # A graph that keeps ``relu(a) <= 0`` (bool) for ReLU's backward runs inductor's slow AVX2
+    # bool-store code (docs/benchmarks.md); ReLU keeps its output anyway, so dropout's backward
+    # takes it and ReLU's backward reads it, as without dropout. Elsewhere nothing more is kept.
+    w = torch.randn(64, 64, requires_grad=True)
+
+    def after_relu(a, w):
+        return DF.dropout(torch.relu(a @ w), 0.5) @ w
+
+    def after_matmul(a, w):
+        return DF.dropout(a @ w, 0.5) @ w
+
+    def activations(saved):  # float tensors of the activations' size (views of them included)
+        return sum(t.dtype == torch.float32 and t.numel() == 128 * 64 for t in saved)
+
+    a = torch.randn(128, 64, requires_grad=True)
+    saved, _ = _saved_by_partitioner(after_relu, a, w)
+    assert not any(t.dtype == torch.bool for t in saved)
+    assert activations(saved) == 3  # a (for w's gradient), relu's output, dropout's output
+    saved, _ = _saved_by_partitioner(after_matmul, a.detach().requires_grad_(), w)
+    assert activations(saved) == 2  # a and dropout's output: a @ w is not kept for dropout
+    torch.manual_seed(0)
+    _, grad = _saved_by_partitioner(after_relu, a.detach().requires_grad_(), w)
+    torch.manual_seed(0)
+    a.grad = None
+    after_relu(a, w).sum().backward()
+    assert torch.equal(grad, a.grad)
+
+
 # ---- 7. torch.export and ONNX ---------------------------------------------------------------------
 
 
