@@ -232,11 +232,15 @@ class _MLPStep:
         self.y = torch.randint(0, 10, (128,))
 
     def __call__(self) -> float:
-        t0 = time.perf_counter()
+        return self.timed()[0]
+
+    def timed(self) -> tuple[float, float]:
+        """(wall time, CPU time of this process) of one step."""
+        t0, c0 = time.perf_counter(), time.process_time()
         self.opt.zero_grad(set_to_none=True)
         F.cross_entropy(self.model(self.x), self.y).backward()
         self.opt.step()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _identity(_p: float) -> torch.nn.Module:
@@ -392,29 +396,41 @@ class _CompiledMLPStep(_MLPStep):
 def section_compiled(args) -> list[dict]:
     # All six variants in one process, one step of each in turn (shuffled), so load changes hit all
     # alike; the figure is the median step time. "overhead": (median - median of the same mode
-    # without dropout) / median without dropout.
+    # without dropout) / median without dropout. The same for the process's CPU time per step
+    # ("cpu"): with one thread it leaves out the time spent waiting for a core on a shared machine.
+    # The graphs are compiled afresh in each run (inductor's caches off): the caches do not see a
+    # change in a custom op's Python registrations, so a cached graph could be one compiled from
+    # another version of dropkit.
     variants = {
         "no dropout": _identity,
         "torch nn.Dropout": torch.nn.Dropout,
         "dropkit": dnn.Dropout,
     }
+    from torch._inductor import config as inductor_config
+
     steps = {}
     for mode, cls in (("eager", _MLPStep), ("compiled", _CompiledMLPStep)):
         for name, dropout_cls in variants.items():
             steps[(mode, name)] = cls(dropout_cls)
-    for step in steps.values():  # warm-up: compiles, and the kernels' first call
-        for _ in range(20):
-            step()
-    times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+    with inductor_config.patch(force_disable_caches=True):
+        for step in steps.values():  # warm-up: compiles, and the kernels' first call
+            for _ in range(20):
+                step()
+    wall: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+    cpu: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
     order, rng = list(steps), random.Random(0)
     for _ in range(args.steps):
         rng.shuffle(order)
         for key in order:
-            times[key].append(steps[key]())
+            w, c = steps[key].timed()
+            wall[key].append(w)
+            cpu[key].append(c)
     rows = []
-    for (mode, name), ts in times.items():
+    for (mode, name), ts in wall.items():
         median = statistics.median(ts)
-        none = statistics.median(times[(mode, "no dropout")])
+        none = statistics.median(wall[(mode, "no dropout")])
+        cpu_median = statistics.median(cpu[(mode, name)])
+        cpu_none = statistics.median(cpu[(mode, "no dropout")])
         rows.append(
             {
                 "section": "compiled",
@@ -422,6 +438,8 @@ def section_compiled(args) -> list[dict]:
                 "p50 ms": median * 1e3,
                 "p10 ms": statistics.quantiles(ts, n=10)[0] * 1e3,
                 "overhead vs no dropout": (median - none) / none,
+                "p50 cpu ms": cpu_median * 1e3,
+                "cpu overhead": (cpu_median - cpu_none) / cpu_none,
             }
         )
     return rows
