@@ -52,3 +52,15 @@ def test_list_valued_axis(tmp_path, capsys):
         json.loads((d / "config.json").read_text())["widths"] for d in (tmp_path / "runs").iterdir()
     )
     assert widths == [[8], [16, 4]]
+
+
+def test_variant_axis_keeps_names_as_text(tmp_path, capsys):
+    # "none" is a variant name here, not null; ';' separates names that hold commas
+    argv = ["sweep", "--preset", "early-dropout", "--root", str(tmp_path), "--no-report"]
+    argv += ["--grid", "variant=none;constant 0.1", "--grid", "seed=0", "epochs=1", "plots=false"]
+    assert main(argv) == 0
+    assert "2 of 2 grid points complete" in capsys.readouterr().out
+    rates = sorted(
+        json.loads((d / "config.json").read_text())["p_hidden"] for d in (tmp_path / "runs").iterdir()
+    )
+    assert rates == [[0.0], [0.1]]
