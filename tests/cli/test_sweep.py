@@ -64,3 +64,14 @@ def test_variant_axis_keeps_names_as_text(tmp_path, capsys):
         json.loads((d / "config.json").read_text())["p_hidden"] for d in (tmp_path / "runs").iterdir()
     )
     assert rates == [[0.0], [0.1]]
+
+
+def test_overrides_may_follow_grid_options(tmp_path, capsys):
+    argv = ["sweep", "--print-config", "epochs=3", "--grid", "seed=0,1", "lr=0.5", "--grid"]
+    assert main([*argv, "p_hidden=0,0.5", "widths=8"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["epochs"], config["lr"], config["widths"]) == (3, 0.5, [8])
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--grid", "seed=0", "epochs=1", "--bogus", "stray"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --bogus stray" in capsys.readouterr().err
