@@ -75,3 +75,12 @@ def test_overrides_may_follow_grid_options(tmp_path, capsys):
         main(["sweep", "--grid", "seed=0", "epochs=1", "--bogus", "stray"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --bogus stray" in capsys.readouterr().err
+
+
+def test_overrides_apply_over_the_presets_variants(tmp_path, capsys):
+    # "constant 0.1" sets p_hidden; the command line's p_hidden comes last and wins
+    argv = ["sweep", "--preset", "early-dropout", "--root", str(tmp_path), "--no-report"]
+    argv += ["--grid", "variant=constant 0.1", "--grid", "seed=0", "epochs=1", "p_hidden=0.3"]
+    assert main([*argv, "plots=false"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["p_hidden"] == [0.3]

@@ -71,6 +71,7 @@ def _parse_axis(text: str) -> tuple[str, list]:
 def _run(args: argparse.Namespace) -> int:
     from dropkit.lab.presets import PRESETS
     from dropkit.lab.report import report
+    from dropkit.lab.config import parse_overrides
     from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
@@ -81,11 +82,15 @@ def _run(args: argparse.Namespace) -> int:
     grid = dict(preset.grid) if preset else {}
     grid.update(_parse_axis(axis) for axis in args.grid)
     root = args.root or f"runs/{args.preset or 'sweep'}"
+    variants = None
+    if preset:  # KEY=VALUE overrides apply last: over the preset's variants too
+        overrides = parse_overrides(args.overrides)
+        variants = {name: {**v, **overrides} for name, v in preset.variants.items()}
     rows = sweep(
         config,
         grid,
         root,
-        variants=preset.variants if preset else None,
+        variants=variants,
         storage=args.storage,
         study_name=args.study,
         workers=args.workers,
