@@ -61,7 +61,8 @@ def test_variant_axis_keeps_names_as_text(tmp_path, capsys):
     assert main(argv) == 0
     assert "2 of 2 grid points complete" in capsys.readouterr().out
     rates = sorted(
-        json.loads((d / "config.json").read_text())["p_hidden"] for d in (tmp_path / "runs").iterdir()
+        json.loads((d / "config.json").read_text())["p_hidden"]
+        for d in (tmp_path / "runs").iterdir()
     )
     assert rates == [[0.0], [0.1]]
 

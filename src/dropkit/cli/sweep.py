@@ -69,9 +69,9 @@ def _parse_axis(text: str) -> tuple[str, list]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dropkit.lab.config import parse_overrides
     from dropkit.lab.presets import PRESETS
     from dropkit.lab.report import report
-    from dropkit.lab.config import parse_overrides
     from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
