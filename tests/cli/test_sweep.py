@@ -85,3 +85,11 @@ def test_overrides_apply_over_the_presets_variants(tmp_path, capsys):
     assert main([*argv, "plots=false"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "config.json").read_text())["p_hidden"] == [0.3]
+
+
+def test_a_variant_name_holding_a_comma():
+    from dropkit.cli.sweep import _parse_axis
+
+    assert _parse_axis("variant=input 0.2, hidden 0.5;") == ("variant", ["input 0.2, hidden 0.5"])
+    assert _parse_axis("variant=none;a, b") == ("variant", ["none", "a, b"])
+    assert _parse_axis("variant=none,hidden 0.5") == ("variant", ["none", "hidden 0.5"])

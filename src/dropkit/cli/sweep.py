@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=V1,V2",
         help="a grid axis (repeatable), e.g. --grid p_hidden=0,0.25,0.5 --grid seed=0,1,2; "
         "with --preset, replaces that axis of the preset's grid; list-valued keys take ';' between "
-        "values: --grid 'widths=100,100;256,256' (and so do variant names holding commas)",
+        "values: --grid 'widths=100,100;256,256' (and so do variant names holding commas: "
+        "'variant=input 0.2, hidden 0.5;')",
     )
     parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")
@@ -63,8 +64,8 @@ def _parse_axis(text: str) -> tuple[str, list]:
         items = values.split(";")
     else:
         items = values.split(",")
-    if key == "variant":  # names, kept as text ("none" is a variant, not null)
-        return key, [v.strip() for v in items]
+    if key == "variant":  # names, kept as text ("none" is a variant, not null); "a, b;" is one name
+        return key, [v.strip() for v in items if v.strip()]
     return key, [parse_overrides([f"v={v.strip()}"])["v"] for v in items]
 
 
