@@ -37,8 +37,11 @@ FASHION_DIR = str((ROOT.parent / "shared" / "data" / "fashion-mnist").resolve())
 SECTIONS: dict[str, tuple[str, str]] = {
     "fashion-mlp-rates": ("fashion-mlp", "no dropout"),
     "fashion-mlp-dropout": ("fashion-mlp", "no dropout"),
+    "fashion-mlp-long": ("fashion-mlp-long", "no dropout"),
+    "fashion-mlp-small": ("fashion-mlp-small", "no dropout"),
     "mnist1d-cnn": ("mnist1d-cnn", "none"),
     "mnist1d-rnn": ("mnist1d-rnn", "none"),
+    "mnist1d-rnn-overfit": ("mnist1d-rnn-overfit", "none"),
     "mlp-noise": ("mlp-noise", "none"),
     "early-dropout": ("early-dropout", "none"),
     "pn-fixed": ("pn-fixed", "p=0, n=128"),

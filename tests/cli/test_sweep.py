@@ -52,3 +52,44 @@ def test_list_valued_axis(tmp_path, capsys):
         json.loads((d / "config.json").read_text())["widths"] for d in (tmp_path / "runs").iterdir()
     )
     assert widths == [[8], [16, 4]]
+
+
+def test_variant_axis_keeps_names_as_text(tmp_path, capsys):
+    # "none" is a variant name here, not null; ';' separates names that hold commas
+    argv = ["sweep", "--preset", "early-dropout", "--root", str(tmp_path), "--no-report"]
+    argv += ["--grid", "variant=none;constant 0.1", "--grid", "seed=0", "epochs=1", "plots=false"]
+    assert main(argv) == 0
+    assert "2 of 2 grid points complete" in capsys.readouterr().out
+    rates = sorted(
+        json.loads((d / "config.json").read_text())["p_hidden"]
+        for d in (tmp_path / "runs").iterdir()
+    )
+    assert rates == [[0.0], [0.1]]
+
+
+def test_overrides_may_follow_grid_options(tmp_path, capsys):
+    argv = ["sweep", "--print-config", "epochs=3", "--grid", "seed=0,1", "lr=0.5", "--grid"]
+    assert main([*argv, "p_hidden=0,0.5", "widths=8"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["epochs"], config["lr"], config["widths"]) == (3, 0.5, [8])
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--grid", "seed=0", "epochs=1", "--bogus", "stray"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --bogus stray" in capsys.readouterr().err
+
+
+def test_overrides_apply_over_the_presets_variants(tmp_path, capsys):
+    # "constant 0.1" sets p_hidden; the command line's p_hidden comes last and wins
+    argv = ["sweep", "--preset", "early-dropout", "--root", str(tmp_path), "--no-report"]
+    argv += ["--grid", "variant=constant 0.1", "--grid", "seed=0", "epochs=1", "p_hidden=0.3"]
+    assert main([*argv, "plots=false"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["p_hidden"] == [0.3]
+
+
+def test_a_variant_name_holding_a_comma():
+    from dropkit.cli.sweep import _parse_axis
+
+    assert _parse_axis("variant=input 0.2, hidden 0.5;") == ("variant", ["input 0.2, hidden 0.5"])
+    assert _parse_axis("variant=none;a, b") == ("variant", ["none", "a, b"])
+    assert _parse_axis("variant=none,hidden 0.5") == ("variant", ["none", "hidden 0.5"])

@@ -67,3 +67,16 @@ def test_scale_by_keep_and_with_noise_modules(cls, shape):
     for flag in ("scale_by_keep", "with_noise"):
         with pytest.raises(TypeError, match=f"{cls.__name__}: {flag} must be a bool"):
             cls(0.1, **{flag: "yes"})
+
+
+@pytest.mark.parametrize(
+    "cls, shape", [(dnn.DropBlock2d, (2, 3, 5, 4)), (dnn.DropBlock3d, (2, 2, 3, 5, 4))]
+)
+def test_torchscript_branch_clips_the_block(cls, shape):
+    # block 7 is larger than every axis: clip_block_size=True must clip it in TorchScript too
+    x = torch.randn(shape)
+    m = cls(0.3, block_size=7, clip_block_size=True, generator=torch.Generator().manual_seed(4))
+    scripted = torch.jit.script(m.train())
+    expected = m(x)
+    scripted.generator = torch.Generator().manual_seed(4)
+    assert torch.equal(scripted(x), expected)

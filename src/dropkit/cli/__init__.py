@@ -66,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as err:
         print(_missing_module(err), file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    # KEY=VALUE overrides may follow options (``sweep --grid seed=0,1 lr=0.01``), which argparse
+    # leaves unparsed once positionals were given before them: they join the overrides
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as err:

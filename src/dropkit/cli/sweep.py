@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=V1,V2",
         help="a grid axis (repeatable), e.g. --grid p_hidden=0,0.25,0.5 --grid seed=0,1,2; "
         "with --preset, replaces that axis of the preset's grid; list-valued keys take ';' between "
-        "values: --grid 'widths=100,100;256,256'",
+        "values: --grid 'widths=100,100;256,256' (and so do variant names holding commas: "
+        "'variant=input 0.2, hidden 0.5;')",
     )
     parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")
@@ -57,14 +58,19 @@ def _parse_axis(text: str) -> tuple[str, list]:
     key, sep, values = text.partition("=")
     if not sep or not values.strip():
         raise ValueError(f"--grid {text!r} is not of the form key=v1,v2,...")
-    if key.strip() in ("widths", "channels", "p_hidden") and ";" in values:
-        items = values.split(";")  # list-valued axes: --grid widths="100,100;256,256"
+    key = key.strip()
+    if key in ("widths", "channels", "p_hidden", "variant") and ";" in values:
+        # list-valued axes: --grid widths="100,100;256,256"; variant names may hold commas
+        items = values.split(";")
     else:
         items = values.split(",")
-    return key.strip(), [parse_overrides([f"v={v.strip()}"])["v"] for v in items]
+    if key == "variant":  # names, kept as text ("none" is a variant, not null); "a, b;" is one name
+        return key, [v.strip() for v in items if v.strip()]
+    return key, [parse_overrides([f"v={v.strip()}"])["v"] for v in items]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dropkit.lab.config import parse_overrides
     from dropkit.lab.presets import PRESETS
     from dropkit.lab.report import report
     from dropkit.lab.sweep import grid_points, sweep
@@ -77,11 +83,15 @@ def _run(args: argparse.Namespace) -> int:
     grid = dict(preset.grid) if preset else {}
     grid.update(_parse_axis(axis) for axis in args.grid)
     root = args.root or f"runs/{args.preset or 'sweep'}"
+    variants = None
+    if preset:  # KEY=VALUE overrides apply last: over the preset's variants too
+        overrides = parse_overrides(args.overrides)
+        variants = {name: {**v, **overrides} for name, v in preset.variants.items()}
     rows = sweep(
         config,
         grid,
         root,
-        variants=preset.variants if preset else None,
+        variants=variants,
         storage=args.storage,
         study_name=args.study,
         workers=args.workers,

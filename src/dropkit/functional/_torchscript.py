@@ -315,6 +315,7 @@ def dropblock(
     generator: torch.Generator | None,
     scale_by_keep: bool = True,
     with_noise: bool = False,
+    clip_block_size: bool = False,
 ) -> Tensor:
     n = len(block_size)
     if input.dim() != n + 2:
@@ -328,6 +329,8 @@ def dropblock(
             + "D input"
         )
     size = list(input.shape[2:])
+    if clip_block_size:  # functional/dropblock.py's _clip
+        block_size = [min(block_size[i], size[i]) for i in range(n)]
     for i in range(n):
         if block_size[i] > size[i]:
             raise ValueError("dropblock: block_size does not fit in the feature map")

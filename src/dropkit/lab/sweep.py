@@ -27,7 +27,10 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -322,10 +325,25 @@ def _worker(
             time.sleep(min(heartbeat, 2))
 
 
-def _worker_process(*args) -> None:
+def _stop_with_parent(parent: int) -> None:
+    """A worker whose sweep process died (even by SIGKILL) interrupts itself: its run saves the
+    finished epochs and stops, instead of training on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="dropkit-parent-watch", daemon=True).start()
+
+
+def _worker_process(parent: int, *args) -> None:
     """A spawned worker: a user error is one line on stderr and exit code 2, not a traceback."""
+    _stop_with_parent(parent)
     try:
         _worker(*args)
+    except KeyboardInterrupt:  # Ctrl-C, or the sweep process stopping it: the run saved its epochs
+        sys.exit(130)
     except (ValueError, TypeError, OSError) as err:
         print(f"dropkit sweep worker: error: {' '.join(str(err).split())}", file=sys.stderr)
         sys.exit(2)
@@ -337,6 +355,40 @@ def _incomplete(study, space) -> list[dict]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     done = {_key(t.params) for t in complete}
     return [p for p in grid_points(space) if _key(p) not in done]
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_workers(args: tuple, workers: int) -> list:
+    """Start ``workers`` spawned worker processes and wait for them. If the wait ends early (Ctrl-C,
+    SIGTERM, an error), every live worker is interrupted so that it saves its run and stops: no
+    worker outlives the sweep."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_process, args=(os.getpid(), *args)) for _ in range(workers)]
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+    except BaseException:
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in procs:
+            if proc.pid is not None:
+                proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    return procs
 
 
 def sweep(
@@ -388,12 +440,7 @@ def sweep(
     if workers == 1:
         _worker(*args)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker_process, args=args) for _ in range(workers)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
+        procs = _run_workers(args, workers)
         failed = [p.exitcode for p in procs if p.exitcode != 0]
         if failed:
             from dropkit.lab._io import LabError

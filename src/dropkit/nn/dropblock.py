@@ -90,6 +90,7 @@ class DropBlock2d(_DropBlockNd):
                 self.generator,
                 self.scale_by_keep,
                 self.with_noise,
+                self.clip_block_size,
             )
         return dropblock2d(
             input,
@@ -129,6 +130,7 @@ class DropBlock3d(_DropBlockNd):
                 self.generator,
                 self.scale_by_keep,
                 self.with_noise,
+                self.clip_block_size,
             )
         return dropblock3d(
             input,
