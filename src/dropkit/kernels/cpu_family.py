@@ -24,8 +24,13 @@ when channels share a pattern), ``(D, H, W)`` the map (D = 1 in 2-D), ``(Dv, Hv,
 
 from __future__ import annotations
 
+import math
+
+import llvmlite.ir as ir
 import numpy as np
 import torch
+from numba import types
+from numba.extending import intrinsic, overload
 
 from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
@@ -45,6 +50,8 @@ __all__ = [
     "apply_byte_mask",
     "dropblock_keep",
     "gaussian_apply",
+    "gaussian_mul",
+    "gaussian_noise",
     "row_affine",
     "threshold",
 ]
@@ -270,4 +277,401 @@ def gaussian_apply(x: torch.Tensor, eps: torch.Tensor, std: float) -> torch.Tens
         d(std),
         d(1.0),
     )
+    return out
+
+
+# ---- Gaussian dropout: standard normals from the Philox stream (Box-Muller), in the kernel --------
+#
+# The words of counter c (the layout of _keep_block: offsets j, Q+j, 2Q+j, 3Q+j of block b) make two
+# Box-Muller pairs, (w0, w1) -> (z0, z1) and (w2, w3) -> (z2, z3):
+#
+#     z0 = sqrt(-2 ln u) cos(theta),   z1 = sqrt(-2 ln u) sin(theta),
+#
+# u a uniform in (0, 1] from the first word, theta = 2 pi (w + 1/2) / 2**32 from the second. Each
+# dtype computes in its own precision (float32 in eight lanes per AVX2 register, float64 in four)
+# with our own straight-line log, sin and cos: numba has no vector math library here, and a call to
+# math.log would keep the loop scalar. The polynomials use fused multiply-adds (llvm.fma, exactly
+# rounded on every machine, so the numbers do not depend on the CPU). The angle is reduced exactly
+# from the word's bits: octant o (top 3 bits) and phi in (0, pi/4) from the rest.
+#
+# float32: u = (float32(w0 >> 1) + 1/4) / 2**31 (|z| <= sqrt(66 ln 2) = 6.77); phi from 23 bits.
+# float64: u = (w0 + 1/2) / 2**32 exactly (|z| <= 6.66); phi from 29 bits.
+# The noise of an element is ``1 + std * z`` in the data's dtype (std rounded to it, a product and a
+# sum, as the plain path's ``eps * std + 1``); the op multiplies by it.
+
+# error_model="numpy": float division without numba's zero check (a branch that keeps the loop
+# scalar); every divisor below is at least 1.7.
+_jit_np = numba.njit(cache=CACHE_DIR is not None, nogil=True, error_model="numpy")
+_inline_np = numba.njit(cache=CACHE_DIR is not None, inline="always", error_model="numpy")
+
+
+@intrinsic
+def _f64_bits(typingctx, bits):
+    # the float64 whose bits are the uint64 `bits`
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.uint64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, value):
+    # the bits of a float64, as a uint64
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    # a * b + c rounded once (llvm.fma: the hardware instruction where there is one)
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, a, a), codegen
+
+
+# float32 works on the 32-bit words in 32-bit lanes: numba widens integer arithmetic to 64 bits, so
+# the integer steps of the float32 path are written as LLVM IR here (eight lanes per AVX2 register).
+_I32, _F32 = ir.IntType(32), ir.FloatType()
+
+
+def _i32(v):
+    return ir.Constant(_I32, v)
+
+
+@intrinsic
+def _u31_f32(typingctx, word):
+    # float32(word >> 1) for a uint32 word (a signed conversion: vcvtdq2ps)
+    def codegen(context, builder, signature, args):
+        return builder.sitofp(builder.lshr(args[0], _i32(1)), _F32)
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def _split32(typingctx, value):
+    # (m, e) with value = m * 2**e, m in [sqrt(1/2), sqrt(2)), for a positive normal float32: the
+    # exponent field taken after adding the distance from sqrt(1/2) to 1 to the bits
+    def codegen(context, builder, signature, args):
+        ix = builder.add(builder.bitcast(args[0], _I32), _i32(0x3F800000 - 0x3F3504F3))
+        e = builder.sitofp(builder.sub(builder.ashr(ix, _i32(23)), _i32(127)), _F32)
+        m = builder.add(builder.and_(ix, _i32(0x007FFFFF)), _i32(0x3F3504F3))
+        return context.make_tuple(builder, signature.return_type, (builder.bitcast(m, _F32), e))
+
+    return types.UniTuple(types.float32, 2)(types.float32), codegen
+
+
+def _octant_ir(builder, word):
+    # word = o (3 bits) | low (29 bits): (low reflected for odd o, odd as all-ones mask, k)
+    o = builder.lshr(word, _i32(29))
+    odd = builder.sub(_i32(0), builder.and_(o, _i32(1)))
+    low = builder.xor(
+        builder.and_(word, _i32((1 << 29) - 1)), builder.and_(odd, _i32((1 << 29) - 1))
+    )
+    k = builder.and_(builder.lshr(builder.add(o, _i32(1)), _i32(1)), _i32(3))
+    return low, odd, k
+
+
+@intrinsic
+def _phi_unit32(typingctx, word):
+    # 1 + (l >> 6) / 2**23 in [1, 2) for the (reflected) low 29 bits l of the angle word
+    def codegen(context, builder, signature, args):
+        low, _, _ = _octant_ir(builder, args[0])
+        return builder.bitcast(builder.or_(builder.lshr(low, _i32(6)), _i32(0x3F800000)), _F32)
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def _rotate32(typingctx, word, cs, sn):
+    # (cos, sin) of k pi/2 + (-phi if odd else phi) from cos(phi), sin(phi): sign flips and a swap
+    # on the bits
+    def codegen(context, builder, signature, args):
+        _, odd, k = _octant_ir(builder, args[0])
+        sign = _i32(-(1 << 31))
+        c = builder.bitcast(args[1], _I32)
+        s = builder.xor(builder.bitcast(args[2], _I32), builder.and_(odd, sign))
+        swap = builder.icmp_unsigned("!=", builder.and_(k, _i32(1)), _i32(0))
+        a, b = builder.select(swap, s, c), builder.select(swap, c, s)
+        neg_c = builder.shl(builder.xor(k, builder.lshr(k, _i32(1))), _i32(31))  # k = 1 or 2
+        neg_s = builder.shl(builder.lshr(k, _i32(1)), _i32(31))  # k = 2 or 3
+        a = builder.bitcast(builder.xor(a, neg_c), _F32)
+        b = builder.bitcast(builder.xor(b, neg_s), _F32)
+        return context.make_tuple(builder, signature.return_type, (a, b))
+
+    return types.UniTuple(types.float32, 2)(types.uint32, types.float32, types.float32), codegen
+
+
+_U1, _U2, _U3 = np.uint64(1), np.uint64(2), np.uint64(3)
+_S6, _S20, _S23, _S29, _S52 = (np.uint64(v) for v in (6, 20, 23, 29, 52))
+_LOW29 = np.uint64((1 << 29) - 1)
+
+# float64 constants: the bits of 1.0, the mantissa mask, the bits of 2**52
+_D_ONE, _D_MANT, _D_MAGIC = (
+    np.uint64(0x3FF0000000000000),
+    np.uint64(0x000FFFFFFFFFFFFF),
+    np.uint64(0x4330000000000000),
+)
+# ln(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 3 - 2 sqrt(2) for m = 1 + f in [sqrt(1/2), sqrt(2)]:
+# 2 s (1 + s^2/3 + s^4/5 + ...); float64 keeps the terms to s^18 (relative error below 2e-17),
+# float32 those to s^8 (below 3e-9).
+_DL = tuple(1.0 / (2 * k + 1) for k in range(1, 10))
+# Taylor series on [0, pi/4]: float64 sin to phi^15, cos to phi^16; float32 sin to phi^9, cos to
+# phi^10 (truncation below 1e-16 and 2e-9 relative).
+_DS = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 8))
+_DC = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(1, 9))
+_FL = tuple(np.float32(v) for v in _DL[:4])
+_FS = tuple(np.float32(v) for v in _DS[:4])
+_FC = tuple(np.float32(v) for v in _DC[:5])
+(_DL1, _DL2, _DL3, _DL4, _DL5, _DL6, _DL7, _DL8, _DL9) = _DL
+(_DS1, _DS2, _DS3, _DS4, _DS5, _DS6, _DS7) = _DS
+(_DC1, _DC2, _DC3, _DC4, _DC5, _DC6, _DC7, _DC8) = _DC
+(_FL1, _FL2, _FL3, _FL4) = _FL
+(_FS1, _FS2, _FS3, _FS4) = _FS
+(_FC1, _FC2, _FC3, _FC4, _FC5) = _FC
+_D_HALF_ULP32, _D_HALF_ULP29 = 2.0**-33, 2.0**-30
+_D_TWO52, _D_SQRT2, _D_LN2, _D_QPI = 2.0**52, math.sqrt(2.0), math.log(2.0), math.pi / 4
+_F1, _F2, _FM2 = np.float32(1.0), np.float32(2.0), np.float32(-2.0)
+_F_QUARTER, _F_2M31, _F_HALF_ULP23 = np.float32(0.25), np.float32(2.0**-31), np.float32(2.0**-24)
+_F_LN2, _F_QPI = np.float32(math.log(2.0)), np.float32(math.pi / 4)
+
+
+@_inline_np
+def _radius64(w):
+    # sqrt(-2 ln u), u = (w + 1/2) / 2**32 (exact)
+    u = (_f64_bits(_D_ONE | (w << _S20)) - 1.0) + _D_HALF_ULP32
+    bits = _bits_f64(u)
+    m = _f64_bits((bits & _D_MANT) | _D_ONE)  # u = m * 2**e, m in [1, 2)
+    e = _f64_bits(_D_MAGIC | (bits >> _S52)) - _D_TWO52 - 1023.0
+    big = m > _D_SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    f = m - 1.0
+    s = f / (2.0 + f)
+    t = s * s
+    p = _fma(t, _DL9, _DL8)
+    p = _fma(t, p, _DL7)
+    p = _fma(t, p, _DL6)
+    p = _fma(t, p, _DL5)
+    p = _fma(t, p, _DL4)
+    p = _fma(t, p, _DL3)
+    p = _fma(t, p, _DL2)
+    p = _fma(t, p, _DL1)
+    s2 = s + s
+    log_u = _fma(e, _D_LN2, _fma(s2 * t, p, s2))
+    return np.sqrt(-2.0 * log_u)
+
+
+@_inline_np
+def _radius32(w):
+    # sqrt(-2 ln u), u = (float32(w >> 1) + 1/4) / 2**31, in float32 (w: a uint32 word)
+    u = (_u31_f32(w) + _F_QUARTER) * _F_2M31
+    m, e = _split32(u)
+    f = m - _F1
+    s = f / (_F2 + f)
+    t = s * s
+    p = _fma(t, _FL4, _FL3)
+    p = _fma(t, p, _FL2)
+    p = _fma(t, p, _FL1)
+    s2 = s + s
+    log_u = _fma(e, _F_LN2, _fma(s2 * t, p, s2))
+    return np.sqrt(_FM2 * log_u)
+
+
+@_inline_np
+def _octant(w):
+    # theta = 2 pi (w + 1/2) / 2**32 = k pi/2 +- phi: (k, odd, the low 29 bits reflected for odd o)
+    o = w >> _S29
+    low = w & _LOW29
+    odd = (o & _U1) == _U1
+    low = (_LOW29 - low) if odd else low  # odd octants: theta = (o + 1) pi/4 - phi
+    k = ((o + _U1) >> _U1) & _U3
+    return k, odd, low
+
+
+@_inline_np
+def _rotate(k, odd, cs, sn):
+    # (cos, sin) of k pi/2 + (-phi if odd else phi) from cos(phi), sin(phi)
+    sn = -sn if odd else sn
+    swap = (k & _U1) == _U1
+    a = sn if swap else cs
+    b = cs if swap else sn
+    c = -a if (k == _U1 or k == _U2) else a
+    s = -b if k >= _U2 else b
+    return c, s
+
+
+@_inline_np
+def _cos_sin64(w):
+    k, odd, low = _octant(w)
+    phi = ((_f64_bits(_D_ONE | (low << _S23)) - 1.0) + _D_HALF_ULP29) * _D_QPI
+    t = phi * phi
+    sp = _fma(t, _DS7, _DS6)
+    sp = _fma(t, sp, _DS5)
+    sp = _fma(t, sp, _DS4)
+    sp = _fma(t, sp, _DS3)
+    sp = _fma(t, sp, _DS2)
+    sp = _fma(t, sp, _DS1)
+    sn = _fma(phi * t, sp, phi)
+    cp = _fma(t, _DC8, _DC7)
+    cp = _fma(t, cp, _DC6)
+    cp = _fma(t, cp, _DC5)
+    cp = _fma(t, cp, _DC4)
+    cp = _fma(t, cp, _DC3)
+    cp = _fma(t, cp, _DC2)
+    cp = _fma(t, cp, _DC1)
+    cs = _fma(t, cp, 1.0)
+    return _rotate(k, odd, cs, sn)
+
+
+@_inline_np
+def _cos_sin32(w):
+    phi = ((_phi_unit32(w) - _F1) + _F_HALF_ULP23) * _F_QPI
+    t = phi * phi
+    sp = _fma(t, _FS4, _FS3)
+    sp = _fma(t, sp, _FS2)
+    sp = _fma(t, sp, _FS1)
+    sn = _fma(phi * t, sp, phi)
+    cp = _fma(t, _FC5, _FC4)
+    cp = _fma(t, cp, _FC3)
+    cp = _fma(t, cp, _FC2)
+    cp = _fma(t, cp, _FC1)
+    cs = _fma(t, cp, _F1)
+    return _rotate32(w, cs, sn)
+
+
+@_inline_np
+def _pair32(wa, wb):
+    # the Box-Muller pair of words (wa, wb), in float32
+    r = _radius32(wa)
+    c, s = _cos_sin32(wb)
+    return r * c, r * s
+
+
+@_inline_np
+def _pair64(wa, wb):
+    # the Box-Muller pair of words (wa, wb), in float64
+    r = _radius64(np.uint64(wa))
+    c, s = _cos_sin64(np.uint64(wb))
+    return r * c, r * s
+
+
+def _pair(wa, wb, like):
+    """The Box-Muller pair of two words in ``like``'s float type (compiled code only)."""
+    raise NotImplementedError  # pragma: no cover - the overload below replaces it
+
+
+@overload(_pair, inline="always", jit_options={"error_model": "numpy"})
+def _pair_impl(wa, wb, like):
+    # picks the precision at compile time; the body stays one call, inlined by numba's own pass
+    if like == types.float32:
+        return lambda wa, wb, like: _pair32(wa, wb)
+    return lambda wa, wb, like: _pair64(wa, wb)
+
+
+@_inline_np
+def _words_block(blk, k0, k1, words):
+    # words: (B,) uint32 <- element r's Philox word (the layout of _keep_block)
+    base = np.uint64(blk) * np.uint64(_Q)
+    base_lo = base & _LO32
+    hi = base >> _S32
+    for j in range(_Q):
+        cnt = (base_lo + np.uint64(j)) & _LO32
+        w0, w1, w2, w3 = _philox10(cnt, hi, _ZERO, _ZERO, k0, k1)
+        words[j] = w0
+        words[_Q + j] = w1
+        words[2 * _Q + j] = w2
+        words[3 * _Q + j] = w3
+
+
+@_inline_np
+def _noise_block(words, noise, std, one):
+    # noise: (B,) of the data's dtype <- 1 + std * z for the normals of the words of a block. Words
+    # j and Q + j are a pair, and 2Q + j and 3Q + j. A loop apart from the generator's: in one, the
+    # generator's 64-bit lanes and the float math would not fit the registers.
+    for h in range(2):
+        wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+        na, nb = noise[2 * h * _Q : (2 * h + 1) * _Q], noise[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+        for j in range(_Q):
+            za, zb = _pair(wa[j], wb[j], one)
+            na[j] = one + std * za
+            nb[j] = one + std * zb
+
+
+@_inline_np
+def _gauss_block(words, src, dst, start, std, one):
+    # A full block from `start`: dst = src * noise, the normals formed and applied in one loop
+    for h in range(2):
+        wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+        a0 = start + 2 * h * _Q
+        sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
+        da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
+        for j in range(_Q):
+            za, zb = _pair(wa[j], wb[j], one)
+            da[j] = sa[j] * (one + std * za)
+            db[j] = sb[j] * (one + std * zb)
+
+
+@_jit_np
+def _gauss_mul(x, out, k0, k1, std, one):
+    # out = x * noise (x, out: (n,), not overlapping); std and one in the data's dtype
+    n = x.size
+    words = np.empty(BLOCK, np.uint32)
+    noise = np.empty(BLOCK, x.dtype)
+    for blk in range((n + BLOCK - 1) // BLOCK):
+        start = blk * BLOCK
+        _words_block(blk, k0, k1, words)
+        if start + BLOCK <= n:
+            _gauss_block(words, x, out, start, std, one)
+        else:
+            _noise_block(words, noise, std, one)
+            xs, os = x[start:n], out[start:n]
+            for r in range(xs.size):
+                os[r] = xs[r] * noise[r]
+
+
+@_jit_np
+def _gauss_noise(out, k0, k1, std, one):
+    # out: (n,) <- the noise, in out's dtype
+    n = out.size
+    words = np.empty(BLOCK, np.uint32)
+    noise = np.empty(BLOCK, out.dtype)
+    for blk in range((n + BLOCK - 1) // BLOCK):
+        start = blk * BLOCK
+        _words_block(blk, k0, k1, words)
+        _noise_block(words, noise, std, one)
+        os = out[start : min(start + BLOCK, n)]
+        for r in range(os.size):
+            os[r] = noise[r]
+
+
+def _key(seed: int) -> tuple[np.uint64, np.uint64]:
+    return np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
+
+
+def gaussian_mul(x: torch.Tensor, seed: int, std: float) -> torch.Tensor:
+    """``x * noise`` for the noise of ``seed`` (:func:`gaussian_noise`), as a new tensor: Gaussian
+    dropout's forward (``x`` the input) and backward (``x`` the output's gradient). ``x``:
+    contiguous float32/float64; ``std`` is rounded to its dtype."""
+    out = empty_like(x)
+    if x.numel():
+        d = _np_dtype(x)
+        xs, os = x.detach().numpy().reshape(-1), out.numpy().reshape(-1)
+        _gauss_mul(xs, os, *_key(seed), d(std), d(1.0))
+    return out
+
+
+def gaussian_noise(numel: int, seed: int, std: float, dtype: torch.dtype) -> torch.Tensor:
+    """The noise ``1 + std * z`` of ``seed`` for ``numel`` elements in memory order (``z`` the
+    Box-Muller normals above), in ``dtype`` (float32 or float64): what :func:`gaussian_mul`
+    multiplies by."""
+    out = torch.empty(numel, dtype=dtype)
+    if numel:
+        d = _np_dtype(out)
+        _gauss_noise(out.numpy(), *_key(seed), d(std), d(1.0))
     return out
