@@ -387,35 +387,49 @@ def _phi_unit32(typingctx, word):
     return types.float32(types.uint32), codegen
 
 
-@intrinsic
-def _rotate32(typingctx, word, cs, sn):
+def _rotate_ir(builder, word, cs, sn, ity, fty):
     # (cos, sin) of k pi/2 + (-phi if odd else phi) from cos(phi), sin(phi): sign flips and a swap
-    # on the bits
+    # on the bits (ity: the integer type of fty's width)
+    _, odd, k = _octant_ir(builder, word)
+    width = ity.width
+    sign = ir.Constant(ity, 1 << (width - 1))
+    if width != 32:
+        odd, k = builder.sext(odd, ity), builder.zext(k, ity)
+    one = ir.Constant(ity, 1)
+    c = builder.bitcast(cs, ity)
+    s = builder.xor(builder.bitcast(sn, ity), builder.and_(odd, sign))
+    swap = builder.icmp_unsigned("!=", builder.and_(k, one), ir.Constant(ity, 0))
+    a, b = builder.select(swap, s, c), builder.select(swap, c, s)
+    top = ir.Constant(ity, width - 1)
+    neg_c = builder.shl(builder.and_(builder.xor(k, builder.lshr(k, one)), one), top)  # k = 1, 2
+    neg_s = builder.shl(builder.lshr(k, one), top)  # k = 2, 3
+    return builder.bitcast(builder.xor(a, neg_c), fty), builder.bitcast(builder.xor(b, neg_s), fty)
+
+
+@intrinsic
+def _rotate(typingctx, word, cs, sn):
+    # _rotate_ir for float32 or float64 (cs, sn) and a uint32 angle word
+    if not (cs == sn and cs in (types.float32, types.float64)):
+        return None
+    fty, ity = (_F32, _I32) if cs == types.float32 else (ir.DoubleType(), ir.IntType(64))
+
     def codegen(context, builder, signature, args):
-        _, odd, k = _octant_ir(builder, args[0])
-        sign = _i32(-(1 << 31))
-        c = builder.bitcast(args[1], _I32)
-        s = builder.xor(builder.bitcast(args[2], _I32), builder.and_(odd, sign))
-        swap = builder.icmp_unsigned("!=", builder.and_(k, _i32(1)), _i32(0))
-        a, b = builder.select(swap, s, c), builder.select(swap, c, s)
-        neg_c = builder.shl(builder.xor(k, builder.lshr(k, _i32(1))), _i32(31))  # k = 1 or 2
-        neg_s = builder.shl(builder.lshr(k, _i32(1)), _i32(31))  # k = 2 or 3
-        a = builder.bitcast(builder.xor(a, neg_c), _F32)
-        b = builder.bitcast(builder.xor(b, neg_s), _F32)
-        return context.make_tuple(builder, signature.return_type, (a, b))
+        pair = _rotate_ir(builder, args[0], args[1], args[2], ity, fty)
+        return context.make_tuple(builder, signature.return_type, pair)
 
-    return types.UniTuple(types.float32, 2)(types.uint32, types.float32, types.float32), codegen
+    return types.UniTuple(cs, 2)(types.uint32, cs, cs), codegen
 
 
-_U1, _U2, _U3 = np.uint64(1), np.uint64(2), np.uint64(3)
-_S6, _S20, _S23, _S29, _S52 = (np.uint64(v) for v in (6, 20, 23, 29, 52))
+_U1 = np.uint64(1)
+_S20, _S23, _S29, _S52 = (np.uint64(v) for v in (20, 23, 29, 52))
 _LOW29 = np.uint64((1 << 29) - 1)
 
 # float64 constants: the bits of 1.0, the mantissa mask, the bits of 2**52
-_D_ONE, _D_MANT, _D_MAGIC = (
+_D_ONE, _D_MANT, _D_MAGIC, _D_SQRTH = (
     np.uint64(0x3FF0000000000000),
     np.uint64(0x000FFFFFFFFFFFFF),
     np.uint64(0x4330000000000000),
+    np.uint64(0x3FE6A09E667F3BCD),  # the bits of sqrt(1/2)
 )
 # ln(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 3 - 2 sqrt(2) for m = 1 + f in [sqrt(1/2), sqrt(2)]:
 # 2 s (1 + s^2/3 + s^4/5 + ...); float64 keeps the terms to s^18 (relative error below 2e-17),
@@ -435,22 +449,22 @@ _FC = tuple(np.float32(v) for v in _DC[:5])
 (_FS1, _FS2, _FS3, _FS4) = _FS
 (_FC1, _FC2, _FC3, _FC4, _FC5) = _FC
 _D_HALF_ULP32, _D_HALF_ULP29 = 2.0**-33, 2.0**-30
-_D_TWO52, _D_SQRT2, _D_LN2, _D_QPI = 2.0**52, math.sqrt(2.0), math.log(2.0), math.pi / 4
+_D_TWO52, _D_LN2, _D_QPI = 2.0**52, math.log(2.0), math.pi / 4
 _F1, _F2, _FM2 = np.float32(1.0), np.float32(2.0), np.float32(-2.0)
 _F_QUARTER, _F_2M31, _F_HALF_ULP23 = np.float32(0.25), np.float32(2.0**-31), np.float32(2.0**-24)
 _F_LN2, _F_QPI = np.float32(math.log(2.0)), np.float32(math.pi / 4)
 
 
 @_inline_np
-def _radius64(w):
-    # sqrt(-2 ln u), u = (w + 1/2) / 2**32 (exact)
+def _radius64(word):
+    # sqrt(-2 ln u), u = (w + 1/2) / 2**32 (exact), for a uint32 word
+    w = np.uint64(word)
     u = (_f64_bits(_D_ONE | (w << _S20)) - 1.0) + _D_HALF_ULP32
-    bits = _bits_f64(u)
-    m = _f64_bits((bits & _D_MANT) | _D_ONE)  # u = m * 2**e, m in [1, 2)
-    e = _f64_bits(_D_MAGIC | (bits >> _S52)) - _D_TWO52 - 1023.0
-    big = m > _D_SQRT2
-    m = m * 0.5 if big else m
-    e = e + 1.0 if big else e
+    # u = m * 2**e with m in [sqrt(1/2), sqrt(2)): the exponent field taken after adding the
+    # distance from sqrt(1/2) to 1 to the bits
+    ix = _bits_f64(u) + (_D_ONE - _D_SQRTH)
+    e = _f64_bits(_D_MAGIC | (ix >> _S52)) - _D_TWO52 - 1023.0
+    m = _f64_bits((ix & _D_MANT) + _D_SQRTH)
     f = m - 1.0
     s = f / (2.0 + f)
     t = s * s
@@ -484,31 +498,11 @@ def _radius32(w):
 
 
 @_inline_np
-def _octant(w):
-    # theta = 2 pi (w + 1/2) / 2**32 = k pi/2 +- phi: (k, odd, the low 29 bits reflected for odd o)
-    o = w >> _S29
-    low = w & _LOW29
-    odd = (o & _U1) == _U1
-    low = (_LOW29 - low) if odd else low  # odd octants: theta = (o + 1) pi/4 - phi
-    k = ((o + _U1) >> _U1) & _U3
-    return k, odd, low
-
-
-@_inline_np
-def _rotate(k, odd, cs, sn):
-    # (cos, sin) of k pi/2 + (-phi if odd else phi) from cos(phi), sin(phi)
-    sn = -sn if odd else sn
-    swap = (k & _U1) == _U1
-    a = sn if swap else cs
-    b = cs if swap else sn
-    c = -a if (k == _U1 or k == _U2) else a
-    s = -b if k >= _U2 else b
-    return c, s
-
-
-@_inline_np
-def _cos_sin64(w):
-    k, odd, low = _octant(w)
+def _cos_sin64(word):
+    # (cos, sin) of theta = 2 pi (w + 1/2) / 2**32 for a uint32 word: octant o (top 3 bits), phi in
+    # (0, pi/4) from the low 29 bits (reflected for odd o: theta = (o + 1) pi/4 - phi)
+    w = np.uint64(word)
+    low = (w & _LOW29) ^ ((_ZERO - ((w >> _S29) & _U1)) & _LOW29)
     phi = ((_f64_bits(_D_ONE | (low << _S23)) - 1.0) + _D_HALF_ULP29) * _D_QPI
     t = phi * phi
     sp = _fma(t, _DS7, _DS6)
@@ -526,7 +520,7 @@ def _cos_sin64(w):
     cp = _fma(t, cp, _DC2)
     cp = _fma(t, cp, _DC1)
     cs = _fma(t, cp, 1.0)
-    return _rotate(k, odd, cs, sn)
+    return _rotate(word, cs, sn)
 
 
 @_inline_np
@@ -542,36 +536,33 @@ def _cos_sin32(w):
     cp = _fma(t, cp, _FC2)
     cp = _fma(t, cp, _FC1)
     cs = _fma(t, cp, _F1)
-    return _rotate32(w, cs, sn)
+    return _rotate(w, cs, sn)
 
 
-@_inline_np
-def _pair32(wa, wb):
-    # the Box-Muller pair of words (wa, wb), in float32
-    r = _radius32(wa)
-    c, s = _cos_sin32(wb)
-    return r * c, r * s
-
-
-@_inline_np
-def _pair64(wa, wb):
-    # the Box-Muller pair of words (wa, wb), in float64
-    r = _radius64(np.uint64(wa))
-    c, s = _cos_sin64(np.uint64(wb))
-    return r * c, r * s
-
-
-def _pair(wa, wb, like):
-    """The Box-Muller pair of two words in ``like``'s float type (compiled code only)."""
+def _radius(w, like):
+    """sqrt(-2 ln u) of a word in ``like``'s float type (compiled code only)."""
     raise NotImplementedError  # pragma: no cover - the overload below replaces it
 
 
-@overload(_pair, inline="always", jit_options={"error_model": "numpy"})
-def _pair_impl(wa, wb, like):
-    # picks the precision at compile time; the body stays one call, inlined by numba's own pass
+def _cos_sin(w, like):
+    """(cos, sin) of a word's angle in ``like``'s float type (compiled code only)."""
+    raise NotImplementedError  # pragma: no cover - the overload below replaces it
+
+
+# The overloads pick the precision at compile time; each body stays one call, inlined by numba's own
+# pass (an overload body with conditional expressions, inlined itself, trips numba's SSA checks).
+@overload(_radius, inline="always", jit_options={"error_model": "numpy"})
+def _radius_impl(w, like):
     if like == types.float32:
-        return lambda wa, wb, like: _pair32(wa, wb)
-    return lambda wa, wb, like: _pair64(wa, wb)
+        return lambda w, like: _radius32(w)
+    return lambda w, like: _radius64(w)
+
+
+@overload(_cos_sin, inline="always", jit_options={"error_model": "numpy"})
+def _cos_sin_impl(w, like):
+    if like == types.float32:
+        return lambda w, like: _cos_sin32(w)
+    return lambda w, like: _cos_sin64(w)
 
 
 @_inline_np
@@ -590,31 +581,48 @@ def _words_block(blk, k0, k1, words):
 
 
 @_inline_np
-def _noise_block(words, noise, std, one):
-    # noise: (B,) of the data's dtype <- 1 + std * z for the normals of the words of a block. Words
-    # j and Q + j are a pair, and 2Q + j and 3Q + j. A loop apart from the generator's: in one, the
-    # generator's 64-bit lanes and the float math would not fit the registers.
-    for h in range(2):
-        wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
-        na, nb = noise[2 * h * _Q : (2 * h + 1) * _Q], noise[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
-        for j in range(_Q):
-            za, zb = _pair(wa[j], wb[j], one)
-            na[j] = one + std * za
-            nb[j] = one + std * zb
+def _noise_half(words, h, radius, noise, std, one):
+    # noise[2hQ : 2hQ + 2Q] <- 1 + std * z for the pairs (words[2hQ + j], words[(2h+1)Q + j]). Two
+    # loops (radii, then angles): each keeps its constants in registers. radius: (Q,) scratch.
+    wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    na, nb = noise[2 * h * _Q : (2 * h + 1) * _Q], noise[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    for j in range(_Q):
+        radius[j] = _radius(wa[j], one)
+    for j in range(_Q):
+        c, s = _cos_sin(wb[j], one)
+        na[j] = one + std * (radius[j] * c)
+        nb[j] = one + std * (radius[j] * s)
 
 
 @_inline_np
-def _gauss_block(words, src, dst, start, std, one):
-    # A full block from `start`: dst = src * noise, the normals formed and applied in one loop
-    for h in range(2):
-        wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
-        a0 = start + 2 * h * _Q
-        sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
-        da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
-        for j in range(_Q):
-            za, zb = _pair(wa[j], wb[j], one)
-            da[j] = sa[j] * (one + std * za)
-            db[j] = sb[j] * (one + std * zb)
+def _noise_block(words, radius, noise, std, one):
+    # noise: (B,) of the data's dtype <- 1 + std * z for the normals of the words of a block: words
+    # j and Q + j are a pair, and 2Q + j and 3Q + j. A loop apart from the generator's: in one, the
+    # generator's 64-bit lanes and the float math would not fit the registers.
+    _noise_half(words, 0, radius, noise, std, one)
+    _noise_half(words, 1, radius, noise, std, one)
+
+
+@_inline_np
+def _gauss_half(words, h, radius, src, dst, start, std, one):
+    # as _noise_half, applying the noise: dst = src * noise over the half's 2Q elements
+    wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    a0 = start + 2 * h * _Q
+    sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
+    da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
+    for j in range(_Q):
+        radius[j] = _radius(wa[j], one)
+    for j in range(_Q):
+        c, s = _cos_sin(wb[j], one)
+        da[j] = sa[j] * (one + std * (radius[j] * c))
+        db[j] = sb[j] * (one + std * (radius[j] * s))
+
+
+@_inline_np
+def _gauss_block(words, radius, src, dst, start, std, one):
+    # A full block from `start`: dst = src * noise
+    _gauss_half(words, 0, radius, src, dst, start, std, one)
+    _gauss_half(words, 1, radius, src, dst, start, std, one)
 
 
 @_jit_np
@@ -622,14 +630,15 @@ def _gauss_mul(x, out, k0, k1, std, one):
     # out = x * noise (x, out: (n,), not overlapping); std and one in the data's dtype
     n = x.size
     words = np.empty(BLOCK, np.uint32)
+    radius = np.empty(_Q, x.dtype)
     noise = np.empty(BLOCK, x.dtype)
     for blk in range((n + BLOCK - 1) // BLOCK):
         start = blk * BLOCK
         _words_block(blk, k0, k1, words)
         if start + BLOCK <= n:
-            _gauss_block(words, x, out, start, std, one)
+            _gauss_block(words, radius, x, out, start, std, one)
         else:
-            _noise_block(words, noise, std, one)
+            _noise_block(words, radius, noise, std, one)
             xs, os = x[start:n], out[start:n]
             for r in range(xs.size):
                 os[r] = xs[r] * noise[r]
@@ -640,11 +649,12 @@ def _gauss_noise(out, k0, k1, std, one):
     # out: (n,) <- the noise, in out's dtype
     n = out.size
     words = np.empty(BLOCK, np.uint32)
+    radius = np.empty(_Q, out.dtype)
     noise = np.empty(BLOCK, out.dtype)
     for blk in range((n + BLOCK - 1) // BLOCK):
         start = blk * BLOCK
         _words_block(blk, k0, k1, words)
-        _noise_block(words, noise, std, one)
+        _noise_block(words, radius, noise, std, one)
         os = out[start : min(start + BLOCK, n)]
         for r in range(os.size):
             os[r] = noise[r]
