@@ -20,6 +20,10 @@ and a sum, each rounded (``fastmath`` stays off, so LLVM does not contract them 
 multiply-add). Backward is ``grad * (a or 0)`` from the 1-bit mask kept by forward. Shapes in comments: ``M`` maps (N*C, or N
 when channels share a pattern), ``(D, H, W)`` the map (D = 1 in 2-D), ``(Dv, Hv, Wv)`` the seed grid
 ``(D - bd + 1, ...)``.
+
+Gaussian dropout draws its standard normals from the same Philox words (Box-Muller, the section at
+the end of this file): ``gaussian_mul`` multiplies by the noise ``1 + std * z`` of a seed (forward,
+and backward from the seed alone), ``gaussian_noise`` returns that noise.
 """
 
 from __future__ import annotations
