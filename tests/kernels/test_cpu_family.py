@@ -297,6 +297,14 @@ def test_gaussian_kernel_normals_statistics(dtype):
     assert ks < np.sqrt(np.log(2 / 1e-6) / 2) / np.sqrt(n)
 
 
+def test_gaussian_mul_does_not_depend_on_the_thread_count(monkeypatch):
+    x = torch.randn(5 * cpu.BLOCK * 4 + 3, generator=_seeded(16))  # above PARALLEL_MIN_NUMEL
+    one = cpu_family.gaussian_mul(x, 4242, _STD, threads=1)
+    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+    monkeypatch.setattr(cpu, "_CHUNKS_PER_THREAD", 3)  # uneven chunks taken in turn
+    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+
+
 def test_gaussian_noise_depends_on_the_seed():
     a, b = (cpu_family.gaussian_noise(1000, s, 1.0, torch.float32) for s in (1, 2))
     assert torch.equal(a, cpu_family.gaussian_noise(1000, 1, 1.0, torch.float32))

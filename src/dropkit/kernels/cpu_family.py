@@ -39,11 +39,19 @@ from numba.extending import intrinsic, overload
 from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
 from dropkit.kernels.cpu import (
+    _OUT,
+    _TASKS,
+    _X,
     BLOCK,
     _apply_keep,
+    _array,
+    _chunks,
+    _fields,
     _keep_block,
     _pack_block,
     _philox10,
+    _run,
+    _Task,
     _unpack_block,
     threshold,
 )
@@ -630,13 +638,14 @@ def _gauss_block(words, radius, src, dst, start, std, one):
 
 
 @_jit_np
-def _gauss_mul(x, out, k0, k1, std, one):
-    # out = x * noise (x, out: (n,), not overlapping); std and one in the data's dtype
+def _gauss_mul(x, out, k0, k1, std, one, b0, b1):
+    # out = x * noise over blocks [b0, b1) (x, out: (n,), not overlapping); std and one in the
+    # data's dtype
     n = x.size
     words = np.empty(BLOCK, np.uint32)
     radius = np.empty(_Q, x.dtype)
     noise = np.empty(BLOCK, x.dtype)
-    for blk in range((n + BLOCK - 1) // BLOCK):
+    for blk in range(b0, b1):
         start = blk * BLOCK
         _words_block(blk, k0, k1, words)
         if start + BLOCK <= n:
@@ -646,6 +655,35 @@ def _gauss_mul(x, out, k0, k1, std, one):
             xs, os = x[start:n], out[start:n]
             for r in range(xs.size):
                 os[r] = xs[r] * noise[r]
+
+
+# Run as tasks of the launcher of kernels/cpu.py (on torch's OpenMP team above its size threshold),
+# chunks of whole blocks: the result does not depend on the number of threads. The record's
+# multiplier field carries std.
+
+
+@_jit_np
+def _run_gauss(record, a, x, out, k0, k1, std, one):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _gauss_mul(x, out, k0, k1, std, one, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_gauss_f32(record):
+    a, s, _, k0, k1, _ = _fields(record)
+    x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+    _run_gauss(record, a, x, out, k0, k1, np.float32(s), np.float32(1.0))
+
+
+def _task_gauss_f64(record):
+    a, s, _, k0, k1, _ = _fields(record)
+    x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+    _run_gauss(record, a, x, out, k0, k1, s, 1.0)
+
+
+for _size, _fn in ((4, _task_gauss_f32), (8, _task_gauss_f64)):
+    _TASKS[("gaussian", _size)] = _Task(("gaussian", _size), _fn)
 
 
 @_jit_np
@@ -668,15 +706,18 @@ def _key(seed: int) -> tuple[np.uint64, np.uint64]:
     return np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
 
 
-def gaussian_mul(x: torch.Tensor, seed: int, std: float) -> torch.Tensor:
+def gaussian_mul(
+    x: torch.Tensor, seed: int, std: float, threads: int | None = None
+) -> torch.Tensor:
     """``x * noise`` for the noise of ``seed`` (:func:`gaussian_noise`), as a new tensor: Gaussian
     dropout's forward (``x`` the input) and backward (``x`` the output's gradient). ``x``:
-    contiguous float32/float64; ``std`` is rounded to its dtype."""
+    contiguous float32/float64; ``std`` is rounded to its dtype. ``threads``: torch's intra-op
+    thread count when None (the result is the same for any number)."""
     out = empty_like(x)
-    if x.numel():
-        d = _np_dtype(x)
-        xs, os = x.detach().numpy().reshape(-1), out.numpy().reshape(-1)
-        _gauss_mul(xs, os, *_key(seed), d(std), d(1.0))
+    n = x.numel()
+    if n:
+        args = (x.data_ptr(), 0, 0, out.data_ptr(), 0, n, 0, seed, 0, float(std), False)
+        _run("gaussian", *args, x.element_size(), threads)
     return out
 
 
