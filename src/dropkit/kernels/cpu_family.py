@@ -611,8 +611,8 @@ def _noise_block(words, radius, noise, std, one):
     # noise: (B,) of the data's dtype <- 1 + std * z for the normals of the words of a block: words
     # j and Q + j are a pair, and 2Q + j and 3Q + j. A loop apart from the generator's: in one, the
     # generator's 64-bit lanes and the float math would not fit the registers.
-    _noise_half(words, 0, radius, noise, std, one)
-    _noise_half(words, 1, radius, noise, std, one)
+    for h in range(2):  # a loop, not two calls: one copy of the inlined code
+        _noise_half(words, h, radius, noise, std, one)
 
 
 @_inline_np
@@ -633,8 +633,8 @@ def _gauss_half(words, h, radius, src, dst, start, std, one):
 @_inline_np
 def _gauss_block(words, radius, src, dst, start, std, one):
     # A full block from `start`: dst = src * noise
-    _gauss_half(words, 0, radius, src, dst, start, std, one)
-    _gauss_half(words, 1, radius, src, dst, start, std, one)
+    for h in range(2):
+        _gauss_half(words, h, radius, src, dst, start, std, one)
 
 
 @_jit_np
