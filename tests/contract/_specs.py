@@ -416,6 +416,14 @@ SAMPLERS: list[OpSpec] = [
         p=None,
     ),
     OpSpec(
+        "fast_gaussian_noise",
+        lambda **kw: DF.fast_gaussian_noise((4, 6), **{"p": 0.5, **kw}, seed=123),
+        lambda dt, large: (),
+        random=False,
+        generator=False,
+        allow_one=False,
+    ),
+    OpSpec(
         "fast_dropblock_mask",
         lambda **kw: DF.fast_dropblock_mask((2, 3, 6, 6), 0.3, 3, 123, **kw),
         lambda dt, large: (),

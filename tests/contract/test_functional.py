@@ -305,10 +305,10 @@ def test_compile_fullgraph_draws_eager_masks(spec, large, backend):
         torch.testing.assert_close(a, b, **same_values_tol(spec))
 
 
-# draw_seed, fast_keep_mask and fast_dropblock_mask are the fast paths' debugging helpers (a Python
-# int from the generator, masks made by the numba kernels): eager-only by design, not graph ops
-# (docs/pytorch_contracts.md).
-EAGER_ONLY = {"draw_seed", "fast_keep_mask", "fast_dropblock_mask"}
+# draw_seed, fast_keep_mask, fast_dropblock_mask and fast_gaussian_noise are the fast paths'
+# debugging helpers (a Python int from the generator, masks and noise made by the numba kernels):
+# eager-only by design, not graph ops (docs/pytorch_contracts.md).
+EAGER_ONLY = {"draw_seed", "fast_keep_mask", "fast_dropblock_mask", "fast_gaussian_noise"}
 
 
 @pytest.mark.parametrize("spec", [s for s in SAMPLERS if s.name not in EAGER_ONLY], ids=str)

@@ -16,8 +16,9 @@ from dropkit import reference as ref
 from dropkit.functional import _fast_family
 from dropkit.functional.alpha_dropout import _AlphaFast
 from dropkit.functional.dropblock import _dropblock_fast
+from dropkit.functional.gaussian_dropout import _GaussianFast
 from dropkit.kernels import cpu, cpu_family
-from tests.conftest import binomial_tol
+from tests.conftest import Z, binomial_tol
 
 pytest.importorskip("numba")
 
@@ -189,6 +190,125 @@ def test_gaussian_fast_path_applies_torchs_noise(dtype):
         out.detach().numpy(), ref.gaussian_dropout_forward(x.detach().numpy(), n)
     )
     np.testing.assert_array_equal(x.grad.numpy(), ref.gaussian_dropout_backward(g.numpy(), n))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_fast_path_is_the_reference_given_its_noise(dtype):
+    n = _fast_family.NOISE_MIN_NUMEL + 3 * cpu.BLOCK + 9
+    x = torch.randn(n, dtype=dtype, generator=_seeded(13), requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = DF.gaussian_dropout(x, 0.3, generator=_seeded(14))
+    assert saved == []  # backward regenerates the noise from the seed: 0 bytes per element
+    noise = DF.fast_gaussian_noise(x, 0.3, DF.draw_seed(_seeded(14)))
+    assert noise.dtype == dtype
+    g = torch.randn(n, dtype=dtype, generator=_seeded(15))
+    out.backward(g)
+    nz = noise.numpy()
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref.gaussian_dropout_forward(x.detach().numpy(), nz)
+    )
+    np.testing.assert_array_equal(x.grad.numpy(), ref.gaussian_dropout_backward(g.numpy(), nz))
+    torch.testing.assert_close(out, DF.apply_noise(x, noise), rtol=0, atol=0)
+    y = x.detach().clone()
+    assert DF.gaussian_dropout(y, 0.3, inplace=True, generator=_seeded(14)) is y
+    torch.testing.assert_close(y, out.detach(), rtol=0, atol=0)
+
+
+def test_gaussian_fast_double_backward_and_checkpoint():
+    x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: _GaussianFast.apply(t, 77, 0.5), x)
+    w = torch.randn(_fast_family.NOISE_MIN_NUMEL, requires_grad=True)
+
+    def f(t):
+        return (DF.gaussian_dropout(t * 2, 0.4) ** 2).sum()
+
+    torch.manual_seed(5)
+    f(w).backward()
+    expected, w.grad = w.grad, None
+    torch.manual_seed(5)
+    torch.utils.checkpoint.checkpoint(f, w, use_reentrant=False).backward()
+    torch.testing.assert_close(w.grad, expected, rtol=0, atol=0)
+
+
+def test_fast_gaussian_noise_errors():
+    with pytest.raises(TypeError, match="fast_gaussian_noise: dtype must be torch.float32"):
+        DF.fast_gaussian_noise((3,), 0.5, 1, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"fast_gaussian_noise: seed must be an int"):
+        DF.fast_gaussian_noise((3,), 0.5, -1)
+    with pytest.raises(ValueError, match=r"fast_gaussian_noise: dropout probability"):
+        DF.fast_gaussian_noise((3,), 1.0, 1)
+
+
+# ---- Gaussian dropout's Philox normals (Box-Muller in the kernel) --------------------------------
+
+_STD = 0.6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, cpu.BLOCK // 4 + 3, 3 * cpu.BLOCK + 77])
+def test_gaussian_noise_is_the_reference_normals(dtype, n):
+    # The kernel's own log/sqrt/sin/cos against NumPy's on the same words: a few roundings of
+    # dtype (the polynomials' truncation errors are far below eps), scaled by the noise's size.
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    seed = 2**40 + 12345
+    noise = cpu_family.gaussian_noise(n, seed, _STD, dtype).numpy().astype(np.float64)
+    z = ref.philox_normal(n, seed, np_dtype)
+    expected = 1.0 + float(np_dtype(_STD)) * z
+    eps = float(np.finfo(np_dtype).eps)
+    np.testing.assert_array_less(np.abs(noise - expected), 16 * eps * (1.0 + _STD * np.abs(z)))
+    # element i's noise depends on (seed, i) only: a prefix of a longer draw
+    longer = cpu_family.gaussian_noise(n + cpu.BLOCK, seed, _STD, dtype).numpy()
+    np.testing.assert_array_equal(longer[:n], noise.astype(np_dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [cpu.BLOCK - 1, 2 * cpu.BLOCK + 5])
+def test_gaussian_mul_is_the_product_with_its_noise(dtype, n):
+    x = torch.randn(n, dtype=dtype, generator=_seeded(12))
+    x[:5] = torch.tensor([0.0, -0.0, float("inf"), float("nan"), 1e30], dtype=dtype)
+    noise = cpu_family.gaussian_noise(n, 99, _STD, dtype)
+    out = cpu_family.gaussian_mul(x, 99, _STD)
+    np.testing.assert_array_equal(
+        out.numpy(), ref.gaussian_dropout_forward(x.numpy(), noise.numpy())
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_kernel_normals_statistics(dtype):
+    # n standard normals (fixed seed): the mean within Z standard errors (1/sqrt(n)), the variance
+    # within Z of its standard error sqrt(2/(n-1)), the two members of a Box-Muller pair
+    # uncorrelated (standard error 1/sqrt(n/2)), the fraction beyond 3 sigma within the binomial
+    # tolerance, and the Kolmogorov-Smirnov distance to N(0, 1) below its 1e-6 critical value
+    # sqrt(ln(2/alpha)/2)/sqrt(n).
+    n = 1 << 20
+    z = (cpu_family.gaussian_noise(n, 31337, 1.0, dtype).double() - 1.0).numpy()
+    assert abs(z.mean()) < Z * (1 / np.sqrt(n))
+    assert abs(z.var() - 1.0) < Z * np.sqrt(2 / (n - 1))
+    q = cpu.BLOCK // 4
+    blocks = z[: n // cpu.BLOCK * cpu.BLOCK].reshape(-1, 4, q)
+    first, second = blocks[:, 0::2].reshape(-1), blocks[:, 1::2].reshape(-1)
+    assert abs(np.mean(first * second)) < Z / np.sqrt(first.size)
+    tail = 2 * 0.0013498980316301  # P(|z| > 3)
+    assert abs(np.mean(np.abs(z) > 3) - tail) < binomial_tol(tail, n)
+    cdf = torch.special.ndtr(torch.from_numpy(np.sort(z))).numpy()
+    i = np.arange(1, n + 1)
+    ks = max((i / n - cdf).max(), (cdf - (i - 1) / n).max())
+    assert ks < np.sqrt(np.log(2 / 1e-6) / 2) / np.sqrt(n)
+
+
+def test_gaussian_mul_does_not_depend_on_the_thread_count(monkeypatch):
+    x = torch.randn(5 * cpu.BLOCK * 4 + 3, generator=_seeded(16))  # above PARALLEL_MIN_NUMEL
+    one = cpu_family.gaussian_mul(x, 4242, _STD, threads=1)
+    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+    monkeypatch.setattr(cpu, "_CHUNKS_PER_THREAD", 3)  # uneven chunks taken in turn
+    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+
+
+def test_gaussian_noise_depends_on_the_seed():
+    a, b = (cpu_family.gaussian_noise(1000, s, 1.0, torch.float32) for s in (1, 2))
+    assert torch.equal(a, cpu_family.gaussian_noise(1000, 1, 1.0, torch.float32))
+    assert not torch.equal(a, b)
 
 
 # ---- DropConnect, one mask per sample ---------------------------------------------------------------

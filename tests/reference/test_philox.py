@@ -68,3 +68,32 @@ def test_errors():
         ph.philox_keep_mask(4, 0.5, seed=-1)
     with pytest.raises(ValueError, match="numel must be"):
         ph.philox_keep_mask(-1, 0.5, seed=0)
+
+
+def test_normal_reads_the_documented_words():
+    # Element b*BLOCK + w*Q + j: the Box-Muller pair of words (2*(w//2), 2*(w//2)+1) of counter
+    # b*Q + j, cos for even w and sin for odd w; in float64, u = (a + 1/2)/2**32 and
+    # theta = 2 pi (b + 1/2)/2**32 written out by hand.
+    q, seed = ph.BLOCK // 4, 2**33 + 7
+    z = ph.philox_normal(2 * ph.BLOCK, seed, np.float64)
+    b, j = 1, 5
+    words = ph.philox4x32_10(np.array([b * q + j, 0, 0, 0]), np.array([7, 2])).astype(np.float64)
+    for w in range(4):
+        a, c = words[w - w % 2], words[w - w % 2 + 1]
+        radius = np.sqrt(-2 * np.log((a + 0.5) / 2**32))
+        theta = 2 * np.pi * (c + 0.5) / 2**32
+        expected = radius * (np.cos(theta) if w % 2 == 0 else np.sin(theta))
+        assert z[b * ph.BLOCK + w * q + j] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_normal_float32_uniforms_and_errors():
+    # float32: u = (float32(a >> 1) + 1/4) / 2**31 rounds to 1 for the largest words (radius 0);
+    # the angle keeps 23 bits below the octant. Both dtypes agree to float32's resolution.
+    z32, z64 = (ph.philox_normal(5000, 11, dt) for dt in (np.float32, np.float64))
+    np.testing.assert_allclose(z32, z64, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        ph.philox_normal(4, 1, np.float16)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        ph.philox_normal(4, -1)
+    with pytest.raises(ValueError, match="numel must be"):
+        ph.philox_normal(-1, 1)

@@ -52,7 +52,12 @@ from dropkit.functional.fast_dropout import (
     set_fast_dropout,
     use_fast_dropout,
 )
-from dropkit.functional.gaussian_dropout import apply_noise, gaussian_dropout, gaussian_noise
+from dropkit.functional.gaussian_dropout import (
+    apply_noise,
+    fast_gaussian_noise,
+    gaussian_dropout,
+    gaussian_noise,
+)
 from dropkit.functional.locked_dropout import locked_dropout, locked_mask_shape
 from dropkit.functional.shared_alpha_dropout import shared_alpha_dropout
 from dropkit.functional.shared_dropout import sample_shared_mask, shared_dropout, shared_mask_shape
@@ -97,6 +102,7 @@ __all__ = [
     "dropout_add",
     "embedding_dropout",
     "fast_dropout_enabled",
+    "fast_gaussian_noise",
     "fast_keep_mask",
     "feature_alpha_dropout",
     "gaussian_dropout",

@@ -5,8 +5,17 @@ multiplies each unit by a variable of mean 1 and variance p/(1-p); Gaussian nois
 moments works as well or better and is never exactly zero. Eval is the identity (the noise has mean 1).
 
 Sampling is separate from applying: :func:`gaussian_noise` draws the multiplier, :func:`apply_noise`
-multiplies by it. On CPU (float32/float64, contiguous, dropout's fast-path switch and ``min_numel``)
-the noise is still torch's normal draw, formed and applied in one numba pass: the same values.
+multiplies by it.
+
+Fast path (a contiguous CPU float32/float64 tensor of at least ``_fast_family.NOISE_MIN_NUMEL``
+elements, eager, the switch of :func:`dropkit.set_fast_dropout` on): the noise comes from the Philox
+stream of dropout's kernels, keyed by the seed :func:`dropkit.functional.draw_seed` gives, turned
+into standard normals by Box-Muller inside the numba kernel (``kernels/cpu_family.py``) and applied in
+the same pass. Backward regenerates it from the seed: nothing per element is saved. Its values
+differ from torch's normal draws under the same seed; :func:`fast_gaussian_noise` gives the noise of
+a seed, and given that noise the output is the plain path's (``input * noise``), bit for bit.
+Smaller tensors (from dropout's ``min_numel``) keep torch's normal draws, so that they get the noise
+:func:`gaussian_noise` draws under the same seed, as before; one numba pass forms and applies it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from dropkit._validation import (
 )
 from dropkit.functional import _fast_family, _random
 
-__all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout"]
+__all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout", "fast_gaussian_noise"]
 
 
 def _noise_std(p: float) -> float:
@@ -109,10 +118,19 @@ def gaussian_dropout(
         return input
     if p == 0.0:
         return input if inplace else input.clone()
+    if (
+        input.numel() >= _fast_family.NOISE_MIN_NUMEL
+        and input.is_contiguous()
+        and _fast_family.applies(input)
+    ):
+        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py)
+        out = _GaussianFast.apply(input, _fast_family.draw_seed(generator), _noise_std(p))
+        return input.copy_(out) if inplace else out
     if input.is_contiguous() and _fast_family.applies(input):
-        # torch's own normal draws; one pass forms the noise and applies it (kernels/cpu_family.py)
+        # smaller tensors: torch's own normal draws (the plain path's noise), formed into the noise
+        # and applied in one pass
         eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
-        out = _GaussianFast.apply(input, eps, _noise_std(p))
+        out = _GaussianTorchNoise.apply(input, eps, _noise_std(p))
         return input.copy_(out) if inplace else out
     noise = gaussian_noise(
         input.shape, p, dtype=input.dtype, device=input.device, generator=generator
@@ -121,6 +139,22 @@ def gaussian_dropout(
 
 
 class _GaussianFast(torch.autograd.Function):
+    """``input * noise`` for the Philox noise of ``seed``; backward regenerates the noise (nothing
+    per element is saved)."""
+
+    @staticmethod
+    def forward(ctx, input, seed, std):
+        ctx.seed, ctx.std = seed, std
+        return _fast_family.kernels().gaussian_mul(input, seed, std)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
+            return _NoiseMul.apply(grad, ctx.seed, ctx.std), None, None
+        return _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std), None, None
+
+
+class _GaussianTorchNoise(torch.autograd.Function):
     """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient ``grad * noise``."""
 
     @staticmethod
@@ -133,3 +167,49 @@ class _GaussianFast(torch.autograd.Function):
     def backward(ctx, grad):
         (noise,) = ctx.saved_tensors
         return grad * noise, None, None
+
+
+class _NoiseMul(torch.autograd.Function):
+    # grad -> grad * noise: linear with the same noise, its own backward
+    @staticmethod
+    def forward(ctx, grad, seed, std):
+        ctx.seed, ctx.std = seed, std
+        return _fast_family.kernels().gaussian_mul(grad.contiguous(), seed, std)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return _NoiseMul.apply(gg, ctx.seed, ctx.std), None, None
+
+
+def fast_gaussian_noise(
+    shape_or_like: torch.Tensor | Sequence[int],
+    p: float,
+    seed: int,
+    *,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The multiplicative noise the fast path of :func:`gaussian_dropout` draws for ``seed``.
+
+    ``1 + sqrt(p/(1-p)) * z`` in ``dtype`` (float32 or float64; default: the tensor's dtype, or
+    float32 given a shape), ``z`` the kernel's Box-Muller normals of the Philox stream of ``seed``
+    (:func:`dropkit.reference.philox_normal` gives them in NumPy), for a contiguous tensor of that
+    shape. With :func:`dropkit.functional.draw_seed` on an identically seeded generator::
+
+        >>> out = gaussian_dropout(x, 0.3, generator=torch.Generator().manual_seed(0))
+        >>> seed = draw_seed(torch.Generator().manual_seed(0))
+        >>> noise = fast_gaussian_noise(x, 0.3, seed)  # out == apply_noise(x, noise)
+    """
+    op = "fast_gaussian_noise"
+    like = shape_or_like if isinstance(shape_or_like, torch.Tensor) else None
+    shape = torch.Size(like.shape if like is not None else shape_or_like)
+    if dtype is None:
+        dtype = like.dtype if like is not None else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: dtype must be torch.float32 or torch.float64, but got {dtype}")
+    p = _check_p(p, op, allow_one=False)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"{op}: seed must be an int in [0, 2**64), but got {seed!r}")
+    kernels = _fast_family.kernels()
+    if kernels is None:
+        raise RuntimeError(f"{op}: numba could not be imported; the fast path is off")
+    return kernels.gaussian_noise(shape.numel(), seed, _noise_std(p), dtype).view(shape)

@@ -20,21 +20,38 @@ and a sum, each rounded (``fastmath`` stays off, so LLVM does not contract them 
 multiply-add). Backward is ``grad * (a or 0)`` from the 1-bit mask kept by forward. Shapes in comments: ``M`` maps (N*C, or N
 when channels share a pattern), ``(D, H, W)`` the map (D = 1 in 2-D), ``(Dv, Hv, Wv)`` the seed grid
 ``(D - bd + 1, ...)``.
+
+Gaussian dropout draws its standard normals from the same Philox words (Box-Muller, the section at
+the end of this file): ``gaussian_mul`` multiplies by the noise ``1 + std * z`` of a seed (forward,
+and backward from the seed alone), ``gaussian_noise`` returns that noise.
 """
 
 from __future__ import annotations
 
+import math
+
+import llvmlite.ir as ir
 import numpy as np
 import torch
+from numba import types
+from numba.extending import intrinsic, overload
 
 from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
 from dropkit.kernels.cpu import (
+    _OUT,
+    _TASKS,
+    _X,
     BLOCK,
     _apply_keep,
+    _array,
+    _chunks,
+    _fields,
     _keep_block,
     _pack_block,
     _philox10,
+    _run,
+    _Task,
     _unpack_block,
     threshold,
 )
@@ -45,6 +62,8 @@ __all__ = [
     "apply_byte_mask",
     "dropblock_keep",
     "gaussian_apply",
+    "gaussian_mul",
+    "gaussian_noise",
     "row_affine",
     "threshold",
 ]
@@ -270,4 +289,444 @@ def gaussian_apply(x: torch.Tensor, eps: torch.Tensor, std: float) -> torch.Tens
         d(std),
         d(1.0),
     )
+    return out
+
+
+# ---- Gaussian dropout: standard normals from the Philox stream (Box-Muller), in the kernel --------
+#
+# The words of counter c (the layout of _keep_block: offsets j, Q+j, 2Q+j, 3Q+j of block b) make two
+# Box-Muller pairs, (w0, w1) -> (z0, z1) and (w2, w3) -> (z2, z3):
+#
+#     z0 = sqrt(-2 ln u) cos(theta),   z1 = sqrt(-2 ln u) sin(theta),
+#
+# u a uniform in (0, 1] from the first word, theta = 2 pi (w + 1/2) / 2**32 from the second. Each
+# dtype computes in its own precision (float32 in eight lanes per AVX2 register, float64 in four)
+# with our own straight-line log, sin and cos: numba has no vector math library here, and a call to
+# math.log would keep the loop scalar. The polynomials use fused multiply-adds (llvm.fma, exactly
+# rounded on every machine, so the numbers do not depend on the CPU). The angle is reduced exactly
+# from the word's bits: octant o (top 3 bits) and phi in (0, pi/4) from the rest.
+#
+# float32: u = (float32(w0 >> 1) + 1/4) / 2**31 (|z| <= sqrt(66 ln 2) = 6.77); phi from 23 bits.
+# float64: u = (w0 + 1/2) / 2**32 exactly (|z| <= 6.66); phi from 29 bits.
+# The noise of an element is ``1 + std * z`` in the data's dtype (std rounded to it, a product and a
+# sum, as the plain path's ``eps * std + 1``); the op multiplies by it.
+
+# error_model="numpy": float division without numba's zero check (a branch that keeps the loop
+# scalar); every divisor below is at least 1.7.
+_jit_np = numba.njit(cache=CACHE_DIR is not None, nogil=True, error_model="numpy")
+_inline_np = numba.njit(cache=CACHE_DIR is not None, inline="always", error_model="numpy")
+
+
+@intrinsic
+def _f64_bits(typingctx, bits):
+    # the float64 whose bits are the uint64 `bits`
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.uint64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, value):
+    # the bits of a float64, as a uint64
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    # a * b + c rounded once (llvm.fma: the hardware instruction where there is one)
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, a, a), codegen
+
+
+# float32 works on the 32-bit words in 32-bit lanes: numba widens integer arithmetic to 64 bits, so
+# the integer steps of the float32 path are written as LLVM IR here (eight lanes per AVX2 register).
+_I32, _F32 = ir.IntType(32), ir.FloatType()
+
+
+def _i32(v):
+    return ir.Constant(_I32, v)
+
+
+@intrinsic
+def _u31_f32(typingctx, word):
+    # float32(word >> 1) for a uint32 word (a signed conversion: vcvtdq2ps)
+    def codegen(context, builder, signature, args):
+        return builder.sitofp(builder.lshr(args[0], _i32(1)), _F32)
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def _split32(typingctx, value):
+    # (m, e) with value = m * 2**e, m in [sqrt(1/2), sqrt(2)), for a positive normal float32: the
+    # exponent field taken after adding the distance from sqrt(1/2) to 1 to the bits
+    def codegen(context, builder, signature, args):
+        ix = builder.add(builder.bitcast(args[0], _I32), _i32(0x3F800000 - 0x3F3504F3))
+        e = builder.sitofp(builder.sub(builder.ashr(ix, _i32(23)), _i32(127)), _F32)
+        m = builder.add(builder.and_(ix, _i32(0x007FFFFF)), _i32(0x3F3504F3))
+        return context.make_tuple(builder, signature.return_type, (builder.bitcast(m, _F32), e))
+
+    return types.UniTuple(types.float32, 2)(types.float32), codegen
+
+
+def _octant_ir(builder, word):
+    # word = o (3 bits) | low (29 bits): (low reflected for odd o, odd as all-ones mask, k)
+    o = builder.lshr(word, _i32(29))
+    odd = builder.sub(_i32(0), builder.and_(o, _i32(1)))
+    low = builder.xor(
+        builder.and_(word, _i32((1 << 29) - 1)), builder.and_(odd, _i32((1 << 29) - 1))
+    )
+    k = builder.and_(builder.lshr(builder.add(o, _i32(1)), _i32(1)), _i32(3))
+    return low, odd, k
+
+
+@intrinsic
+def _phi_unit32(typingctx, word):
+    # 1 + (l >> 6) / 2**23 in [1, 2) for the (reflected) low 29 bits l of the angle word
+    def codegen(context, builder, signature, args):
+        low, _, _ = _octant_ir(builder, args[0])
+        return builder.bitcast(builder.or_(builder.lshr(low, _i32(6)), _i32(0x3F800000)), _F32)
+
+    return types.float32(types.uint32), codegen
+
+
+def _rotate_ir(builder, word, cs, sn, ity, fty):
+    # (cos, sin) of k pi/2 + (-phi if odd else phi) from cos(phi), sin(phi): sign flips and a swap
+    # on the bits (ity: the integer type of fty's width)
+    _, odd, k = _octant_ir(builder, word)
+    width = ity.width
+    sign = ir.Constant(ity, 1 << (width - 1))
+    if width != 32:
+        odd, k = builder.sext(odd, ity), builder.zext(k, ity)
+    one = ir.Constant(ity, 1)
+    c = builder.bitcast(cs, ity)
+    s = builder.xor(builder.bitcast(sn, ity), builder.and_(odd, sign))
+    swap = builder.icmp_unsigned("!=", builder.and_(k, one), ir.Constant(ity, 0))
+    a, b = builder.select(swap, s, c), builder.select(swap, c, s)
+    top = ir.Constant(ity, width - 1)
+    neg_c = builder.shl(builder.and_(builder.xor(k, builder.lshr(k, one)), one), top)  # k = 1, 2
+    neg_s = builder.shl(builder.lshr(k, one), top)  # k = 2, 3
+    return builder.bitcast(builder.xor(a, neg_c), fty), builder.bitcast(builder.xor(b, neg_s), fty)
+
+
+@intrinsic
+def _rotate(typingctx, word, cs, sn):
+    # _rotate_ir for float32 or float64 (cs, sn) and a uint32 angle word
+    if not (cs == sn and cs in (types.float32, types.float64)):
+        return None
+    fty, ity = (_F32, _I32) if cs == types.float32 else (ir.DoubleType(), ir.IntType(64))
+
+    def codegen(context, builder, signature, args):
+        pair = _rotate_ir(builder, args[0], args[1], args[2], ity, fty)
+        return context.make_tuple(builder, signature.return_type, pair)
+
+    return types.UniTuple(cs, 2)(types.uint32, cs, cs), codegen
+
+
+_U1 = np.uint64(1)
+_S20, _S23, _S29, _S52 = (np.uint64(v) for v in (20, 23, 29, 52))
+_LOW29 = np.uint64((1 << 29) - 1)
+
+# float64 constants: the bits of 1.0, the mantissa mask, the bits of 2**52
+_D_ONE, _D_MANT, _D_MAGIC, _D_SQRTH = (
+    np.uint64(0x3FF0000000000000),
+    np.uint64(0x000FFFFFFFFFFFFF),
+    np.uint64(0x4330000000000000),
+    np.uint64(0x3FE6A09E667F3BCD),  # the bits of sqrt(1/2)
+)
+# ln(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 3 - 2 sqrt(2) for m = 1 + f in [sqrt(1/2), sqrt(2)]:
+# 2 s (1 + s^2/3 + s^4/5 + ...); float64 keeps the terms to s^18 (relative error below 2e-17),
+# float32 those to s^8 (below 3e-9).
+_DL = tuple(1.0 / (2 * k + 1) for k in range(1, 10))
+# Taylor series on [0, pi/4]: float64 sin to phi^15, cos to phi^16; float32 sin to phi^9, cos to
+# phi^10 (truncation below 1e-16 and 2e-9 relative).
+_DS = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 8))
+_DC = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(1, 9))
+_FL = tuple(np.float32(v) for v in _DL[:4])
+_FS = tuple(np.float32(v) for v in _DS[:4])
+_FC = tuple(np.float32(v) for v in _DC[:5])
+(_DL1, _DL2, _DL3, _DL4, _DL5, _DL6, _DL7, _DL8, _DL9) = _DL
+(_DS1, _DS2, _DS3, _DS4, _DS5, _DS6, _DS7) = _DS
+(_DC1, _DC2, _DC3, _DC4, _DC5, _DC6, _DC7, _DC8) = _DC
+(_FL1, _FL2, _FL3, _FL4) = _FL
+(_FS1, _FS2, _FS3, _FS4) = _FS
+(_FC1, _FC2, _FC3, _FC4, _FC5) = _FC
+_D_HALF_ULP32, _D_HALF_ULP29 = 2.0**-33, 2.0**-30
+_D_TWO52, _D_LN2, _D_QPI = 2.0**52, math.log(2.0), math.pi / 4
+_F1, _F2, _FM2 = np.float32(1.0), np.float32(2.0), np.float32(-2.0)
+_F_QUARTER, _F_2M31, _F_HALF_ULP23 = np.float32(0.25), np.float32(2.0**-31), np.float32(2.0**-24)
+_F_LN2, _F_QPI = np.float32(math.log(2.0)), np.float32(math.pi / 4)
+
+
+@_inline_np
+def _radius64(word):
+    # sqrt(-2 ln u), u = (w + 1/2) / 2**32 (exact), for a uint32 word
+    w = np.uint64(word)
+    u = (_f64_bits(_D_ONE | (w << _S20)) - 1.0) + _D_HALF_ULP32
+    # u = m * 2**e with m in [sqrt(1/2), sqrt(2)): the exponent field taken after adding the
+    # distance from sqrt(1/2) to 1 to the bits
+    ix = _bits_f64(u) + (_D_ONE - _D_SQRTH)
+    e = _f64_bits(_D_MAGIC | (ix >> _S52)) - _D_TWO52 - 1023.0
+    m = _f64_bits((ix & _D_MANT) + _D_SQRTH)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    t = s * s
+    p = _fma(t, _DL9, _DL8)
+    p = _fma(t, p, _DL7)
+    p = _fma(t, p, _DL6)
+    p = _fma(t, p, _DL5)
+    p = _fma(t, p, _DL4)
+    p = _fma(t, p, _DL3)
+    p = _fma(t, p, _DL2)
+    p = _fma(t, p, _DL1)
+    s2 = s + s
+    log_u = _fma(e, _D_LN2, _fma(s2 * t, p, s2))
+    return np.sqrt(-2.0 * log_u)
+
+
+@_inline_np
+def _radius32(w):
+    # sqrt(-2 ln u), u = (float32(w >> 1) + 1/4) / 2**31, in float32 (w: a uint32 word)
+    u = (_u31_f32(w) + _F_QUARTER) * _F_2M31
+    m, e = _split32(u)
+    f = m - _F1
+    s = f / (_F2 + f)
+    t = s * s
+    p = _fma(t, _FL4, _FL3)
+    p = _fma(t, p, _FL2)
+    p = _fma(t, p, _FL1)
+    s2 = s + s
+    log_u = _fma(e, _F_LN2, _fma(s2 * t, p, s2))
+    return np.sqrt(_FM2 * log_u)
+
+
+@_inline_np
+def _cos_sin64(word):
+    # (cos, sin) of theta = 2 pi (w + 1/2) / 2**32 for a uint32 word: octant o (top 3 bits), phi in
+    # (0, pi/4) from the low 29 bits (reflected for odd o: theta = (o + 1) pi/4 - phi)
+    w = np.uint64(word)
+    low = (w & _LOW29) ^ ((_ZERO - ((w >> _S29) & _U1)) & _LOW29)
+    phi = ((_f64_bits(_D_ONE | (low << _S23)) - 1.0) + _D_HALF_ULP29) * _D_QPI
+    t = phi * phi
+    sp = _fma(t, _DS7, _DS6)
+    sp = _fma(t, sp, _DS5)
+    sp = _fma(t, sp, _DS4)
+    sp = _fma(t, sp, _DS3)
+    sp = _fma(t, sp, _DS2)
+    sp = _fma(t, sp, _DS1)
+    sn = _fma(phi * t, sp, phi)
+    cp = _fma(t, _DC8, _DC7)
+    cp = _fma(t, cp, _DC6)
+    cp = _fma(t, cp, _DC5)
+    cp = _fma(t, cp, _DC4)
+    cp = _fma(t, cp, _DC3)
+    cp = _fma(t, cp, _DC2)
+    cp = _fma(t, cp, _DC1)
+    cs = _fma(t, cp, 1.0)
+    return _rotate(word, cs, sn)
+
+
+@_inline_np
+def _cos_sin32(w):
+    phi = ((_phi_unit32(w) - _F1) + _F_HALF_ULP23) * _F_QPI
+    t = phi * phi
+    sp = _fma(t, _FS4, _FS3)
+    sp = _fma(t, sp, _FS2)
+    sp = _fma(t, sp, _FS1)
+    sn = _fma(phi * t, sp, phi)
+    cp = _fma(t, _FC5, _FC4)
+    cp = _fma(t, cp, _FC3)
+    cp = _fma(t, cp, _FC2)
+    cp = _fma(t, cp, _FC1)
+    cs = _fma(t, cp, _F1)
+    return _rotate(w, cs, sn)
+
+
+def _radius(w, like):
+    """sqrt(-2 ln u) of a word in ``like``'s float type (compiled code only)."""
+    raise NotImplementedError  # pragma: no cover - the overload below replaces it
+
+
+def _cos_sin(w, like):
+    """(cos, sin) of a word's angle in ``like``'s float type (compiled code only)."""
+    raise NotImplementedError  # pragma: no cover - the overload below replaces it
+
+
+# The overloads pick the precision at compile time; each body stays one call, inlined by numba's own
+# pass (an overload body with conditional expressions, inlined itself, trips numba's SSA checks).
+@overload(_radius, inline="always", jit_options={"error_model": "numpy"})
+def _radius_impl(w, like):
+    if like == types.float32:
+        return lambda w, like: _radius32(w)
+    return lambda w, like: _radius64(w)
+
+
+@overload(_cos_sin, inline="always", jit_options={"error_model": "numpy"})
+def _cos_sin_impl(w, like):
+    if like == types.float32:
+        return lambda w, like: _cos_sin32(w)
+    return lambda w, like: _cos_sin64(w)
+
+
+@_inline_np
+def _words_block(blk, k0, k1, words):
+    # words: (B,) uint32 <- element r's Philox word (the layout of _keep_block)
+    base = np.uint64(blk) * np.uint64(_Q)
+    base_lo = base & _LO32
+    hi = base >> _S32
+    for j in range(_Q):
+        cnt = (base_lo + np.uint64(j)) & _LO32
+        w0, w1, w2, w3 = _philox10(cnt, hi, _ZERO, _ZERO, k0, k1)
+        words[j] = w0
+        words[_Q + j] = w1
+        words[2 * _Q + j] = w2
+        words[3 * _Q + j] = w3
+
+
+@_inline_np
+def _noise_half(words, h, radius, noise, std, one):
+    # noise[2hQ : 2hQ + 2Q] <- 1 + std * z for the pairs (words[2hQ + j], words[(2h+1)Q + j]). Two
+    # loops (radii, then angles): each keeps its constants in registers. radius: (Q,) scratch.
+    wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    na, nb = noise[2 * h * _Q : (2 * h + 1) * _Q], noise[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    for j in range(_Q):
+        radius[j] = _radius(wa[j], one)
+    for j in range(_Q):
+        c, s = _cos_sin(wb[j], one)
+        na[j] = one + std * (radius[j] * c)
+        nb[j] = one + std * (radius[j] * s)
+
+
+@_inline_np
+def _noise_block(words, radius, noise, std, one):
+    # noise: (B,) of the data's dtype <- 1 + std * z for the normals of the words of a block: words
+    # j and Q + j are a pair, and 2Q + j and 3Q + j. A loop apart from the generator's: in one, the
+    # generator's 64-bit lanes and the float math would not fit the registers.
+    for h in range(2):  # a loop, not two calls: one copy of the inlined code
+        _noise_half(words, h, radius, noise, std, one)
+
+
+@_inline_np
+def _gauss_half(words, h, radius, src, dst, start, std, one):
+    # as _noise_half, applying the noise: dst = src * noise over the half's 2Q elements
+    wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+    a0 = start + 2 * h * _Q
+    sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
+    da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
+    for j in range(_Q):
+        radius[j] = _radius(wa[j], one)
+    for j in range(_Q):
+        c, s = _cos_sin(wb[j], one)
+        da[j] = sa[j] * (one + std * (radius[j] * c))
+        db[j] = sb[j] * (one + std * (radius[j] * s))
+
+
+@_inline_np
+def _gauss_block(words, radius, src, dst, start, std, one):
+    # A full block from `start`: dst = src * noise
+    for h in range(2):
+        _gauss_half(words, h, radius, src, dst, start, std, one)
+
+
+@_jit_np
+def _gauss_mul(x, out, k0, k1, std, one, b0, b1):
+    # out = x * noise over blocks [b0, b1) (x, out: (n,), not overlapping); std and one in the
+    # data's dtype
+    n = x.size
+    words = np.empty(BLOCK, np.uint32)
+    radius = np.empty(_Q, x.dtype)
+    noise = np.empty(BLOCK, x.dtype)
+    for blk in range(b0, b1):
+        start = blk * BLOCK
+        _words_block(blk, k0, k1, words)
+        if start + BLOCK <= n:
+            _gauss_block(words, radius, x, out, start, std, one)
+        else:
+            _noise_block(words, radius, noise, std, one)
+            xs, os = x[start:n], out[start:n]
+            for r in range(xs.size):
+                os[r] = xs[r] * noise[r]
+
+
+# Run as tasks of the launcher of kernels/cpu.py (on torch's OpenMP team above its size threshold),
+# chunks of whole blocks: the result does not depend on the number of threads. The record's
+# multiplier field carries std.
+
+
+@_jit_np
+def _run_gauss(record, a, x, out, k0, k1, std, one):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _gauss_mul(x, out, k0, k1, std, one, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+def _task_gauss_f32(record):
+    a, s, _, k0, k1, _ = _fields(record)
+    x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+    _run_gauss(record, a, x, out, k0, k1, np.float32(s), np.float32(1.0))
+
+
+def _task_gauss_f64(record):
+    a, s, _, k0, k1, _ = _fields(record)
+    x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+    _run_gauss(record, a, x, out, k0, k1, s, 1.0)
+
+
+for _size, _fn in ((4, _task_gauss_f32), (8, _task_gauss_f64)):
+    _TASKS[("gaussian", _size)] = _Task(("gaussian", _size), _fn)
+
+
+@_jit_np
+def _gauss_noise(out, k0, k1, std, one):
+    # out: (n,) <- the noise, in out's dtype
+    n = out.size
+    words = np.empty(BLOCK, np.uint32)
+    radius = np.empty(_Q, out.dtype)
+    noise = np.empty(BLOCK, out.dtype)
+    for blk in range((n + BLOCK - 1) // BLOCK):
+        start = blk * BLOCK
+        _words_block(blk, k0, k1, words)
+        _noise_block(words, radius, noise, std, one)
+        os = out[start : min(start + BLOCK, n)]
+        for r in range(os.size):
+            os[r] = noise[r]
+
+
+def _key(seed: int) -> tuple[np.uint64, np.uint64]:
+    return np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
+
+
+def gaussian_mul(
+    x: torch.Tensor, seed: int, std: float, threads: int | None = None
+) -> torch.Tensor:
+    """``x * noise`` for the noise of ``seed`` (:func:`gaussian_noise`), as a new tensor: Gaussian
+    dropout's forward (``x`` the input) and backward (``x`` the output's gradient). ``x``:
+    contiguous float32/float64; ``std`` is rounded to its dtype. ``threads``: torch's intra-op
+    thread count when None (the result is the same for any number)."""
+    out = empty_like(x)
+    n = x.numel()
+    if n:
+        args = (x.data_ptr(), 0, 0, out.data_ptr(), 0, n, 0, seed, 0, float(std), False)
+        _run("gaussian", *args, x.element_size(), threads)
+    return out
+
+
+def gaussian_noise(numel: int, seed: int, std: float, dtype: torch.dtype) -> torch.Tensor:
+    """The noise ``1 + std * z`` of ``seed`` for ``numel`` elements in memory order (``z`` the
+    Box-Muller normals above), in ``dtype`` (float32 or float64): what :func:`gaussian_mul`
+    multiplies by."""
+    out = torch.empty(numel, dtype=dtype)
+    if numel:
+        d = _np_dtype(out)
+        _gauss_noise(out.numpy(), *_key(seed), d(std), d(1.0))
     return out

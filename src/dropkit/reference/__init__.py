@@ -40,7 +40,7 @@ from dropkit.reference.gaussian_dropout import (
     gaussian_noise,
 )
 from dropkit.reference.locked_dropout import locked_dropout_backward, locked_dropout_forward
-from dropkit.reference.philox import philox4x32_10, philox_keep_mask
+from dropkit.reference.philox import philox4x32_10, philox_keep_mask, philox_normal
 from dropkit.reference.shared_dropout import (
     channel_dropout_forward,
     drop_path_forward,
@@ -83,6 +83,7 @@ __all__ = [
     "locked_dropout_forward",
     "philox4x32_10",
     "philox_keep_mask",
+    "philox_normal",
     "sample_mask",
     "shared_dropout_backward",
     "shared_dropout_forward",

@@ -1,0 +1,86 @@
+"""Where Gaussian dropout's fast path spends its time: per-thread CPU time of forward+backward
+against dropout's, and of one pass's two parts (the Philox words; the Box-Muller transform and the
+product), on a (1024, 4096) float32 tensor at 1 thread. CPU time (``time.thread_time``) rather than
+wall time, so that other processes on a shared machine disturb the split less.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/gaussian_anatomy.py [--reps 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import dropkit.functional as DF
+from dropkit.kernels import cpu_family as cf
+
+_B = cf.BLOCK
+
+
+@cf._jit_np
+def _words_only(n, k0, k1):
+    # the Philox words of every block, as the kernel makes them (kept live by a checksum)
+    words = np.empty(_B, np.uint32)
+    acc = 0
+    for blk in range((n + _B - 1) // _B):
+        cf._words_block(blk, k0, k1, words)
+        acc += words[blk % _B]
+    return acc
+
+
+@cf._jit_np
+def _transform_only(x, out, std, one):
+    # the Box-Muller transform and the product over every block, from one fixed block of words
+    words = np.empty(_B, np.uint32)
+    radius = np.empty(_B // 4, x.dtype)
+    for i in range(_B):
+        words[i] = np.uint32(i * 2654435761 % 4294967296)
+    for blk in range(x.size // _B):
+        cf._gauss_block(words, radius, x, out, blk * _B, std, one)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    x = torch.randn(1024, 4096, requires_grad=True)
+    g = torch.randn(1024, 4096)
+    xs, out = x.detach().numpy().reshape(-1), np.empty(x.numel(), np.float32)
+
+    def step(op):
+        def run():
+            x.grad = None
+            op(x).backward(g)
+
+        return run
+
+    cands = {
+        "gaussian_dropout forward+backward": step(lambda t: DF.gaussian_dropout(t, 0.1)),
+        "dropout forward+backward": step(lambda t: DF.dropout(t, 0.1)),
+        "one pass: Philox words": lambda: _words_only(xs.size, np.uint64(5), np.uint64(0)),
+        "one pass: Box-Muller and product": lambda: _transform_only(
+            xs, out, np.float32(0.33), np.float32(1.0)
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cands}
+    for fn in cands.values():
+        fn()
+    for _ in range(args.reps):
+        for name, fn in cands.items():
+            t0 = time.thread_time()
+            fn()
+            times[name].append(time.thread_time() - t0)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    for k, v in med.items():
+        print(f"{k}: {v:.2f} ms CPU")
+    ratio = med["gaussian_dropout forward+backward"] / med["dropout forward+backward"]
+    print(f"gaussian_dropout / dropout: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
