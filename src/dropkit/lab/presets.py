@@ -349,7 +349,7 @@ PRESETS: dict[str, Preset] = {
         title="MNIST-1D as a 40-step sequence, 2-layer GRU on 1,000 signals: naive vs variational "
         "vs weight drop vs AWD at 0.1",
         base=MNIST1D_GRU_OVERFIT,
-        grid={"seed": [0, 1, 2], "variant": list(_RNN_OVERFIT_VARIANTS)},
+        grid={"seed": [0, 1, 2, 3, 4], "variant": list(_RNN_OVERFIT_VARIANTS)},
         variants=_RNN_OVERFIT_VARIANTS,
     ),
     "mlp-noise": Preset(
