@@ -57,6 +57,7 @@ _FASHION_RATES: dict[str, dict[str, Any]] = {
     "hidden 0.5": {"p_hidden": 0.5},
     "hidden 0.7": {"p_hidden": 0.7},
     "input 0.2, hidden 0.5": {"p_input": 0.2, "p_hidden": 0.5},
+    "input 0.2, hidden 0.7": {"p_input": 0.2, "p_hidden": 0.7},
 }
 
 
@@ -316,13 +317,18 @@ PRESETS: dict[str, Preset] = {
     ),
     "fashion-mlp-small": Preset(
         title="Fashion-MNIST MLP 784-1024-1024-10 on 6,000 training images, 100 epochs: no dropout "
-        "vs hidden 0.5 vs input 0.2 + hidden 0.5",
+        "vs hidden 0.5 vs input 0.2 + hidden 0.5 or 0.7",
         # the same validation and test sets as the full-data presets (the split does not depend on
         # train_size); 100 epochs of 6,000 images are about 2,400 steps (40 full epochs: 8,600)
         base={**FASHION_MLP, "train_size": 6000, "epochs": 100, "eval_every": 10},
         grid={
             "seed": [0, 1, 2, 3, 4],
-            "variant": ["no dropout", "hidden 0.5", "input 0.2, hidden 0.5"],
+            "variant": [
+                "no dropout",
+                "hidden 0.5",
+                "input 0.2, hidden 0.5",
+                "input 0.2, hidden 0.7",
+            ],
         },
         variants=_FASHION_RATES,
     ),
@@ -349,7 +355,7 @@ PRESETS: dict[str, Preset] = {
         title="MNIST-1D as a 40-step sequence, 2-layer GRU on 1,000 signals: naive vs variational "
         "vs weight drop vs AWD at 0.1",
         base=MNIST1D_GRU_OVERFIT,
-        grid={"seed": [0, 1, 2], "variant": list(_RNN_OVERFIT_VARIANTS)},
+        grid={"seed": [0, 1, 2, 3, 4], "variant": list(_RNN_OVERFIT_VARIANTS)},
         variants=_RNN_OVERFIT_VARIANTS,
     ),
     "mlp-noise": Preset(
