@@ -45,19 +45,29 @@ def sigint_deferred() -> Iterator[None]:
 
     A KeyboardInterrupt raised inside torch's serializer surfaces as a RuntimeError, and one between
     a write and its rename would lose the file; deferring it keeps both the file and exit code 130.
-    Only the main thread can install signal handlers; elsewhere this does nothing.
+    The block records the signal; once it ends, Python's usual handler becomes a KeyboardInterrupt
+    raised right there, and any other handler is called, as the signal would have called it. A
+    process that ignores SIGINT (one started in the background by a non-interactive shell inherits
+    that) keeps ignoring it. Only the main thread can install signal handlers; elsewhere this does
+    nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or previous == signal.SIG_IGN:  # None: a handler not set from Python
+        yield
+        return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         if received:
-            signal.raise_signal(signal.SIGINT)
+            if previous is signal.default_int_handler:
+                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # SIG_DFL or the caller's own handler
 
 
 def _named(err: OSError, path: Path) -> OSError:

@@ -7,8 +7,9 @@ its own and ``dropkit report`` over all of them) on each machine.
 
 Each grid point's run directory is ``<root>/runs/<key>``, named by its parameters, so:
 
-* the study's creator queues every grid point once; workers take points from that queue (Optuna
-  hands each waiting trial to one worker), so every point is trained once and none is pruned;
+* the study's creator queues every grid point once; workers only ever take points from that queue
+  (marking a waiting trial running succeeds for one worker only) and never let a sampler draw one,
+  so every point is trained once and none is pruned;
 * rerunning the same sweep resumes it: finished points return their saved summary at once, an
   interrupted one resumes from its checkpoint, and points whose trial failed are queued again;
 * a point that two workers nevertheless reach at once (a failed point re-queued by both) is trained
@@ -166,9 +167,9 @@ def _study(storage: Any, name: str | None, grid: Mapping[str, Sequence[Any]], wa
     # Optuna stores categorical choices; lists become JSON text so any value can be a grid value.
     space = {k: [_encode(v) for v in values] for k, values in grid.items()}
     name = name or default_study_name(space)
-    # Workers take the queued points; a sampler picks only if a worker finds the queue emptied
-    # between its check and its draw (the point it draws is then finished, or locked, elsewhere).
-    # (Optuna's GridSampler does not know the queue: it warns, and fails on one-point grids.)
+    # Workers take only queued trials (_take_waiting), whose parameters are fixed: the sampler a
+    # study needs never draws a point. (Optuna's GridSampler does not know the queue: it warns,
+    # and fails on one-point grids.)
     sampler = optuna.samplers.RandomSampler(seed=0)
     try:
         study = optuna.create_study(
@@ -305,7 +306,6 @@ def _worker(
     progress: bool,
 ) -> None:
     import optuna
-    from optuna.trial import TrialState
 
     base = Config.build(json.loads(base_json))
     storage = _storage(storage_url, heartbeat)
@@ -316,13 +316,70 @@ def _worker(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # trials of dead workers -> FAIL
         _requeue_failed(study, space)
-        states = _point_states(study)
         if not _incomplete(study, space):
             return
-        if any(TrialState.WAITING in v for v in states.values()):
-            study.optimize(objective, n_trials=1, catch=())
+        trial_id = _take_waiting(storage, study)
+        if trial_id is not None:
+            _run_trial(storage, study, trial_id, objective)
         else:  # the open points are running elsewhere: wait for them (or for their worker to die)
             time.sleep(min(heartbeat, 2))
+
+
+def _take_waiting(storage, study) -> int | None:
+    """Take a waiting (queued) trial for this worker: its id, or None if the queue is empty.
+
+    Marking a trial running succeeds for one worker only: the storage checks, under its lock,
+    that it is still waiting (see :func:`_serializable_sqlite` for SQLite). ``study.ask()`` (and
+    so ``study.optimize``) would instead, on finding the queue emptied by another worker between
+    this worker's look and its take, let the sampler draw a new trial: a point already trained,
+    or being trained, elsewhere, which this worker would then train (or record) a second time.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished meanwhile by another worker
+    return None
+
+
+def _run_trial(storage, study, trial_id: int, objective) -> None:
+    """Run ``objective`` on a taken trial with a heartbeat, then record its outcome as
+    ``study.optimize`` would: pruned, complete, or failed (and the error raised again)."""
+    import threading
+
+    import optuna
+    from optuna.trial import TrialState
+
+    number = storage.get_trial(trial_id).number  # ``study.tell`` takes the number in the study
+    interval = storage.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:  # another worker fails this trial after 4 heartbeats without one
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    outcome: dict[str, Any] = {"state": TrialState.FAIL}  # unless it returns or is pruned
+    try:
+        beating = threading.Thread(target=beat, name="dropkit-sweep-heartbeat", daemon=True)
+        if interval:
+            storage.record_heartbeat(trial_id)
+            beating.start()
+        try:
+            outcome = {"values": objective(optuna.Trial(study, trial_id))}
+        except optuna.TrialPruned:
+            outcome = {"state": TrialState.PRUNED}
+        finally:
+            stop.set()
+            if beating.is_alive():
+                beating.join()
+    finally:  # a failed or interrupted run's trial fails: its point is queued again on a rerun
+        study.tell(number, **outcome)
 
 
 def _stop_with_parent(parent: int) -> None:
