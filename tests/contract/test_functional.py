@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 import dropkit
 import dropkit.functional as DF
+from dropkit.functional import _fast_family
 from tests.contract._specs import (
     FUNCTIONAL,
     NOT_TENSOR_OPS,
@@ -65,8 +66,20 @@ def _autograd_inputs(spec, large):
     return _inputs(spec, False)
 
 
+@contextlib.contextmanager
 def _fast_path(large):
-    return dropkit.use_fast_dropout(True, min_numel=16) if large else contextlib.nullcontext()
+    """The fast paths from 16 elements: dropout's ``min_numel`` and the noise kernels' own threshold
+    (``_fast_family.NOISE_MIN_NUMEL``, read at call time) lowered together."""
+    if not large:
+        yield
+        return
+    saved = _fast_family.NOISE_MIN_NUMEL
+    _fast_family.NOISE_MIN_NUMEL = 16
+    try:
+        with dropkit.use_fast_dropout(True, min_numel=16):
+            yield
+    finally:
+        _fast_family.NOISE_MIN_NUMEL = saved
 
 
 def _gradcheck_variants():

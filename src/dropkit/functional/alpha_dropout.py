@@ -9,8 +9,8 @@ value ``alpha' = -lambda * alpha`` and then applies the affine map ``a * x + b``
 so that an input of mean 0 and variance 1 keeps mean 0 and variance 1. Eval is the identity.
 
 Fast path (``alpha_dropout`` on a contiguous CPU float32/float64 tensor of at least
-``_fast_family.NOISE_MIN_NUMEL`` elements, eager, the switch of :func:`dropkit.set_fast_dropout`
-on): one numba pass draws dropout's Philox mask (:func:`dropkit.functional.fast_keep_mask` for the
+``_fast_family.NOISE_MIN_NUMEL`` elements, the switch of :func:`dropkit.set_fast_dropout` on; under
+torch.compile and torch.export too, through the op ``dropkit::alpha_dropout``): one numba pass draws dropout's Philox mask (:func:`dropkit.functional.fast_keep_mask` for the
 seed :func:`dropkit.functional.draw_seed` gives) and applies the affine map; backward keeps the mask
 as 1 bit per element. Given its mask the output is the plain path's, bit for bit.
 ``feature_alpha_dropout`` keeps torch's mask (one draw per channel) and applies it in one pass.
@@ -90,12 +90,21 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
+        if _fast_family.graph(input):  # the same kernel and seed, through dropkit::alpha_dropout
+            a, b = alpha_affine(p)
+            out = _fast_family.alpha_dropout(input, p, (a, b, a * ALPHA_PRIME + b), generator)
+        else:
+            out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
         return input.copy_(out) if inplace else out
     # new_empty: a per-sample mask under torch.func.vmap
     mask = input.new_empty(mask_shape(input), dtype=torch.bool)
     mask = _bernoulli_keep(mask, p, generator)
-    if op == "feature_alpha_dropout" and input.is_contiguous() and _fast_family.applies(input):
+    if (
+        op == "feature_alpha_dropout"
+        and input.is_contiguous()
+        and _fast_family.applies(input)
+        and not _fast_family.graph(input)  # graphs: the plain path, the same values
+    ):
         # torch's own mask (one draw per channel); one pass applies it (kernels/cpu_family.py)
         a, b = alpha_affine(p)
         rows = mask.reshape(-1)

@@ -8,14 +8,16 @@ Sampling is separate from applying: :func:`gaussian_noise` draws the multiplier,
 multiplies by it.
 
 Fast path (a contiguous CPU float32/float64 tensor of at least ``_fast_family.NOISE_MIN_NUMEL``
-elements, eager, the switch of :func:`dropkit.set_fast_dropout` on): the noise comes from the Philox
+elements, the switch of :func:`dropkit.set_fast_dropout` on; under torch.compile and torch.export
+too, through the op ``dropkit::gaussian_mul``): the noise comes from the Philox
 stream of dropout's kernels, keyed by the seed :func:`dropkit.functional.draw_seed` gives, turned
 into standard normals by Box-Muller inside the numba kernel (``kernels/cpu_family.py``) and applied in
 the same pass. Backward regenerates it from the seed: nothing per element is saved. Its values
 differ from torch's normal draws under the same seed; :func:`fast_gaussian_noise` gives the noise of
 a seed, and given that noise the output is the plain path's (``input * noise``), bit for bit.
 Smaller tensors (from dropout's ``min_numel``) keep torch's normal draws, so that they get the noise
-:func:`gaussian_noise` draws under the same seed, as before; one numba pass forms and applies it.
+:func:`gaussian_noise` draws under the same seed, as before; one numba pass forms and applies it in
+eager mode (graphs run the plain path, which computes the same values).
 """
 
 from __future__ import annotations
@@ -123,10 +125,14 @@ def gaussian_dropout(
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py)
-        out = _GaussianFast.apply(input, _fast_family.draw_seed(generator), _noise_std(p))
+        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py); graphs call it
+        # through dropkit::gaussian_mul, with the same seed
+        if _fast_family.graph(input):
+            out = _fast_family.gaussian_dropout(input, _noise_std(p), generator)
+        else:
+            out = _GaussianFast.apply(input, _fast_family.draw_seed(generator), _noise_std(p))
         return input.copy_(out) if inplace else out
-    if input.is_contiguous() and _fast_family.applies(input):
+    if input.is_contiguous() and _fast_family.applies(input) and not _fast_family.graph(input):
         # smaller tensors: torch's own normal draws (the plain path's noise), formed into the noise
         # and applied in one pass
         eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
