@@ -454,6 +454,19 @@ _OPCHECK_ARGS = {
     "randn": lambda: (torch.empty(4, 6),),
     "rand": lambda: (torch.empty(4, 6),),
     "philox_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0, True),
+    "alpha_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.3, 1.2, 0.4, -0.9),
+    "alpha_dropout_backward": lambda: (
+        torch.randn(64, 64),
+        torch.randint(0, 256, (512,), dtype=torch.uint8),
+        1.2,
+    ),
+    "gaussian_mul": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5),
+    "dropblock": lambda: (torch.randn(2, 3, 6, 6), torch.tensor(123), 0.1, [3, 3], False, True),
+    "apply_byte_mask": lambda: (
+        torch.randn(2, 3, 4, 4),
+        torch.randint(0, 2, (2, 1, 4, 4), dtype=torch.uint8),
+        torch.tensor(1.5, dtype=torch.float64),
+    ),
     "philox_dropout_backward": lambda: (
         torch.randn(64, 64),
         torch.empty(512, dtype=torch.uint8),

@@ -2,16 +2,18 @@
 the plain path, and the operators through which graphs call them.
 
 The same switch and threshold as dropout's fast path (:func:`dropkit.set_fast_dropout`, its
-``min_numel``): a CPU float32/float64 tensor with at least ``min_numel`` elements. Under torch.func
-transforms or forward-mode AD the plain path runs (it is traced and differentiated as torch ops);
-so does everything when numba cannot be imported, and ONNX export (the plain path exports as ONNX
-operators). The seed is one draw from torch's generator, as for dropout
+``min_numel``): a CPU float32/float64 tensor with at least ``min_numel`` elements. Under
+``torch.func.vmap`` the plain path runs (it is batched as torch ops, with vmap's randomness modes);
+so it does for forward-mode AD inside graphs, everywhere when numba cannot be imported, and for ONNX
+export (the plain path exports as ONNX operators). Eager forward-mode AD and ``torch.func.grad`` /
+``jvp`` take the kernels (the ops' autograd functions have ``jvp`` and ``setup_context``). The seed is one draw from torch's generator, as for dropout
 (:func:`dropkit.functional.draw_seed`).
 
 Two lanes, as for dropout (:mod:`dropkit.functional._ops`):
 
 * Eager (a plain tensor, no compiler, no dispatch mode): each op's own autograd function calls the
-  kernel with a seed drawn as a Python int.
+  kernel with a seed drawn as a Python int; :func:`direct` says whether its backward may call the
+  kernel itself (no transform, no ``create_graph``).
 * Graphs (torch.compile, torch.export, fake tensors, tensor subclasses; :func:`graph`): the
   ``torch.library`` ops below, with fake kernels and autograd registrations, so that a compiled
   graph calls the same kernel with the same seed (a graph tensor from ``dropkit::philox_seed``) and
@@ -80,21 +82,37 @@ def applies(input: torch.Tensor, numel: int | None = None) -> bool:
         and input.layout == torch.strided
         and (input.numel() if numel is None else numel) >= settings.min_numel
         and _fast_cpu.INSTALLED
-        and _fwad._current_level < 0
     ):
         return False
     if graph(input):
-        # the kernels are loaded when an op first runs; ONNX export takes the plain path
-        return _ops._LIBRARY_OPS and not _in_onnx_export()
-    return _interpreters() is None and kernels() is not None
+        # the kernels are loaded when an op first runs; ONNX export takes the plain path; the ops
+        # have no forward-mode AD formula
+        return _ops._LIBRARY_OPS and not _in_onnx_export() and _fwad._current_level < 0
+    return (_interpreters() is None or _no_vmap()) and kernels() is not None
+
+
+def _no_vmap() -> bool:
+    # no vmap among the active torch.func transforms (grad and jvp keep the kernels)
+    return all(i.key() != _VMAP for i in torch._C._functorch.get_interpreter_stack() or ())
+
+
+_VMAP = torch._C._functorch.TransformType.Vmap
+
+
+def direct(grad: torch.Tensor) -> bool:
+    """Whether an eager backward may call the kernel on ``grad`` itself (else it calls its
+    differentiable autograd function: ``create_graph=True`` or torch.func)."""
+    return type(grad) is torch.Tensor and _interpreters() is None and not torch.is_grad_enabled()
 
 
 def draw_seed(generator: torch.Generator | None) -> int:
     """One 63-bit seed from ``generator`` (or torch's global CPU generator); a draw from an explicit
     generator is replayed by torch.utils.checkpoint's recomputation (functional/_checkpoint_rng.py)."""
-    if generator is None:
-        return _fast._draw_seed(None)
-    return _checkpoint_rng.draw(generator, lambda: _fast._draw_seed(generator))
+    if _interpreters() is not None:  # torch.func.grad / jvp: an out-of-place draw, the same value
+        draw = lambda: int(_fast._seed_tensor(generator))  # noqa: E731
+    else:
+        draw = lambda: _fast._draw_seed(generator)  # noqa: E731
+    return draw() if generator is None else _checkpoint_rng.draw(generator, draw)
 
 
 def _graph_seed(input: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -111,7 +129,13 @@ def dropblock_keep(shape, gamma: float, block: tuple[int, ...], share_channels: 
     Python float): ``count(M) / count_ones(M)`` in float64 (exact integer counts), 0 if all dropped."""
     n, c, size = shape[0], shape[1], tuple(shape[2:])
     maps = n * (1 if share_channels else c)
-    keep, kept = kernels().dropblock_keep(maps, size, block, gamma, seed)
+    if _interpreters() is None:
+        keep, kept = kernels().dropblock_keep(maps, size, block, gamma, seed)
+    else:  # torch.func.grad / jvp: a plain tensor for the kernel (the mask is no function of x)
+        from torch._functorch.pyfunctorch import temporarily_clear_interpreter_stack
+
+        with temporarily_clear_interpreter_stack():
+            keep, kept = kernels().dropblock_keep(maps, size, block, gamma, seed)
     expand = c if share_channels else 1
     total, ones = keep.numel() * expand, kept * expand
     s = total / ones if ones > 0 else 0.0

@@ -94,7 +94,7 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
             a, b = alpha_affine(p)
             out = _fast_family.alpha_dropout(input, p, (a, b, a * ALPHA_PRIME + b), generator)
         else:
-            out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
+            out, _ = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
         return input.copy_(out) if inplace else out
     # new_empty: a per-sample mask under torch.func.vmap
     mask = input.new_empty(mask_shape(input), dtype=torch.bool)
@@ -178,49 +178,76 @@ def _rounded(value: float, like: torch.Tensor) -> float:
 
 
 class _AlphaFast(torch.autograd.Function):
-    """Alpha dropout through the kernel; backward ``grad * (a or 0)`` from the 1-bit mask."""
+    """Alpha dropout through the kernel; backward and jvp ``grad * (a or 0)`` from the 1-bit mask."""
 
     @staticmethod
-    def forward(ctx, input, seed, p):
+    def forward(input, seed, p):
         a, b = alpha_affine(p)
         ra, rb, rc = (_rounded(v, input) for v in (a, b, a * ALPHA_PRIME + b))
-        out, bits = _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
-        ctx.save_for_backward(bits)
-        ctx.a = ra
-        return out
+        return _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
 
     @staticmethod
-    def backward(ctx, grad):
+    def setup_context(ctx, inputs, output):
+        input, _, p = inputs
+        bits = output[1]
+        ctx.mark_non_differentiable(bits)
+        ctx.save_for_backward(bits)
+        ctx.bits = bits  # for jvp (no cycle: bits has no grad_fn)
+        ctx.a = _rounded(alpha_affine(p)[0], input)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_bits):
         (bits,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: the same masked product, differentiable
-            return _MaskedScale.apply(grad, bits, ctx.a), None, None
-        return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
+        if _fast_family.direct(grad):
+            return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
+        return _MaskedScale.apply(grad, bits, ctx.a), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return _MaskedScale.apply(input_t, ctx.bits, ctx.a), None
 
 
 class _MaskedScale(torch.autograd.Function):
-    # grad -> grad * (a or 0): linear with the same mask, its own backward
+    # grad -> grad * (a or 0): linear with the same mask, its own backward and jvp
     @staticmethod
-    def forward(ctx, grad, bits, a):
-        ctx.save_for_backward(bits)
-        ctx.a = a
+    def forward(grad, bits, a):
         return _fast_family.kernels().alpha_backward(grad, bits, a)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+        ctx.bits, ctx.a = inputs[1], inputs[2]
 
     @staticmethod
     def backward(ctx, gg):
         (bits,) = ctx.saved_tensors
         return _MaskedScale.apply(gg, bits, ctx.a), None, None
 
+    @staticmethod
+    def jvp(ctx, grad_t, *_):
+        return _MaskedScale.apply(grad_t, ctx.bits, ctx.a)
+
 
 class _RowAffine(torch.autograd.Function):
-    """``x * mult + offset`` with one value per (sample, channel) row; gradient ``grad * mult``."""
+    """``x * mult + offset`` with one value per (sample, channel) row; gradient and tangent
+    ``grad * mult``."""
 
     @staticmethod
-    def forward(ctx, input, mult, offset):
+    def forward(input, mult, offset):
+        return _fast_family.kernels().row_affine(input, mult, offset)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, mult, _ = inputs
         ctx.save_for_backward(mult)
         ctx.shape = [*input.shape[:2], *([1] * (input.dim() - 2))]
-        return _fast_family.kernels().row_affine(input, mult, offset)
+        ctx.mult = mult  # for jvp (no cycle: mult has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (mult,) = ctx.saved_tensors
         return grad * mult.view(ctx.shape), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return input_t * ctx.mult.view(ctx.shape)

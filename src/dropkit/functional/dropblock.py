@@ -398,20 +398,31 @@ def _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep=True):
 
 class _ByteMask(torch.autograd.Function):
     """``x * (s if keep else 0)`` with a byte mask; linear in ``x`` with the same mask, so it is its
-    own backward (gradients of any order)."""
+    own backward and jvp (gradients of any order)."""
 
     @staticmethod
-    def forward(ctx, x, keep, s):
-        ctx.save_for_backward(keep)
-        ctx.s = s
+    def forward(x, keep, s):
         return _fast_family.kernels().apply_byte_mask(x.contiguous(), keep, s)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+        ctx.keep, ctx.s = inputs[1], inputs[2]  # for jvp (no cycle: keep has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True
-            return _ByteMask.apply(grad, keep, ctx.s), None, None
-        return _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s), None, None
+        if _fast_family.direct(grad):
+            return (
+                _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s),
+                None,
+                None,
+            )
+        return _ByteMask.apply(grad, keep, ctx.s), None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _ByteMask.apply(x_t, ctx.keep, ctx.s)
 
 
 def fast_dropblock_mask(

@@ -101,12 +101,20 @@ class _ContiguousGrad(torch.autograd.Function):
     # to the weight copies can arrive transposed, and dropout's fast backward (main at 1c55050)
     # applies its mask in the gradient's memory order rather than the forward's.
     @staticmethod
-    def forward(ctx, x):
+    def forward(x):
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, grad):
         return grad.contiguous()
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        return x_t.view_as(x_t)
 
 
 def _eval_weight(weight: torch.Tensor, p: float, scale: str) -> torch.Tensor:

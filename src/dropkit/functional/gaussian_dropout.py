@@ -146,45 +146,53 @@ def gaussian_dropout(
 
 class _GaussianFast(torch.autograd.Function):
     """``input * noise`` for the Philox noise of ``seed``; backward regenerates the noise (nothing
-    per element is saved)."""
+    per element is saved). Linear in ``input`` with the same noise: its own backward and jvp."""
 
     @staticmethod
-    def forward(ctx, input, seed, std):
-        ctx.seed, ctx.std = seed, std
-        return _fast_family.kernels().gaussian_mul(input, seed, std)
+    def forward(input, seed, std):
+        return _fast_family.kernels().gaussian_mul(input.contiguous(), seed, std)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.seed, ctx.std = inputs[1], inputs[2]
 
     @staticmethod
     def backward(ctx, grad):
-        if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
-            return _NoiseMul.apply(grad, ctx.seed, ctx.std), None, None
-        return _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std), None, None
+        if _fast_family.direct(grad):
+            return (
+                _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std),
+                None,
+                None,
+            )
+        # create_graph=True or torch.func: the same product, differentiable
+        return _GaussianFast.apply(grad, ctx.seed, ctx.std), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return _GaussianFast.apply(input_t, ctx.seed, ctx.std)
 
 
 class _GaussianTorchNoise(torch.autograd.Function):
-    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient ``grad * noise``."""
+    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient and tangent
+    ``grad * noise``."""
 
     @staticmethod
-    def forward(ctx, input, eps, std):
-        out = _fast_family.kernels().gaussian_apply(input, eps, std)
-        ctx.save_for_backward(eps)  # now the noise
-        return out
+    def forward(input, eps, std):
+        return _fast_family.kernels().gaussian_apply(input, eps, std)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])  # now the noise
+        ctx.noise = inputs[1]  # for jvp (no cycle: the noise has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (noise,) = ctx.saved_tensors
         return grad * noise, None, None
 
-
-class _NoiseMul(torch.autograd.Function):
-    # grad -> grad * noise: linear with the same noise, its own backward
     @staticmethod
-    def forward(ctx, grad, seed, std):
-        ctx.seed, ctx.std = seed, std
-        return _fast_family.kernels().gaussian_mul(grad.contiguous(), seed, std)
-
-    @staticmethod
-    def backward(ctx, gg):
-        return _NoiseMul.apply(gg, ctx.seed, ctx.std), None, None
+    def jvp(ctx, input_t, *_):
+        return input_t * ctx.noise
 
 
 def fast_gaussian_noise(
