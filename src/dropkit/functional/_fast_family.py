@@ -35,7 +35,7 @@ import torch.autograd.forward_ad as _fwad
 from dropkit.functional import _checkpoint_rng, _fast_cpu, _ops
 from dropkit.functional import fast_dropout as _fast
 
-__all__ = ["NOISE_MIN_NUMEL", "applies", "draw_seed", "graph", "kernels"]
+__all__ = ["NOISE_MIN_NUMEL", "applies", "apply", "direct", "draw_seed", "graph", "kernels"]
 
 # Alpha dropout's fast path starts at this many elements (or dropout's min_numel if larger): below
 # it the op keeps torch's generator, so that alpha_dropout matches torch.nn.functional.alpha_dropout
@@ -97,6 +97,15 @@ def _no_vmap() -> bool:
 
 
 _VMAP = torch._C._functorch.TransformType.Vmap
+
+
+def apply(fn: type[torch.autograd.Function], *args):
+    """``fn.apply(*args)`` in the eager lane; outside torch.func the C++ apply, called directly
+    (Function.apply binds the arguments with inspect.signature on every call when setup_context is
+    defined: about 10 us; as dropout's eager lane, functional/_ops.py)."""
+    if _interpreters() is None:
+        return super(torch.autograd.Function, fn).apply(*args)
+    return fn.apply(*args)
 
 
 def direct(grad: torch.Tensor) -> bool:

@@ -94,7 +94,8 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
             a, b = alpha_affine(p)
             out = _fast_family.alpha_dropout(input, p, (a, b, a * ALPHA_PRIME + b), generator)
         else:
-            out, _ = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
+            seed = _fast_family.draw_seed(generator)
+            out, _ = _fast_family.apply(_AlphaFast, input, seed, p)
         return input.copy_(out) if inplace else out
     # new_empty: a per-sample mask under torch.func.vmap
     mask = input.new_empty(mask_shape(input), dtype=torch.bool)
@@ -110,7 +111,7 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         rows = mask.reshape(-1)
         mult = torch.where(rows, _factor(a, input), _factor(0.0, input))
         offset = torch.where(rows, _factor(b, input), _factor(a * ALPHA_PRIME + b, input))
-        out = _RowAffine.apply(input, mult, offset)
+        out = _fast_family.apply(_RowAffine, input, mult, offset)
         return input.copy_(out) if inplace else out
     return _apply_alpha(input, mask, p, inplace)
 

@@ -393,7 +393,7 @@ def _fast_keep(shape, p, block, share_channels, seed):
 def _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep=True):
     # (output, byte keep-mask): survivors times s, or 1 without scale_by_keep
     keep, s = _fast_keep(input.shape, p, block, share_channels, seed)
-    return _ByteMask.apply(input, keep, s if scale_by_keep else 1.0), keep
+    return _fast_family.apply(_ByteMask, input, keep, s if scale_by_keep else 1.0), keep
 
 
 class _ByteMask(torch.autograd.Function):

@@ -130,13 +130,14 @@ def gaussian_dropout(
         if _fast_family.graph(input):
             out = _fast_family.gaussian_dropout(input, _noise_std(p), generator)
         else:
-            out = _GaussianFast.apply(input, _fast_family.draw_seed(generator), _noise_std(p))
+            seed = _fast_family.draw_seed(generator)
+            out = _fast_family.apply(_GaussianFast, input, seed, _noise_std(p))
         return input.copy_(out) if inplace else out
     if input.is_contiguous() and _fast_family.applies(input) and not _fast_family.graph(input):
         # smaller tensors: torch's own normal draws (the plain path's noise), formed into the noise
         # and applied in one pass
         eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
-        out = _GaussianTorchNoise.apply(input, eps, _noise_std(p))
+        out = _fast_family.apply(_GaussianTorchNoise, input, eps, _noise_std(p))
         return input.copy_(out) if inplace else out
     noise = gaussian_noise(
         input.shape, p, dtype=input.dtype, device=input.device, generator=generator
