@@ -50,6 +50,7 @@ _is_compiling = torch.compiler.is_compiling
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 _interpreters = torch._C._functorch.peek_interpreter_stack
 _in_onnx_export = torch.onnx.is_in_onnx_export
+_VMAP = torch._C._functorch.TransformType.Vmap
 
 
 def kernels():
@@ -94,9 +95,6 @@ def applies(input: torch.Tensor, numel: int | None = None) -> bool:
 def _no_vmap() -> bool:
     # no vmap among the active torch.func transforms (grad and jvp keep the kernels)
     return all(i.key() != _VMAP for i in torch._C._functorch.get_interpreter_stack() or ())
-
-
-_VMAP = torch._C._functorch.TransformType.Vmap
 
 
 def apply(fn: type[torch.autograd.Function], *args):
