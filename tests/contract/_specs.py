@@ -6,7 +6,9 @@ fails until it does).
 
 Inputs: ``inputs(dtype, large)`` returns the call's tensors. Floating-point tensors listed in
 ``grad`` are differentiated; bool tensors are masks, integer tensors indices. ``large`` asks for
-an input of at least 4096 elements where the op has a fast path (``fast=True``). Keyword arguments
+an input large enough for the op's fast path where it has one (``fast=True``): dropout's 4096
+elements, the noise kernels' ``_fast_family.NOISE_MIN_NUMEL`` (alpha and Gaussian dropout, per-sample
+DropConnect), each op's own shape (``_x``'s ``large``). Keyword arguments
 (p, the flags, generator) go through ``call(*tensors, **kwargs)``.
 """
 
@@ -22,6 +24,10 @@ import dropkit.functional as DF
 import dropkit.nn as dnn
 
 FAST_NUMEL = 8192  # above the fast path's 4096-element threshold
+NOISE_NUMEL = (
+    1 << 15
+)  # _fast_family.NOISE_MIN_NUMEL: alpha/Gaussian noise's and DropConnect's kernels
+NOISE_LARGE = (NOISE_NUMEL // 64, 64)
 
 
 @dataclasses.dataclass
@@ -60,11 +66,9 @@ def _op(name: str):
     return call
 
 
-def _x(*shape):
-    def make(dtype, large):
-        if large:
-            return (torch.randn(FAST_NUMEL // 64, 64, dtype=dtype),)
-        return (torch.randn(*shape, dtype=dtype),)
+def _x(*shape, large=(FAST_NUMEL // 64, 64)):
+    def make(dtype, large_variant):
+        return (torch.randn(*(large if large_variant else shape), dtype=dtype),)
 
     return make
 
@@ -82,6 +86,7 @@ def _lstm_weights(dtype, i=3, h=2):
 
 
 FLAGS = ("training", "inplace")
+DROPBLOCK_LARGE = (2, 16, 16, 16)
 
 FUNCTIONAL: list[OpSpec] = [
     OpSpec("dropout", _op("dropout"), _x(3, 8), inplace=True, flags=FLAGS, fast=True),
@@ -129,55 +134,67 @@ FUNCTIONAL: list[OpSpec] = [
         flags=(*FLAGS, "batch_first"),
     ),
     OpSpec(
-        "alpha_dropout", _op("alpha_dropout"), _x(3, 8), inplace=True, flags=FLAGS, allow_one=False
+        "alpha_dropout",
+        _op("alpha_dropout"),
+        _x(3, 8, large=NOISE_LARGE),
+        inplace=True,
+        flags=FLAGS,
+        allow_one=False,
+        fast=True,
     ),
     OpSpec(
         "feature_alpha_dropout",
         _op("feature_alpha_dropout"),
-        _x(2, 8, 2),
+        _x(2, 8, 2, large=(16, 64, 8)),
         inplace=True,
         flags=FLAGS,
         allow_one=False,
+        fast=True,
     ),
     OpSpec(
         "gaussian_dropout",
         _op("gaussian_dropout"),
-        _x(3, 8),
+        _x(3, 8, large=NOISE_LARGE),
         inplace=True,
         flags=FLAGS,
         allow_one=False,
+        fast=True,
     ),
     OpSpec(
         "dropblock",
         _op("dropblock"),
-        _x(2, 2, 4, 4),
+        _x(2, 2, 4, 4, large=DROPBLOCK_LARGE),
         inplace=True,
         flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
+        fast=True,
     ),
     OpSpec(
         "dropblock2d",
         _op("dropblock2d"),
-        _x(2, 2, 4, 4),
+        _x(2, 2, 4, 4, large=DROPBLOCK_LARGE),
         inplace=True,
         flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
+        fast=True,
     ),
     OpSpec(
         "dropblock2d",
         _op("dropblock2d"),
-        _x(2, 2, 4, 4),
+        _x(2, 2, 4, 4, large=DROPBLOCK_LARGE),
         inplace=True,
         kwargs={"block_size": 2, "scale_by_keep": False, "with_noise": True},
         label="noise",
+        fast=True,
     ),
     OpSpec(
         "dropblock3d",
         _op("dropblock3d"),
-        _x(1, 2, 3, 3, 3),
+        _x(1, 2, 3, 3, 3, large=(2, 4, 8, 8, 16)),
         inplace=True,
         flags=(*FLAGS, "share_channels", "scale_by_keep", "with_noise"),
         kwargs={"block_size": 2},
+        fast=True,
     ),
     OpSpec(
         "dropout_add",
@@ -213,6 +230,19 @@ FUNCTIONAL: list[OpSpec] = [
         lambda dt, large: (torch.randn(4, 5, dtype=dt), torch.randn(3, 5, dtype=dt), None),
         grad=(0, 1),
         flags=("training", "per_sample"),
+    ),
+    OpSpec(
+        "dropconnect_linear",
+        _op("dropconnect_linear"),
+        lambda dt, large: (
+            torch.randn(8 if large else 4, 64 if large else 5, dtype=dt),
+            torch.randn(64 if large else 3, 64 if large else 5, dtype=dt),
+            None,
+        ),
+        grad=(0, 1),
+        kwargs={"per_sample": True},
+        label="per_sample",  # N weight copies: dropout's kernel from NOISE_NUMEL weights
+        fast=True,
     ),
     OpSpec(
         "dropconnect_conv",
@@ -483,6 +513,15 @@ class ModuleSpec:
         return out[0] if isinstance(out, tuple) else out
 
 
+def _sized(cls):
+    """A module class as a fast spec's build (the large variant's input needs no other module)."""
+
+    def build(large=False, **kw):
+        return cls(**kw)
+
+    return build
+
+
 def _dropconnect_param(large=False, **kw):
     layer = torch.nn.Linear(128, 64) if large else torch.nn.Linear(5, 3)
     return dnn.add_dropconnect(layer, "weight", **{"p": 0.5, **kw})
@@ -509,11 +548,30 @@ MODULES: list[ModuleSpec] = [
         label="unscaled",
     ),
     ModuleSpec("LockedDropout", dnn.LockedDropout, _x(5, 4, 6), ("inplace", "batch_first")),
-    ModuleSpec("AlphaDropout", dnn.AlphaDropout, _x(4, 24), ("inplace",), allow_one=False),
     ModuleSpec(
-        "FeatureAlphaDropout", dnn.FeatureAlphaDropout, _x(4, 6, 5), ("inplace",), allow_one=False
+        "AlphaDropout",
+        _sized(dnn.AlphaDropout),
+        _x(4, 24, large=NOISE_LARGE),
+        ("inplace",),
+        allow_one=False,
+        fast=True,
     ),
-    ModuleSpec("GaussianDropout", dnn.GaussianDropout, _x(4, 24), ("inplace",), allow_one=False),
+    ModuleSpec(
+        "FeatureAlphaDropout",
+        _sized(dnn.FeatureAlphaDropout),
+        _x(4, 6, 5, large=(16, 64, 8)),
+        ("inplace",),
+        allow_one=False,
+        fast=True,
+    ),
+    ModuleSpec(
+        "GaussianDropout",
+        _sized(dnn.GaussianDropout),
+        _x(4, 24, large=NOISE_LARGE),
+        ("inplace",),
+        allow_one=False,
+        fast=True,
+    ),
     ModuleSpec(
         "GaussianNoise",
         lambda **kw: dnn.GaussianNoise(**{"std": 0.5, **kw}),
@@ -530,23 +588,26 @@ MODULES: list[ModuleSpec] = [
     ),
     ModuleSpec(
         "DropBlock2d",
-        lambda **kw: dnn.DropBlock2d(**{"block_size": 3, "p": 0.3, **kw}),
-        _x(2, 3, 6, 6),
+        lambda large=False, **kw: dnn.DropBlock2d(**{"block_size": 3, "p": 0.3, **kw}),
+        _x(2, 3, 6, 6, large=DROPBLOCK_LARGE),
         ("inplace", "share_channels", "scale_by_keep", "with_noise"),
+        fast=True,
     ),
     ModuleSpec(
         "DropBlock2d",
-        lambda **kw: dnn.DropBlock2d(
+        lambda large=False, **kw: dnn.DropBlock2d(
             **{"block_size": 3, "p": 0.3, "scale_by_keep": False, "with_noise": True, **kw}
         ),
-        _x(2, 3, 6, 6),
+        _x(2, 3, 6, 6, large=DROPBLOCK_LARGE),
         label="noise",
+        fast=True,
     ),
     ModuleSpec(
         "DropBlock3d",
-        lambda **kw: dnn.DropBlock3d(**{"block_size": 2, "p": 0.3, **kw}),
-        _x(2, 2, 4, 4, 4),
+        lambda large=False, **kw: dnn.DropBlock3d(**{"block_size": 2, "p": 0.3, **kw}),
+        _x(2, 2, 4, 4, 4, large=(2, 4, 8, 8, 16)),
         ("inplace", "share_channels", "scale_by_keep", "with_noise"),
+        fast=True,
     ),
     ModuleSpec(
         "EmbeddingDropout",
@@ -559,6 +620,15 @@ MODULES: list[ModuleSpec] = [
         lambda **kw: dnn.DropConnectLinear(5, 3, **{"p": 0.4, **kw}),
         lambda dt, large: (torch.randn(4, 5, dtype=dt),),
         ("per_sample",),
+    ),
+    ModuleSpec(
+        "DropConnectLinear",
+        lambda large=False, **kw: dnn.DropConnectLinear(
+            *((64, 64) if large else (5, 3)), **{"p": 0.4, "per_sample": True, **kw}
+        ),
+        lambda dt, large: (torch.randn(8 if large else 4, 64 if large else 5, dtype=dt),),
+        label="per_sample",  # N weight copies: dropout's kernel from NOISE_NUMEL weights
+        fast=True,
     ),
     ModuleSpec(
         "DropConnectConv1d",

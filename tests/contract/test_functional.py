@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 import dropkit
 import dropkit.functional as DF
+from dropkit.functional import _fast_family
 from tests.contract._specs import (
     FUNCTIONAL,
     NOT_TENSOR_OPS,
@@ -65,8 +66,20 @@ def _autograd_inputs(spec, large):
     return _inputs(spec, False)
 
 
+@contextlib.contextmanager
 def _fast_path(large):
-    return dropkit.use_fast_dropout(True, min_numel=16) if large else contextlib.nullcontext()
+    """The fast paths from 16 elements: dropout's ``min_numel`` and the noise kernels' own threshold
+    (``_fast_family.NOISE_MIN_NUMEL``, read at call time) lowered together."""
+    if not large:
+        yield
+        return
+    saved = _fast_family.NOISE_MIN_NUMEL
+    _fast_family.NOISE_MIN_NUMEL = 16
+    try:
+        with dropkit.use_fast_dropout(True, min_numel=16):
+            yield
+    finally:
+        _fast_family.NOISE_MIN_NUMEL = saved
 
 
 def _gradcheck_variants():
@@ -441,6 +454,19 @@ _OPCHECK_ARGS = {
     "randn": lambda: (torch.empty(4, 6),),
     "rand": lambda: (torch.empty(4, 6),),
     "philox_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0, True),
+    "alpha_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.3, 1.2, 0.4, -0.9),
+    "alpha_dropout_backward": lambda: (
+        torch.randn(64, 64),
+        torch.randint(0, 256, (512,), dtype=torch.uint8),
+        1.2,
+    ),
+    "gaussian_mul": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5),
+    "dropblock": lambda: (torch.randn(2, 3, 6, 6), torch.tensor(123), 0.1, [3, 3], False, True),
+    "apply_byte_mask": lambda: (
+        torch.randn(2, 3, 4, 4),
+        torch.randint(0, 2, (2, 1, 4, 4), dtype=torch.uint8),
+        torch.tensor(1.5, dtype=torch.float64),
+    ),
     "philox_dropout_backward": lambda: (
         torch.randn(64, 64),
         torch.empty(512, dtype=torch.uint8),

@@ -201,7 +201,13 @@ def test_export(spec, large):
     torch.testing.assert_close(spec.run(ep_eval.module(), [x]), spec.run(model, [x]))
 
 
-ONNX = [("Dropout", False), ("Dropout", True), ("Dropout2d", False), ("GaussianDropout", False)]
+ONNX = [
+    ("Dropout", False),
+    ("Dropout", True),
+    ("Dropout2d", False),
+    ("GaussianDropout", False),
+    ("GaussianDropout", True),  # the family's fast path: the exporter takes the plain path
+]
 
 
 def _onnx_params():

@@ -9,8 +9,8 @@ value ``alpha' = -lambda * alpha`` and then applies the affine map ``a * x + b``
 so that an input of mean 0 and variance 1 keeps mean 0 and variance 1. Eval is the identity.
 
 Fast path (``alpha_dropout`` on a contiguous CPU float32/float64 tensor of at least
-``_fast_family.NOISE_MIN_NUMEL`` elements, eager, the switch of :func:`dropkit.set_fast_dropout`
-on): one numba pass draws dropout's Philox mask (:func:`dropkit.functional.fast_keep_mask` for the
+``_fast_family.NOISE_MIN_NUMEL`` elements, the switch of :func:`dropkit.set_fast_dropout` on; under
+torch.compile and torch.export too, through the op ``dropkit::alpha_dropout``): one numba pass draws dropout's Philox mask (:func:`dropkit.functional.fast_keep_mask` for the
 seed :func:`dropkit.functional.draw_seed` gives) and applies the affine map; backward keeps the mask
 as 1 bit per element. Given its mask the output is the plain path's, bit for bit.
 ``feature_alpha_dropout`` keeps torch's mask (one draw per channel) and applies it in one pass.
@@ -90,18 +90,28 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        out = _AlphaFast.apply(input, _fast_family.draw_seed(generator), p)
+        if _fast_family.graph(input):  # the same kernel and seed, through dropkit::alpha_dropout
+            a, b = alpha_affine(p)
+            out = _fast_family.alpha_dropout(input, p, (a, b, a * ALPHA_PRIME + b), generator)
+        else:
+            seed = _fast_family.draw_seed(generator)
+            out, _ = _fast_family.apply(_AlphaFast, input, seed, p)
         return input.copy_(out) if inplace else out
     # new_empty: a per-sample mask under torch.func.vmap
     mask = input.new_empty(mask_shape(input), dtype=torch.bool)
     mask = _bernoulli_keep(mask, p, generator)
-    if op == "feature_alpha_dropout" and input.is_contiguous() and _fast_family.applies(input):
+    if (
+        op == "feature_alpha_dropout"
+        and input.is_contiguous()
+        and _fast_family.applies(input)
+        and not _fast_family.graph(input)  # graphs: the plain path, the same values
+    ):
         # torch's own mask (one draw per channel); one pass applies it (kernels/cpu_family.py)
         a, b = alpha_affine(p)
         rows = mask.reshape(-1)
         mult = torch.where(rows, _factor(a, input), _factor(0.0, input))
         offset = torch.where(rows, _factor(b, input), _factor(a * ALPHA_PRIME + b, input))
-        out = _RowAffine.apply(input, mult, offset)
+        out = _fast_family.apply(_RowAffine, input, mult, offset)
         return input.copy_(out) if inplace else out
     return _apply_alpha(input, mask, p, inplace)
 
@@ -169,49 +179,76 @@ def _rounded(value: float, like: torch.Tensor) -> float:
 
 
 class _AlphaFast(torch.autograd.Function):
-    """Alpha dropout through the kernel; backward ``grad * (a or 0)`` from the 1-bit mask."""
+    """Alpha dropout through the kernel; backward and jvp ``grad * (a or 0)`` from the 1-bit mask."""
 
     @staticmethod
-    def forward(ctx, input, seed, p):
+    def forward(input, seed, p):
         a, b = alpha_affine(p)
         ra, rb, rc = (_rounded(v, input) for v in (a, b, a * ALPHA_PRIME + b))
-        out, bits = _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
-        ctx.save_for_backward(bits)
-        ctx.a = ra
-        return out
+        return _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
 
     @staticmethod
-    def backward(ctx, grad):
+    def setup_context(ctx, inputs, output):
+        input, _, p = inputs
+        bits = output[1]
+        ctx.mark_non_differentiable(bits)
+        ctx.save_for_backward(bits)
+        ctx.bits = bits  # for jvp (no cycle: bits has no grad_fn)
+        ctx.a = _rounded(alpha_affine(p)[0], input)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_bits):
         (bits,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: the same masked product, differentiable
-            return _MaskedScale.apply(grad, bits, ctx.a), None, None
-        return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
+        if _fast_family.direct(grad):
+            return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
+        return _MaskedScale.apply(grad, bits, ctx.a), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return _MaskedScale.apply(input_t, ctx.bits, ctx.a), None
 
 
 class _MaskedScale(torch.autograd.Function):
-    # grad -> grad * (a or 0): linear with the same mask, its own backward
+    # grad -> grad * (a or 0): linear with the same mask, its own backward and jvp
     @staticmethod
-    def forward(ctx, grad, bits, a):
-        ctx.save_for_backward(bits)
-        ctx.a = a
+    def forward(grad, bits, a):
         return _fast_family.kernels().alpha_backward(grad, bits, a)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+        ctx.bits, ctx.a = inputs[1], inputs[2]
 
     @staticmethod
     def backward(ctx, gg):
         (bits,) = ctx.saved_tensors
         return _MaskedScale.apply(gg, bits, ctx.a), None, None
 
+    @staticmethod
+    def jvp(ctx, grad_t, *_):
+        return _MaskedScale.apply(grad_t, ctx.bits, ctx.a)
+
 
 class _RowAffine(torch.autograd.Function):
-    """``x * mult + offset`` with one value per (sample, channel) row; gradient ``grad * mult``."""
+    """``x * mult + offset`` with one value per (sample, channel) row; gradient and tangent
+    ``grad * mult``."""
 
     @staticmethod
-    def forward(ctx, input, mult, offset):
+    def forward(input, mult, offset):
+        return _fast_family.kernels().row_affine(input, mult, offset)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, mult, _ = inputs
         ctx.save_for_backward(mult)
         ctx.shape = [*input.shape[:2], *([1] * (input.dim() - 2))]
-        return _fast_family.kernels().row_affine(input, mult, offset)
+        ctx.mult = mult  # for jvp (no cycle: mult has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (mult,) = ctx.saved_tensors
         return grad * mult.view(ctx.shape), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return input_t * ctx.mult.view(ctx.shape)

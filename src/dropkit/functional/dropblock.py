@@ -15,8 +15,9 @@ DropBlock drops ``block_size``-sized blocks instead:
 Sampling is separate from applying: :func:`dropblock_seeds` draws the seeds, :func:`dropblock_mask`
 grows them into the keep-mask, :func:`apply_dropblock` applies it.
 
-Fast path (CPU, float32/float64, contiguous, at least dropout's ``min_numel`` elements, eager; the
-switch of :func:`dropkit.set_fast_dropout`): the seeds come from Philox4x32-10 keyed by one seed
+Fast path (CPU, float32/float64, contiguous, at least dropout's ``min_numel`` elements; the
+switch of :func:`dropkit.set_fast_dropout`; under torch.compile and torch.export too, through the
+op ``dropkit::dropblock``): the seeds come from Philox4x32-10 keyed by one seed
 drawn from torch's generator and are painted into a byte mask by a numba kernel
 (:mod:`dropkit.kernels.cpu_family`), with no float noise and no full-size float multiplier; backward
 keeps the byte mask (1 B per unit, or per spatial position with ``share_channels``). Given its mask
@@ -276,8 +277,14 @@ def _dropblock(
         mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
         return input.mul_(mask) if inplace else input * mask
     if input.is_contiguous() and _fast_family.applies(input):
-        seed = _fast_family.draw_seed(generator)
-        out, keep = _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep)
+        if _fast_family.graph(input):  # the same kernels and seed, through dropkit::dropblock
+            gamma = dropblock_gamma(p, input.shape[2:], block)
+            out, keep = _fast_family.dropblock(
+                input, gamma, block, share_channels, scale_by_keep, generator
+            )
+        else:
+            seed = _fast_family.draw_seed(generator)
+            out, keep = _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep)
         if with_noise:
             return _fill_noise(input, out, keep.bool(), generator, inplace)
         return input.copy_(out) if inplace else out
@@ -377,40 +384,45 @@ def dropblock3d(
 
 
 def _fast_keep(shape, p, block, share_channels, seed):
-    # (byte keep-mask (N, C or 1, *size), its count of ones, multiplier s as a Python float)
-    n, c, size = shape[0], shape[1], tuple(shape[2:])
-    maps = n * (1 if share_channels else c)
-    gamma = dropblock_gamma(p, size, block)
-    keep, kept = _fast_family.kernels().dropblock_keep(maps, size, block, gamma, seed)
-    expand = c if share_channels else 1
-    total, ones = keep.numel() * expand, kept * expand
-    # _rescale's count(M) / count_ones(M) in float64 (exact integer counts), 0 if all dropped
-    s = total / ones if ones > 0 else 0.0
-    return keep.view(n, c // expand, *size), s
+    # (byte keep-mask (N, C or 1, *size), multiplier s as a Python float: _rescale's
+    # count(M) / count_ones(M))
+    gamma = dropblock_gamma(p, tuple(shape[2:]), block)
+    return _fast_family.dropblock_keep(shape, gamma, block, share_channels, seed)
 
 
 def _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep=True):
     # (output, byte keep-mask): survivors times s, or 1 without scale_by_keep
     keep, s = _fast_keep(input.shape, p, block, share_channels, seed)
-    return _ByteMask.apply(input, keep, s if scale_by_keep else 1.0), keep
+    return _fast_family.apply(_ByteMask, input, keep, s if scale_by_keep else 1.0), keep
 
 
 class _ByteMask(torch.autograd.Function):
     """``x * (s if keep else 0)`` with a byte mask; linear in ``x`` with the same mask, so it is its
-    own backward (gradients of any order)."""
+    own backward and jvp (gradients of any order)."""
 
     @staticmethod
-    def forward(ctx, x, keep, s):
-        ctx.save_for_backward(keep)
-        ctx.s = s
+    def forward(x, keep, s):
         return _fast_family.kernels().apply_byte_mask(x.contiguous(), keep, s)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+        ctx.keep, ctx.s = inputs[1], inputs[2]  # for jvp (no cycle: keep has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True
-            return _ByteMask.apply(grad, keep, ctx.s), None, None
-        return _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s), None, None
+        if _fast_family.direct(grad):
+            return (
+                _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s),
+                None,
+                None,
+            )
+        return _ByteMask.apply(grad, keep, ctx.s), None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _ByteMask.apply(x_t, ctx.keep, ctx.s)
 
 
 def fast_dropblock_mask(

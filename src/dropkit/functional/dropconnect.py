@@ -93,7 +93,8 @@ def _fast_weights(weight, batch, p, scale, generator):
     # fast_keep_mask((N, *weight.shape), p, seed) gives; the plain path's values given that mask
     # (contiguous first: the kernel works in memory order, and the expanded view's puts N last)
     copies = weight.expand(batch, *weight.shape).contiguous()
-    return _ContiguousGrad.apply(dropout(copies, p, scale=scale, generator=generator))
+    fn = _ContiguousGrad if _fast_family.graph(copies) else _ContiguousGradJvp
+    return fn.apply(dropout(copies, p, scale=scale, generator=generator))
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -101,12 +102,23 @@ class _ContiguousGrad(torch.autograd.Function):
     # to the weight copies can arrive transposed, and dropout's fast backward (main at 1c55050)
     # applies its mask in the gradient's memory order rather than the forward's.
     @staticmethod
-    def forward(ctx, x):
+    def forward(x):
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, grad):
         return grad.contiguous()
+
+
+class _ContiguousGradJvp(_ContiguousGrad):
+    # with forward-mode AD, for eager mode (dynamo does not trace an autograd function with a jvp)
+    @staticmethod
+    def jvp(ctx, x_t):
+        return x_t.view_as(x_t)
 
 
 def _eval_weight(weight: torch.Tensor, p: float, scale: str) -> torch.Tensor:

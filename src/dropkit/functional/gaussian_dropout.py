@@ -8,14 +8,16 @@ Sampling is separate from applying: :func:`gaussian_noise` draws the multiplier,
 multiplies by it.
 
 Fast path (a contiguous CPU float32/float64 tensor of at least ``_fast_family.NOISE_MIN_NUMEL``
-elements, eager, the switch of :func:`dropkit.set_fast_dropout` on): the noise comes from the Philox
+elements, the switch of :func:`dropkit.set_fast_dropout` on; under torch.compile and torch.export
+too, through the op ``dropkit::gaussian_mul``): the noise comes from the Philox
 stream of dropout's kernels, keyed by the seed :func:`dropkit.functional.draw_seed` gives, turned
 into standard normals by Box-Muller inside the numba kernel (``kernels/cpu_family.py``) and applied in
 the same pass. Backward regenerates it from the seed: nothing per element is saved. Its values
 differ from torch's normal draws under the same seed; :func:`fast_gaussian_noise` gives the noise of
 a seed, and given that noise the output is the plain path's (``input * noise``), bit for bit.
 Smaller tensors (from dropout's ``min_numel``) keep torch's normal draws, so that they get the noise
-:func:`gaussian_noise` draws under the same seed, as before; one numba pass forms and applies it.
+:func:`gaussian_noise` draws under the same seed, as before; one numba pass forms and applies it in
+eager mode (graphs run the plain path, which computes the same values).
 """
 
 from __future__ import annotations
@@ -123,14 +125,19 @@ def gaussian_dropout(
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py)
-        out = _GaussianFast.apply(input, _fast_family.draw_seed(generator), _noise_std(p))
+        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py); graphs call it
+        # through dropkit::gaussian_mul, with the same seed
+        if _fast_family.graph(input):
+            out = _fast_family.gaussian_dropout(input, _noise_std(p), generator)
+        else:
+            seed = _fast_family.draw_seed(generator)
+            out = _fast_family.apply(_GaussianFast, input, seed, _noise_std(p))
         return input.copy_(out) if inplace else out
-    if input.is_contiguous() and _fast_family.applies(input):
+    if input.is_contiguous() and _fast_family.applies(input) and not _fast_family.graph(input):
         # smaller tensors: torch's own normal draws (the plain path's noise), formed into the noise
         # and applied in one pass
         eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
-        out = _GaussianTorchNoise.apply(input, eps, _noise_std(p))
+        out = _fast_family.apply(_GaussianTorchNoise, input, eps, _noise_std(p))
         return input.copy_(out) if inplace else out
     noise = gaussian_noise(
         input.shape, p, dtype=input.dtype, device=input.device, generator=generator
@@ -140,45 +147,53 @@ def gaussian_dropout(
 
 class _GaussianFast(torch.autograd.Function):
     """``input * noise`` for the Philox noise of ``seed``; backward regenerates the noise (nothing
-    per element is saved)."""
+    per element is saved). Linear in ``input`` with the same noise: its own backward and jvp."""
 
     @staticmethod
-    def forward(ctx, input, seed, std):
-        ctx.seed, ctx.std = seed, std
-        return _fast_family.kernels().gaussian_mul(input, seed, std)
+    def forward(input, seed, std):
+        return _fast_family.kernels().gaussian_mul(input.contiguous(), seed, std)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.seed, ctx.std = inputs[1], inputs[2]
 
     @staticmethod
     def backward(ctx, grad):
-        if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
-            return _NoiseMul.apply(grad, ctx.seed, ctx.std), None, None
-        return _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std), None, None
+        if _fast_family.direct(grad):
+            return (
+                _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std),
+                None,
+                None,
+            )
+        # create_graph=True or torch.func: the same product, differentiable
+        return _GaussianFast.apply(grad, ctx.seed, ctx.std), None, None
+
+    @staticmethod
+    def jvp(ctx, input_t, *_):
+        return _GaussianFast.apply(input_t, ctx.seed, ctx.std)
 
 
 class _GaussianTorchNoise(torch.autograd.Function):
-    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient ``grad * noise``."""
+    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient and tangent
+    ``grad * noise``."""
 
     @staticmethod
-    def forward(ctx, input, eps, std):
-        out = _fast_family.kernels().gaussian_apply(input, eps, std)
-        ctx.save_for_backward(eps)  # now the noise
-        return out
+    def forward(input, eps, std):
+        return _fast_family.kernels().gaussian_apply(input, eps, std)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])  # now the noise
+        ctx.noise = inputs[1]  # for jvp (no cycle: the noise has no grad_fn)
 
     @staticmethod
     def backward(ctx, grad):
         (noise,) = ctx.saved_tensors
         return grad * noise, None, None
 
-
-class _NoiseMul(torch.autograd.Function):
-    # grad -> grad * noise: linear with the same noise, its own backward
     @staticmethod
-    def forward(ctx, grad, seed, std):
-        ctx.seed, ctx.std = seed, std
-        return _fast_family.kernels().gaussian_mul(grad.contiguous(), seed, std)
-
-    @staticmethod
-    def backward(ctx, gg):
-        return _NoiseMul.apply(gg, ctx.seed, ctx.std), None, None
+    def jvp(ctx, input_t, *_):
+        return input_t * ctx.noise
 
 
 def fast_gaussian_noise(
