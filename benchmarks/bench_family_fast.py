@@ -141,12 +141,16 @@ def _rows(args):
         {
             "dropkit gaussian_dropout": lambda x: DF.gaussian_dropout(x, 0.1),
             "dropkit dropout": dropout(0.1),
+            "torch x * (1 + std * randn_like(x))": lambda x: (
+                x * (torch.randn_like(x).mul_(1 / 3).add_(1))
+            ),
             "torch normal_ alone (the draw)": lambda x: (
                 torch.empty_like(x).normal_().requires_grad_()
             ),
         },
         [
             ("dropkit gaussian_dropout", "dropkit dropout", "<= 1.6"),
+            ("torch x * (1 + std * randn_like(x))", "dropkit gaussian_dropout", ""),
             ("torch normal_ alone (the draw)", "dropkit dropout", "floor"),
         ],
     )

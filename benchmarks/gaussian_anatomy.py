@@ -1,6 +1,7 @@
 """Where Gaussian dropout's fast path spends its time: per-thread CPU time of forward+backward
 against dropout's, and of one pass's two parts (the Philox words; the Box-Muller transform and the
-product), on a (1024, 4096) float32 tensor at 1 thread. CPU time (``time.thread_time``) rather than
+product), on a (1024, 4096) float32 tensor at 1 thread; and the same op keeping its noise for
+backward instead of regenerating it (the bound on what trading 4 B per element could buy). CPU time (``time.thread_time``) rather than
 wall time, so that other processes on a shared machine disturb the split less.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/gaussian_anatomy.py [--reps 15]
@@ -17,6 +18,7 @@ import torch
 
 import dropkit.functional as DF
 from dropkit.kernels import cpu_family as cf
+from dropkit.kernels._hugepages import empty_like
 
 _B = cf.BLOCK
 
@@ -40,7 +42,25 @@ def _transform_only(x, out, std, one):
     for i in range(_B):
         words[i] = np.uint32(i * 2654435761 % 4294967296)
     for blk in range(x.size // _B):
-        cf._gauss_block(words, radius, x, out, blk * _B, std, one)
+        cf._gauss_block(words, radius, x, out, x[:0], blk * _B, std, one)
+
+
+class _NoiseKept(torch.autograd.Function):
+    """The alternative to regenerating: the kernel also writes the noise in the forward pass
+    (``gaussian_mul(keep=True)``), autograd keeps it (4 B per float32 element, as
+    ``x * noise`` does in torch) and backward is one product. Not what dropkit does: the bound on
+    what keeping the noise could buy."""
+
+    @staticmethod
+    def forward(ctx, x, seed, std):
+        out, noise = cf.gaussian_mul(x, seed, std, keep=True)
+        ctx.save_for_backward(noise)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (noise,) = ctx.saved_tensors
+        return torch.mul(grad, noise, out=empty_like(grad)), None, None
 
 
 def main() -> None:
@@ -62,6 +82,9 @@ def main() -> None:
     cands = {
         "gaussian_dropout forward+backward": step(lambda t: DF.gaussian_dropout(t, 0.1)),
         "dropout forward+backward": step(lambda t: DF.dropout(t, 0.1)),
+        "noise kept instead (4 B per element) forward+backward": step(
+            lambda t: _NoiseKept.apply(t, 5, 1 / 3)
+        ),
         "one pass: Philox words": lambda: _words_only(xs.size, np.uint64(5), np.uint64(0)),
         "one pass: Box-Muller and product": lambda: _transform_only(
             xs, out, np.float32(0.33), np.float32(1.0)
@@ -78,8 +101,10 @@ def main() -> None:
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     for k, v in med.items():
         print(f"{k}: {v:.2f} ms CPU")
-    ratio = med["gaussian_dropout forward+backward"] / med["dropout forward+backward"]
-    print(f"gaussian_dropout / dropout: {ratio:.2f}")
+    drop = med["dropout forward+backward"]
+    print(f"gaussian_dropout / dropout: {med['gaussian_dropout forward+backward'] / drop:.2f}")
+    kept = med["noise kept instead (4 B per element) forward+backward"]
+    print(f"noise kept instead / dropout: {kept / drop:.2f}")
 
 
 if __name__ == "__main__":

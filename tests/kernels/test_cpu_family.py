@@ -297,12 +297,28 @@ def test_gaussian_kernel_normals_statistics(dtype):
     assert ks < np.sqrt(np.log(2 / 1e-6) / 2) / np.sqrt(n)
 
 
-def test_gaussian_mul_does_not_depend_on_the_thread_count(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [5, cpu.BLOCK - 1, 2 * cpu.BLOCK + 5])
+def test_gaussian_mul_keep_writes_the_noise_of_the_seed(dtype, n):
+    # keep=True: the same product, and the noise gaussian_noise gives (full blocks and the tail)
+    x = torch.randn(n, dtype=dtype, generator=_seeded(13))
+    out, noise = cpu_family.gaussian_mul(x, 77, _STD, keep=True)
+    assert torch.equal(noise, cpu_family.gaussian_noise(n, 77, _STD, dtype))
+    assert torch.equal(out, cpu_family.gaussian_mul(x, 77, _STD))
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_gaussian_mul_does_not_depend_on_the_thread_count(monkeypatch, keep):
     x = torch.randn(5 * cpu.BLOCK * 4 + 3, generator=_seeded(16))  # above PARALLEL_MIN_NUMEL
-    one = cpu_family.gaussian_mul(x, 4242, _STD, threads=1)
-    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+
+    def run(threads):
+        got = cpu_family.gaussian_mul(x, 4242, _STD, threads=threads, keep=keep)
+        return torch.stack(got) if keep else got  # (out, noise) when keep
+
+    one = run(1)
+    assert torch.equal(run(2), one)
     monkeypatch.setattr(cpu, "_CHUNKS_PER_THREAD", 3)  # uneven chunks taken in turn
-    assert torch.equal(cpu_family.gaussian_mul(x, 4242, _STD, threads=2), one)
+    assert torch.equal(run(2), one)
 
 
 def test_gaussian_noise_depends_on_the_seed():

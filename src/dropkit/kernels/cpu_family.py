@@ -40,6 +40,7 @@ from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
 from dropkit.kernels.cpu import (
     _OUT,
+    _R,
     _TASKS,
     _X,
     BLOCK,
@@ -615,71 +616,95 @@ def _noise_block(words, radius, noise, std, one):
         _noise_half(words, h, radius, noise, std, one)
 
 
-@_inline_np
-def _gauss_half(words, h, radius, src, dst, start, std, one):
-    # as _noise_half, applying the noise: dst = src * noise over the half's 2Q elements
-    wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
-    a0 = start + 2 * h * _Q
-    sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
-    da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
-    for j in range(_Q):
-        radius[j] = _radius(wa[j], one)
-    for j in range(_Q):
-        c, s = _cos_sin(wb[j], one)
-        da[j] = sa[j] * (one + std * (radius[j] * c))
-        db[j] = sb[j] * (one + std * (radius[j] * s))
+def _gauss_kernels(keep: bool):
+    # The kernels of one pass, out = x * noise, that also write the noise to `nz` when `keep` (a
+    # constant of the compiled code: the other variant has no store and no branch for it).
 
+    @_inline_np
+    def half(words, h, radius, src, dst, nz, start, std, one):
+        # as _noise_half, applying the noise: dst = src * noise over the half's 2Q elements
+        wa, wb = words[2 * h * _Q : (2 * h + 1) * _Q], words[(2 * h + 1) * _Q : (2 * h + 2) * _Q]
+        a0 = start + 2 * h * _Q
+        sa, sb = src[a0 : a0 + _Q], src[a0 + _Q : a0 + 2 * _Q]
+        da, db = dst[a0 : a0 + _Q], dst[a0 + _Q : a0 + 2 * _Q]
+        za, zb = nz[a0 : a0 + _Q], nz[a0 + _Q : a0 + 2 * _Q]
+        for j in range(_Q):
+            radius[j] = _radius(wa[j], one)
+        for j in range(_Q):
+            c, s = _cos_sin(wb[j], one)
+            na = one + std * (radius[j] * c)
+            nb = one + std * (radius[j] * s)
+            da[j] = sa[j] * na
+            db[j] = sb[j] * nb
+            if keep:
+                za[j] = na
+                zb[j] = nb
 
-@_inline_np
-def _gauss_block(words, radius, src, dst, start, std, one):
-    # A full block from `start`: dst = src * noise
-    for h in range(2):
-        _gauss_half(words, h, radius, src, dst, start, std, one)
+    @_inline_np
+    def block(words, radius, src, dst, nz, start, std, one):
+        # A full block from `start`: dst = src * noise
+        for h in range(2):
+            half(words, h, radius, src, dst, nz, start, std, one)
 
+    @_jit_np
+    def mul(x, out, nz, k0, k1, std, one, b0, b1):
+        # out = x * noise over blocks [b0, b1) (x, out: (n,), not overlapping; nz: (n,) gets the
+        # noise when keep, else unused); std and one in the data's dtype
+        n = x.size
+        words = np.empty(BLOCK, np.uint32)
+        radius = np.empty(_Q, x.dtype)
+        noise = np.empty(BLOCK, x.dtype)
+        for blk in range(b0, b1):
+            start = blk * BLOCK
+            _words_block(blk, k0, k1, words)
+            if start + BLOCK <= n:
+                block(words, radius, x, out, nz, start, std, one)
+            else:
+                _noise_block(words, radius, noise, std, one)
+                xs, os = x[start:n], out[start:n]
+                for r in range(xs.size):
+                    os[r] = xs[r] * noise[r]
+                if keep:
+                    zs = nz[start:n]
+                    for r in range(zs.size):
+                        zs[r] = noise[r]
 
-@_jit_np
-def _gauss_mul(x, out, k0, k1, std, one, b0, b1):
-    # out = x * noise over blocks [b0, b1) (x, out: (n,), not overlapping); std and one in the
-    # data's dtype
-    n = x.size
-    words = np.empty(BLOCK, np.uint32)
-    radius = np.empty(_Q, x.dtype)
-    noise = np.empty(BLOCK, x.dtype)
-    for blk in range(b0, b1):
-        start = blk * BLOCK
-        _words_block(blk, k0, k1, words)
-        if start + BLOCK <= n:
-            _gauss_block(words, radius, x, out, start, std, one)
-        else:
-            _noise_block(words, radius, noise, std, one)
-            xs, os = x[start:n], out[start:n]
-            for r in range(xs.size):
-                os[r] = xs[r] * noise[r]
-
-
-# Run as tasks of the launcher of kernels/cpu.py (on torch's OpenMP team above its size threshold),
-# chunks of whole blocks: the result does not depend on the number of threads. The record's
-# multiplier field carries std.
-
-
-@_jit_np
-def _run_gauss(record, a, x, out, k0, k1, std, one):
-    b0, b1, nblocks = _chunks(record, a)
-    while b0 < nblocks:
-        _gauss_mul(x, out, k0, k1, std, one, b0, b1)
+    # Run as tasks of the launcher of kernels/cpu.py (on torch's OpenMP team above its size
+    # threshold), chunks of whole blocks: the result does not depend on the number of threads.
+    @_jit_np
+    def run(record, a, x, out, nz, k0, k1, std, one):
         b0, b1, nblocks = _chunks(record, a)
+        while b0 < nblocks:
+            mul(x, out, nz, k0, k1, std, one, b0, b1)
+            b0, b1, nblocks = _chunks(record, a)
+
+    return block, mul, run
+
+
+_gauss_block, _gauss_mul, _run_gauss = _gauss_kernels(False)
+_gauss_block_keep, _gauss_mul_keep, _run_gauss_keep = _gauss_kernels(True)
+
+# The record's multiplier field carries std; its residual field the noise's address (0: not kept).
 
 
 def _task_gauss_f32(record):
     a, s, _, k0, k1, _ = _fields(record)
     x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
-    _run_gauss(record, a, x, out, k0, k1, np.float32(s), np.float32(1.0))
+    if a[_R]:
+        nz = _array(a, _R, np.float32)
+        _run_gauss_keep(record, a, x, out, nz, k0, k1, np.float32(s), np.float32(1.0))
+    else:
+        _run_gauss(record, a, x, out, x[:0], k0, k1, np.float32(s), np.float32(1.0))
 
 
 def _task_gauss_f64(record):
     a, s, _, k0, k1, _ = _fields(record)
     x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
-    _run_gauss(record, a, x, out, k0, k1, s, 1.0)
+    if a[_R]:
+        nz = _array(a, _R, np.float64)
+        _run_gauss_keep(record, a, x, out, nz, k0, k1, s, 1.0)
+    else:
+        _run_gauss(record, a, x, out, x[:0], k0, k1, s, 1.0)
 
 
 for _size, _fn in ((4, _task_gauss_f32), (8, _task_gauss_f64)):
@@ -707,18 +732,21 @@ def _key(seed: int) -> tuple[np.uint64, np.uint64]:
 
 
 def gaussian_mul(
-    x: torch.Tensor, seed: int, std: float, threads: int | None = None
-) -> torch.Tensor:
+    x: torch.Tensor, seed: int, std: float, threads: int | None = None, *, keep: bool = False
+):
     """``x * noise`` for the noise of ``seed`` (:func:`gaussian_noise`), as a new tensor: Gaussian
     dropout's forward (``x`` the input) and backward (``x`` the output's gradient). ``x``:
     contiguous float32/float64; ``std`` is rounded to its dtype. ``threads``: torch's intra-op
-    thread count when None (the result is the same for any number)."""
+    thread count when None (the result is the same for any number). ``keep``: return
+    ``(out, noise)``, the noise written in the same pass (a backward from it is one product)."""
     out = empty_like(x)
+    noise = empty_like(x) if keep else None
     n = x.numel()
     if n:
-        args = (x.data_ptr(), 0, 0, out.data_ptr(), 0, n, 0, seed, 0, float(std), False)
+        nz = noise.data_ptr() if keep else 0
+        args = (x.data_ptr(), nz, 0, out.data_ptr(), 0, n, 0, seed, 0, float(std), False)
         _run("gaussian", *args, x.element_size(), threads)
-    return out
+    return (out, noise) if keep else out
 
 
 def gaussian_noise(numel: int, seed: int, std: float, dtype: torch.dtype) -> torch.Tensor:
