@@ -16,6 +16,7 @@ __all__ = ["DropBlock2d", "DropBlock3d"]
 
 class _DropBlockNd(_DropoutNd):
     _spatial_dims: int
+    _dropblock: staticmethod  # dropblock2d or dropblock3d (its checks name the input's rank)
     _scriptable = True
 
     def __init__(
@@ -37,6 +38,36 @@ class _DropBlockNd(_DropoutNd):
         self.clip_block_size = _check_bool(clip_block_size, "clip_block_size", op)
         self.scale_by_keep = _check_bool(scale_by_keep, "scale_by_keep", op)
         self.with_noise = _check_bool(with_noise, "with_noise", op)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+            block: list[int] = []
+            for b in self.block_size:
+                block.append(b)
+            return _torchscript.dropblock(
+                input,
+                self.p,
+                self.training,
+                self.inplace,
+                block,
+                self.share_channels,
+                self.generator,
+                self.scale_by_keep,
+                self.with_noise,
+                self.clip_block_size,
+            )
+        return self._dropblock(
+            input,
+            self.p,
+            self.training,
+            self.inplace,
+            block_size=self.block_size,
+            share_channels=self.share_channels,
+            clip_block_size=self.clip_block_size,
+            scale_by_keep=self.scale_by_keep,
+            with_noise=self.with_noise,
+            generator=self.generator,
+        )
 
     def extra_repr(self) -> str:
         extra = f"{super().extra_repr()}, block_size={self.block_size}"
@@ -74,36 +105,7 @@ class DropBlock2d(_DropBlockNd):
     """
 
     _spatial_dims = 2
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
-            block: list[int] = []
-            for b in self.block_size:
-                block.append(b)
-            return _torchscript.dropblock(
-                input,
-                self.p,
-                self.training,
-                self.inplace,
-                block,
-                self.share_channels,
-                self.generator,
-                self.scale_by_keep,
-                self.with_noise,
-                self.clip_block_size,
-            )
-        return dropblock2d(
-            input,
-            self.p,
-            self.training,
-            self.inplace,
-            block_size=self.block_size,
-            share_channels=self.share_channels,
-            clip_block_size=self.clip_block_size,
-            scale_by_keep=self.scale_by_keep,
-            with_noise=self.with_noise,
-            generator=self.generator,
-        )
+    _dropblock = staticmethod(dropblock2d)
 
 
 class DropBlock3d(_DropBlockNd):
@@ -114,33 +116,4 @@ class DropBlock3d(_DropBlockNd):
     """
 
     _spatial_dims = 3
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
-            block: list[int] = []
-            for b in self.block_size:
-                block.append(b)
-            return _torchscript.dropblock(
-                input,
-                self.p,
-                self.training,
-                self.inplace,
-                block,
-                self.share_channels,
-                self.generator,
-                self.scale_by_keep,
-                self.with_noise,
-                self.clip_block_size,
-            )
-        return dropblock3d(
-            input,
-            self.p,
-            self.training,
-            self.inplace,
-            block_size=self.block_size,
-            share_channels=self.share_channels,
-            clip_block_size=self.clip_block_size,
-            scale_by_keep=self.scale_by_keep,
-            with_noise=self.with_noise,
-            generator=self.generator,
-        )
+    _dropblock = staticmethod(dropblock3d)
