@@ -12,6 +12,7 @@ ratio the goal is about. timm and torchvision rows appear where those packages i
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 import statistics
 import time
@@ -72,7 +73,18 @@ def _rows(args):
         "dropkit dropout": dropout(0.1),
     }
     checks = [("dropkit dropblock2d", "dropkit dropout", "<= 2")]
-    if timm_layers is not None:
+    # timm 1.0's drop_block_2d shares one pattern across channels by default (couple_channels):
+    # it is the peer of share_channels=True; couple_channels=False is the peer of the default
+    timm_coupled = (
+        timm_layers is not None
+        and "couple_channels" in inspect.signature(timm_layers.drop_block_2d).parameters
+    )
+    if timm_coupled:
+        db["timm drop_block_2d(couple_channels=False)"] = lambda x: timm_layers.drop_block_2d(
+            x, 0.1, 7, couple_channels=False
+        )
+        checks.append(("timm drop_block_2d(couple_channels=False)", "dropkit dropblock2d", ">= 5"))
+    elif timm_layers is not None:  # older timm: one pattern per channel
         db["timm drop_block_2d"] = lambda x: timm_layers.drop_block_2d(x, 0.1, 7)
         checks.append(("timm drop_block_2d", "dropkit dropblock2d", ">= 5"))
     if tv_ops is not None:
@@ -85,13 +97,25 @@ def _rows(args):
         ),
         "dropkit dropout": dropout(0.1),
     }
+    checks_share = [("dropkit dropblock2d(share_channels)", "dropkit dropout", "<= 2")]
+    if timm_coupled:
+        db_share["timm drop_block_2d (channels coupled: its default)"] = lambda x: (
+            timm_layers.drop_block_2d(x, 0.1, 7)
+        )
+        checks_share.append(
+            (
+                "timm drop_block_2d (channels coupled: its default)",
+                "dropkit dropblock2d(share_channels)",
+                ">= 5",
+            )
+        )
     yield (
         "dropblock",
         "DropBlock2d p=0.1 b=7, shared channels",
         fmap,
         fmap_g,
         db_share,
-        [("dropkit dropblock2d(share_channels)", "dropkit dropout", "<= 2")],
+        checks_share,
     )
     db3 = {
         "dropkit dropblock3d": lambda x: DF.dropblock3d(x, 0.1, block_size=3),

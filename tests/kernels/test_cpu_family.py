@@ -130,6 +130,35 @@ def test_masks_do_not_depend_on_the_thread_count():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("chunks", [1, 3], ids=["even", "uneven"])
+def test_family_kernels_do_not_depend_on_the_thread_count(monkeypatch, chunks):
+    # the kernels on the launcher's threads (above PARALLEL_MIN_NUMEL), in chunks of whole blocks
+    # taken in turn: DropBlock's painting (threads writing zeros into each other's rows), the byte
+    # mask applied per channel and shared, alpha dropout's forward and mask, and its backward
+    monkeypatch.setattr(cpu, "_CHUNKS_PER_THREAD", chunks)
+    x = torch.randn(8, 16, 40, 40, generator=_seeded(21))
+    gamma = DF.dropblock_gamma(0.2, (40, 40), (7, 7))
+    assert 8 * 16 * 34 * 34 >= cpu.PARALLEL_MIN_NUMEL
+
+    def run(threads):
+        keep, kept = cpu_family.dropblock_keep(8 * 16, (40, 40), (7, 7), gamma, 77, threads)
+        shared, _ = cpu_family.dropblock_keep(8, (40, 40), (7, 7), gamma, 78, threads)
+        out = cpu_family.apply_byte_mask(x, keep.view(8, 16, 40, 40), 1.25, threads)
+        out_shared = cpu_family.apply_byte_mask(x, shared.view(8, 1, 40, 40), 1.25, threads)
+        y, bits = cpu_family.alpha_forward(x.view(-1), 99, 0.2, 1.5, 0.25, -0.75, threads)
+        gin = cpu_family.alpha_backward(x.view(-1), bits, 1.5, threads)
+        return keep, torch.tensor(kept), shared, out, out_shared, y, bits, gin
+
+    one = run(1)
+    keep, kept, shared, out, out_shared, *_ = one
+    assert int(kept) == int(keep.sum())
+    s = torch.tensor(1.25)
+    assert torch.equal(out, x * (keep.view(8, 16, 40, 40) * s))
+    assert torch.equal(out_shared, x * (shared.view(8, 1, 40, 40) * s))
+    for a, b in zip(run(2), one, strict=True):
+        assert torch.equal(a, b)
+
+
 # ---- alpha, feature alpha, Gaussian ---------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ and backward from the seed alone), ``gaussian_noise`` returns that noise.
 from __future__ import annotations
 
 import math
+import struct
 
 import llvmlite.ir as ir
 import numpy as np
@@ -39,12 +40,20 @@ from numba.extending import intrinsic, overload
 from dropkit.kernels._hugepages import empty_like
 from dropkit.kernels._numba import CACHE_DIR, numba
 from dropkit.kernels.cpu import (
+    _B,
+    _FUSE,
+    _H,
+    _K0,
+    _K1,
+    _N,
+    _NARGS,
     _OUT,
     _R,
+    _T,
     _TASKS,
     _X,
     BLOCK,
-    _apply_keep,
+    _address,
     _array,
     _chunks,
     _fields,
@@ -53,7 +62,7 @@ from dropkit.kernels.cpu import (
     _philox10,
     _run,
     _Task,
-    _unpack_block,
+    dropout_backward_bits,
     threshold,
 )
 
@@ -73,16 +82,17 @@ _jit = numba.njit(cache=CACHE_DIR is not None, nogil=True)
 
 
 @_jit
-def _paint_blocks(keep, k0, k1, t, bd, bh, bw):
-    # keep: (M, D, H, W) uint8, all 1 on entry. Every seed position j of the (M, Dv, Hv, Wv) grid
-    # whose Philox flag is 0 (word < t) zeroes keep[m, z:z+bd, y:y+bh, x:x+bw]. Returns the
-    # number of units still kept.
+def _paint_blocks(keep, k0, k1, t, bd, bh, bw, b0, b1):
+    # keep: (M, D, H, W) uint8, 1 where not yet painted. Every seed position j of the
+    # (M, Dv, Hv, Wv) grid in Philox blocks [b0, b1) whose flag is 0 (word < t) zeroes
+    # keep[m, z:z+bd, y:y+bh, x:x+bw]. Threads painting other blocks may write zeros into the same
+    # bytes: the stores are idempotent, so the mask is the union of the blocks whatever the order.
     m_, d_, h_, w_ = keep.shape
     dv, hv, wv = d_ - bd + 1, h_ - bh + 1, w_ - bw + 1
     per_map = dv * hv * wv
     n = m_ * per_map
     flags = np.empty(BLOCK, np.uint8)
-    for b in range((n + BLOCK - 1) // BLOCK):
+    for b in range(b0, b1):
         _keep_block(b, k0, k1, t, flags)
         start = b * BLOCK
         for r in range(min(BLOCK, n - start)):
@@ -96,7 +106,32 @@ def _paint_blocks(keep, k0, k1, t, bd, bh, bw):
                         row = keep[m, z + dz, y + dy, x : x + bw]
                         for dx in range(bw):
                             row[dx] = 0
-    flat = keep.reshape(-1)
+
+
+# The tasks below run on the launcher of kernels/cpu.py (torch's OpenMP team above its size
+# threshold; chunks of whole blocks, so the result does not depend on the number of threads). Their
+# records reuse the fields of dropout's: what each field holds is said at each task.
+
+
+def _task_paint(record):
+    # X: the address of an int64 array (M, D, H, W, bd, bh, bw); OUT: the byte mask; N: the number
+    # of seed positions (M * Dv * Hv * Wv); T: the threshold.
+    a = numba.carray(record, _NARGS, np.int64)
+    dims = numba.carray(_address(a[_X]), 7, np.int64)
+    keep = numba.carray(_address(a[_OUT]), (dims[0], dims[1], dims[2], dims[3]), np.uint8)
+    k0, k1, t = np.uint64(a[_K0]), np.uint64(a[_K1]), np.uint64(a[_T])
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _paint_blocks(keep, k0, k1, t, dims[4], dims[5], dims[6], b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+_TASKS[("dropblock_paint", 1)] = _Task(("dropblock_paint", 1), _task_paint)
+
+
+@_jit
+def _count_ones(flat):
+    # the number of ones of a 0/1 byte array (torch's sum of uint8 to int64 is ~100x slower here)
     kept = 0
     for i in range(flat.size):
         kept += flat[i]
@@ -104,51 +139,97 @@ def _paint_blocks(keep, k0, k1, t, bd, bh, bw):
 
 
 @_jit
-def _apply_bytes(x, keep, out, s):
-    # x, out: (N, C, S); keep: (N, Ck, S) with Ck = C or 1 (one pattern for all channels).
-    # out = x * (s or 0): one product per element, a branch-free select.
+def _apply_bytes(x, keep, out, s, c_, s_, shared, b0, b1):
+    # x, out: (n,), the flat (N, C, S); keep: the flat (N, Ck, S), Ck = C or 1 when `shared` (one
+    # pattern for all channels). out = x * (s or 0) over the elements of blocks [b0, b1): one
+    # product per element, a branch-free select.
     zero = s - s
-    n_, c_, s_ = x.shape
-    shared = keep.shape[1] == 1
-    for n in range(n_):
-        for c in range(c_):
-            a, o = x[n, c], out[n, c]
-            k = keep[n, 0] if shared else keep[n, c]
-            for i in range(s_):
-                o[i] = a[i] * (s if k[i] else zero)
+    i, stop = b0 * BLOCK, min(b1 * BLOCK, x.size)
+    while i < stop:
+        if shared:  # a run within one (n, c) row of S elements, its mask row n's
+            row = i // s_
+            end = min(stop, (row + 1) * s_)
+            k0 = (row // c_) * s_ + (i - row * s_)
+        else:
+            end, k0 = stop, i
+        a, o, k = x[i:end], out[i:end], keep[k0 : k0 + (end - i)]
+        for r in range(end - i):
+            o[r] = a[r] * (s if k[r] else zero)
+        i = end
+
+
+@_jit
+def _run_bytes(record, a, x, keep, out, s):
+    b0, b1, nblocks = _chunks(record, a)
+    while b0 < nblocks:
+        _apply_bytes(x, keep, out, s, a[_T], a[_H], a[_FUSE] != 0, b0, b1)
+        b0, b1, nblocks = _chunks(record, a)
+
+
+# X: x; B: the byte mask; OUT: out; N: x's size; H: S; T: C; FUSE: shared; S: the multiplier.
+
+
+def _task_bytes_f32(record):
+    a, s, _, _, _, _ = _fields(record)
+    n_keep = a[_N] // a[_T] if a[_FUSE] else a[_N]
+    keep = numba.carray(_address(a[_B]), n_keep, np.uint8)
+    x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+    _run_bytes(record, a, x, keep, out, np.float32(s))
+
+
+def _task_bytes_f64(record):
+    a, s, _, _, _, _ = _fields(record)
+    n_keep = a[_N] // a[_T] if a[_FUSE] else a[_N]
+    keep = numba.carray(_address(a[_B]), n_keep, np.uint8)
+    x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+    _run_bytes(record, a, x, keep, out, s)
+
+
+for _size, _fn in ((4, _task_bytes_f32), (8, _task_bytes_f64)):
+    _TASKS[("byte_mask", _size)] = _Task(("byte_mask", _size), _fn)
 
 
 def dropblock_keep(
-    maps: int, size: tuple[int, ...], block: tuple[int, ...], gamma: float, seed: int
+    maps: int,
+    size: tuple[int, ...],
+    block: tuple[int, ...],
+    gamma: float,
+    seed: int,
+    threads: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The byte keep-mask ``(maps, *size)`` (1 = keep) and its number of ones, for ``seed``.
 
     ``size``, ``block``: 2 or 3 spatial sizes (block fits the map). ``0 <= gamma < 1``.
+    ``threads``: torch's intra-op thread count when None (the mask is the same for any number).
     """
     size3 = (1, *size) if len(size) == 2 else tuple(size)
     block3 = (1, *block) if len(block) == 2 else tuple(block)
     keep = torch.ones((maps, *size3), dtype=torch.uint8)
     if gamma == 0.0 or keep.numel() == 0:
         return keep.view(maps, *size), keep.numel()
-    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
-    kept = _paint_blocks(keep.numpy(), k0, k1, np.uint64(threshold(gamma)), *block3)
-    return keep.view(maps, *size), int(kept)
+    dims = torch.tensor([maps, *size3, *block3], dtype=torch.int64)
+    n = maps * math.prod(s - b + 1 for s, b in zip(size3, block3, strict=True))
+    ptr = keep.data_ptr()
+    args = (dims.data_ptr(), 0, 0, ptr, 0, n, 0, seed, threshold(gamma), 1.0, False)
+    _run("dropblock_paint", *args, 1, threads)
+    return keep.view(maps, *size), int(_count_ones(keep.numpy().reshape(-1)))
 
 
-def apply_byte_mask(x: torch.Tensor, keep: torch.Tensor, s: float) -> torch.Tensor:
+def apply_byte_mask(
+    x: torch.Tensor, keep: torch.Tensor, s: float, threads: int | None = None
+) -> torch.Tensor:
     """``x * (s if keep else 0)`` for contiguous float32/float64 ``x`` of shape (N, C, ...) and a
-    byte mask (N, C or 1, ...) of the same spatial size; ``s`` is rounded to ``x``'s dtype."""
+    contiguous byte mask (N, C or 1, ...) of the same spatial size; ``s`` is rounded to ``x``'s
+    dtype."""
     out = empty_like(x)  # huge pages for large outputs, as dropout's (kernels/_hugepages.py)
-    n, c = x.shape[0], x.shape[1]
-    if x.numel() == 0:
+    n = x.numel()
+    if n == 0:
         return out
-    dtype = np.float32 if x.dtype == torch.float32 else np.float64
-    _apply_bytes(
-        x.detach().numpy().reshape(n, c, -1),
-        keep.numpy().reshape(n, keep.shape[1], -1),
-        out.numpy().reshape(n, c, -1),
-        dtype(s),
-    )
+    c = x.shape[1]
+    spatial = n // (x.shape[0] * c)
+    shared = keep.shape[1] == 1 and c > 1
+    ptrs = (x.data_ptr(), 0, keep.data_ptr(), out.data_ptr(), 0)
+    _run("byte_mask", *ptrs, n, spatial, 0, c, float(s), shared, x.element_size(), threads)
     return out
 
 
@@ -185,13 +266,13 @@ def _alpha_block(blk, k0, k1, t, keep, src, dst, a, b, c, zero):
 
 
 @_jit
-def _alpha_fwd(x, out, bits, k0, k1, t, a, b, c):
+def _alpha_fwd(x, out, bits, k0, k1, t, a, b, c, b0, b1):
     # x, out: (n,), not overlapping; bits: ((n + 7) // 8,) packed keep flags (bit j of byte q =
-    # element 8q + j).
+    # element 8q + j). Blocks [b0, b1).
     n = x.size
     zero = a - a
     keep = np.empty(BLOCK, np.uint8)
-    for blk in range((n + BLOCK - 1) // BLOCK):
+    for blk in range(b0, b1):
         start = blk * BLOCK
         if start + BLOCK <= n:
             _alpha_block(blk, k0, k1, t, keep, x, out, a, b, c, zero)
@@ -205,40 +286,69 @@ def _alpha_fwd(x, out, bits, k0, k1, t, a, b, c):
 
 
 @_jit
-def _masked_scale_bits(g, gin, bits, s):
-    # gin = g * (s or 0) reading the packed flags
-    n = g.size
-    zero = s - s
-    keep = np.empty(BLOCK, np.uint8)
-    for blk in range((n + BLOCK - 1) // BLOCK):
-        start = blk * BLOCK
-        _unpack_block(bits, start // 8, keep)
-        _apply_keep(g, gin, keep, start, min(start + BLOCK, n), s, zero)
+def _run_alpha(record, f, x, out, bits, k0, k1, t, a, b, c):
+    b0, b1, nblocks = _chunks(record, f)
+    while b0 < nblocks:
+        _alpha_fwd(x, out, bits, k0, k1, t, a, b, c, b0, b1)
+        b0, b1, nblocks = _chunks(record, f)
+
+
+# X: x; OUT: out; BITS: the mask; S: a; R and B: the bits of b and c (float64).
+
+
+def _task_alpha_f32(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    f = numba.carray(record, _NARGS, np.float64)
+    x, out = _array(a, _X, np.float32), _array(a, _OUT, np.float32)
+    fb, fc = np.float32(f[_R]), np.float32(f[_B])
+    _run_alpha(record, a, x, out, bits, k0, k1, t, np.float32(s), fb, fc)
+
+
+def _task_alpha_f64(record):
+    a, s, bits, k0, k1, t = _fields(record)
+    f = numba.carray(record, _NARGS, np.float64)
+    x, out = _array(a, _X, np.float64), _array(a, _OUT, np.float64)
+    _run_alpha(record, a, x, out, bits, k0, k1, t, s, f[_R], f[_B])
+
+
+for _size, _fn in ((4, _task_alpha_f32), (8, _task_alpha_f64)):
+    _TASKS[("alpha", _size)] = _Task(("alpha", _size), _fn)
+
+
+def _float_word(v: float) -> int:
+    # the int64 whose bits are the float64 v (a record field that a task reads as a float)
+    return struct.unpack("<q", struct.pack("<d", v))[0]
 
 
 def _np_dtype(t: torch.Tensor):
     return np.float32 if t.dtype == torch.float32 else np.float64
 
 
-def alpha_forward(x: torch.Tensor, seed: int, p: float, a: float, b: float, c: float):
+def alpha_forward(
+    x: torch.Tensor, seed: int, p: float, a: float, b: float, c: float, threads: int | None = None
+):
     """``(out, bits)``: ``out = x * (a or 0) + (b or c)`` for the mask of ``seed`` (contiguous
-    float32/float64 ``x``; ``a``, ``b``, ``c`` are rounded to its dtype)."""
+    float32/float64 ``x``; ``a``, ``b``, ``c`` are rounded to its dtype). ``threads``: torch's
+    intra-op thread count when None (the result is the same for any number)."""
     out = empty_like(x)
     n = x.numel()
     bits = torch.empty((n + 7) // 8, dtype=torch.uint8)
-    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
-    d = _np_dtype(x)
-    xs, os, bs = x.detach().numpy().reshape(-1), out.numpy().reshape(-1), bits.numpy()
-    _alpha_fwd(xs, os, bs, k0, k1, np.uint64(threshold(p)), d(a), d(b), d(c))
+    if n:
+        ptrs = (x.data_ptr(), _float_word(b), _float_word(c), out.data_ptr(), bits.data_ptr())
+        args = (*ptrs, n, 0, seed, threshold(p), float(a), False)
+        _run("alpha", *args, x.element_size(), threads)
     return out, bits
 
 
-def alpha_backward(grad: torch.Tensor, bits: torch.Tensor, a: float) -> torch.Tensor:
-    """``grad * (a if kept else 0)`` from the packed mask of :func:`alpha_forward`."""
+def alpha_backward(
+    grad: torch.Tensor, bits: torch.Tensor, a: float, threads: int | None = None
+) -> torch.Tensor:
+    """``grad * (a if kept else 0)`` from the packed mask of :func:`alpha_forward`: dropout's
+    backward from its bits, with the multiplier ``a``."""
     grad = grad.contiguous()
     gin = empty_like(grad)
-    gs, os = grad.numpy().reshape(-1), gin.numpy().reshape(-1)
-    _masked_scale_bits(gs, os, bits.numpy(), _np_dtype(grad)(a))
+    if grad.numel():
+        dropout_backward_bits(grad, gin, bits, float(a), threads)
     return gin
 
 
