@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "fashion-mlp-dropout": ("fashion-mlp", "no dropout"),
     "fashion-mlp-long": ("fashion-mlp-long", "no dropout"),
     "fashion-mlp-small": ("fashion-mlp-small", "no dropout"),
+    "fashion-cnn-small": ("fashion-cnn-small", "none"),
     "mnist1d-cnn": ("mnist1d-cnn", "none"),
     "mnist1d-rnn": ("mnist1d-rnn", "none"),
     "mnist1d-rnn-overfit": ("mnist1d-rnn-overfit", "none"),
