@@ -357,7 +357,7 @@ PRESETS: dict[str, Preset] = {
         "vs dense 0.5 vs channel or element 0.2 in the conv blocks + dense 0.5",
         base=FASHION_CNN_SMALL,
         # seeds outermost, so that an interrupted sweep has whole seeds done
-        grid={"seed": [0, 1, 2], "variant": list(_FASHION_CNN_VARIANTS)},
+        grid={"seed": [0, 1, 2, 3, 4], "variant": list(_FASHION_CNN_VARIANTS)},
         variants=_FASHION_CNN_VARIANTS,
     ),
     "mnist1d-cnn": Preset(
