@@ -49,14 +49,25 @@ def _wait(predicate, timeout: float) -> bool:
     return predicate()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_workers_stop_with_the_sweep(tmp_path, sig):
+@pytest.mark.parametrize("sigint", ["default", "ignored"], ids=["foreground", "background-launch"])
+def test_workers_stop_with_the_sweep(tmp_path, sig, sigint):
+    # "ignored": the sweep starts with SIGINT ignored, as a non-interactive shell starts a
+    # background job (and its spawned workers inherit that)
     code = "import sys; from dropkit.cli import main; sys.exit(main())"
     argv = [sys.executable, "-c", code, "sweep", "--workers", "2", "--root", str(tmp_path)]
     argv += ["--grid", "seed=0,1,2", "dataset=digits", "widths=16", "epochs=100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [*argv, "plots=false"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*argv, "plots=false"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint == "ignored" else None,
     )
     try:
         assert _wait(lambda: len(_workers(proc.pid)) == 2, 120), "the two workers never started"

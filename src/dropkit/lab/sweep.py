@@ -396,6 +396,11 @@ def _stop_with_parent(parent: int) -> None:
 
 def _worker_process(parent: int, *args) -> None:
     """A spawned worker: a user error is one line on stderr and exit code 2, not a traceback."""
+    # SIGINT is how the sweep (and the parent watch) stops a worker. A sweep started in the
+    # background by a non-interactive shell ignores SIGINT, and its spawned workers inherit that:
+    # they would train on after the sweep stopped. A worker gets no terminal Ctrl-C of its own
+    # that way, so Python's KeyboardInterrupt handler is always its handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _stop_with_parent(parent)
     try:
         _worker(*args)
