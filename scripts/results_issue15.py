@@ -81,14 +81,14 @@ def table(preset: str, runs: Path) -> str:
             by_name.setdefault(cfg.name, {})[cfg.seed] = r
     lines = [
         "| variant | seeds | train acc. % | val acc. % | test acc. % | test by seed | paired diff. "
-        f"vs {ref} | gap (train−test) % | final train loss | time/run s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"vs {ref} | gap (train−test) % | final train loss | final test loss | time/run s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ref_runs = by_name.get(ref, {})
     for name in names:
         got = by_name.get(name, {})
         if not got:
-            lines.append(f"| {name} | 0 | (not run) | | | | | | | |")
+            lines.append(f"| {name} | 0 | (not run) | | | | | | | | |")
             continue
         order = sorted(got)
         s = [got[k]["summary"] for k in order]
@@ -105,7 +105,8 @@ def table(preset: str, runs: Path) -> str:
             f"{_pct(test)} | "
             f"{', '.join(f'{100 * t:.1f}' for t in test)} | {diff} | "
             f"{_pct([x['gap'] for x in s])} | "
-            f"{np.mean([x['train_loss'] for x in s]):.3f} | {np.mean([x['wall_s'] for x in s]):.0f} |"
+            f"{np.mean([x['train_loss'] for x in s]):.3f} | "
+            f"{np.mean([x['test_loss'] for x in s]):.3f} | {np.mean([x['wall_s'] for x in s]):.0f} |"
         )
     return "\n".join(lines) + "\n"
 
