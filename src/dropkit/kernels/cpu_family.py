@@ -131,7 +131,7 @@ _TASKS[("dropblock_paint", 1)] = _Task(("dropblock_paint", 1), _task_paint)
 
 @_jit
 def _count_ones(flat):
-    # the number of ones of a 0/1 byte array (torch's sum of uint8 to int64 is ~100x slower here)
+    # the number of ones of a 0/1 byte array (torch's int64 sum of a uint8 tensor is far slower)
     kept = 0
     for i in range(flat.size):
         kept += flat[i]
