@@ -108,6 +108,12 @@ class Config(BaseModel):
         0.1, gt=0.0, le=1.0, description="lr_schedule=step/exponential: factor per decay"
     )
     epochs: int = Field(20, ge=1, description="passes over the training set")
+    mask_share: int = Field(
+        1,
+        ge=1,
+        description="k data-parallel ranks with one seed: each dropout mask drawn for "
+        "batch_size/k rows and tiled over the k chunks of the batch (lab.mask_share); 1 = off",
+    )
 
     # regularizers
     l2: float = Field(
@@ -203,6 +209,28 @@ class Config(BaseModel):
             raise ValueError("uci is tabular: only model=mlp applies")
         if self.dataset == "uci" and self.augment_shift:
             raise ValueError("augment_shift needs signals or images; uci is tabular")
+        return self
+
+    @model_validator(mode="after")
+    def _check_mask_share(self) -> Config:
+        k = self.mask_share
+        if self.batch_size % k:
+            raise ValueError(
+                f"mask_share={k} must divide batch_size={self.batch_size}: the batch is k chunks "
+                "(simulated ranks) of batch_size/mask_share rows"
+            )
+        weight_noise = {
+            "mlp_dropout": self.model == "mlp" and self.mlp_dropout == "dropconnect",
+            "conv_dropout": self.model == "cnn" and self.conv_dropout == "dropconnect",
+            "weight_dropout": self.model in ("gru", "lstm") and self.weight_dropout > 0,
+        }
+        for key, on in weight_noise.items():
+            if k > 1 and on:
+                raise ValueError(
+                    f"mask_share={k} needs per-sample dropout masks, but {key}="
+                    f"{getattr(self, key)!r} drops weights (one mask per step, none per sample); "
+                    "use mask_share=1"
+                )
         return self
 
     def rates(self, n_layers: int) -> tuple[float, ...]:

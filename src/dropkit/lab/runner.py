@@ -372,6 +372,10 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     torch.manual_seed(config.seed)  # also seeds every CUDA device
     # Built (and initialised) on the CPU, then moved: the same initial weights on every device.
     model = build_model(config, data.input_shape, data.n_outputs).to(device)
+    if config.mask_share > 1:  # k ranks seeded alike: masks tiled over k chunks of each batch
+        from dropkit.lab.mask_share import share_masks
+
+        share_masks(model, config.mask_share)
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     steps_per_epoch = -(-len(data.x_train) // config.batch_size)
