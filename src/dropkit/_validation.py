@@ -89,11 +89,21 @@ def _check_float_tensor(input: object, op: str = "dropout", name: str = "input")
 
 
 def _check_generator(generator: object, device: torch.device, op: str = "dropout") -> None:
+    """``generator=``: None (torch's global generator), a ``torch.Generator`` on the data's device
+    type, or a :class:`dropkit.random.RankStream` (whose base, if any, is checked the same way)."""
     if generator is None:
         return
+    if type(generator).__name__ == "RankStream":
+        from dropkit.random.ranks import RankStream
+
+        if isinstance(generator, RankStream):
+            if generator.base is not None:
+                _check_generator(generator.base, device, op)
+            return
     if not isinstance(generator, torch.Generator):
         raise TypeError(
-            f"{op}: generator must be a torch.Generator or None, but got {type(generator).__name__}"
+            f"{op}: generator must be a torch.Generator, a dropkit.random.RankStream or None, but "
+            f"got {type(generator).__name__}"
         )
     if generator.device.type != device.type:
         raise ValueError(

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 import dropkit
 import dropkit.functional as DF
-from dropkit.functional import _fast_family
+from dropkit.ops import family as _fast_family
 from tests.contract._specs import (
     FUNCTIONAL,
     NOT_TENSOR_OPS,
@@ -188,13 +188,75 @@ def test_checkpoint_recomputes_the_same_mask(spec, large, use_reentrant, with_ge
             return spec.run(ts, **kwargs)
 
         torch.manual_seed(0)
-        out = checkpoint(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
+        # an explicit generator needs dropkit's journal (torch restores only its own generators)
+        ckpt = dropkit.random.checkpoint if with_generator else checkpoint
+        out = ckpt(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
         torch.manual_seed(123)  # the recompute must not depend on the RNG state after forward
         out.sum().backward()  # (reentrant checkpoint does not support autograd.grad)
         return out.detach(), [x.grad for x in xs]
 
     out0, g0 = run(False)
     out1, g1 = run(True)
+    assert torch.equal(out0, out1)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _generator_checkpoint_params():
+    return [
+        pytest.param(
+            spec, large, reentrant, id=f"{spec}-{'fast' if large else 'plain'}-{reentrant}"
+        )
+        for spec, large in RANDOM_VARIANTS
+        if spec.generator
+        for reentrant in (False, True)
+    ]
+
+
+@pytest.mark.parametrize(("spec", "large", "use_reentrant"), _generator_checkpoint_params())
+def test_an_explicit_generator_in_torchs_checkpoint_is_refused(spec, large, use_reentrant):
+    # torch.utils.checkpoint restores only torch's generators: rather than a silent redraw in the
+    # recomputation, the draw is refused with the ways out
+    tensors = _inputs(spec, large)
+    idx = [i for i in spec.grad if tensors[i] is not None]
+    xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
+
+    def f(*gs):
+        ts = list(tensors)
+        for i, g in zip(idx, gs, strict=True):
+            ts[i] = g * 1.0
+        return spec.run(ts, generator=torch.Generator().manual_seed(5))
+
+    with pytest.raises(RuntimeError, match=r"dropkit: generator=.*dropkit\.random\.checkpoint"):
+        checkpoint(f, *xs, use_reentrant=use_reentrant).sum().backward()
+
+
+@pytest.mark.parametrize(
+    ("spec", "large"), [p.values[:2] for p in _generator_checkpoint_params()][::2]
+)
+def test_checkpoint_context_replays_an_explicit_generator(spec, large):
+    tensors = _inputs(spec, large)
+    idx = [i for i in spec.grad if tensors[i] is not None]
+
+    def run(checkpointed):
+        xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
+        gen = torch.Generator().manual_seed(5)
+
+        def f(*gs):
+            ts = list(tensors)
+            for i, g in zip(idx, gs, strict=True):
+                ts[i] = g * 1.0
+            return spec.run(ts, generator=gen)
+
+        if checkpointed:
+            context = dropkit.random.checkpoint_context
+            out = checkpoint(f, *xs, use_reentrant=False, context_fn=context)
+        else:
+            out = f(*xs)
+        out.sum().backward()
+        return out.detach(), [x.grad for x in xs]
+
+    (out0, g0), (out1, g1) = run(False), run(True)
     assert torch.equal(out0, out1)
     for a, b in zip(g0, g1, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -447,37 +509,47 @@ def _dropkit_ops():
 
 
 _OPCHECK_ARGS = {
-    "bernoulli": lambda: (torch.empty(4, 6, dtype=torch.bool), 0.3),
-    "bernoulli_keep": lambda: (torch.empty(4, 6), 0.3, 0),
-    "philox_seed": lambda: (torch.empty(4, 6), 0),
-    "philox_dropout_": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0),
-    "randn": lambda: (torch.empty(4, 6),),
-    "rand": lambda: (torch.empty(4, 6),),
+    "seed": lambda: (torch.empty(4, 6), 0),
+    "bernoulli": lambda: (torch.empty(4, 6, dtype=torch.bool), 0.3, 0),
+    "randn": lambda: (torch.empty(4, 6), 0),
+    "rand": lambda: (torch.empty(4, 6), 0),
     "philox_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0, True),
-    "alpha_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.3, 1.2, 0.4, -0.9),
-    "alpha_dropout_backward": lambda: (
-        torch.randn(64, 64),
-        torch.randint(0, 256, (512,), dtype=torch.uint8),
-        1.2,
-    ),
-    "gaussian_mul": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5),
-    "dropblock": lambda: (torch.randn(2, 3, 6, 6), torch.tensor(123), 0.1, [3, 3], False, True),
-    "apply_byte_mask": lambda: (
-        torch.randn(2, 3, 4, 4),
-        torch.randint(0, 2, (2, 1, 4, 4), dtype=torch.uint8),
-        torch.tensor(1.5, dtype=torch.float64),
-    ),
-    "philox_dropout_backward": lambda: (
+    "philox_dropout_": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5, 2.0, False),
+    "philox_mask": lambda: (
         torch.randn(64, 64),
         torch.empty(512, dtype=torch.uint8),
         torch.tensor(123),
         0.5,
         2.0,
     ),
+    "residual_dropout": lambda: (
+        torch.randn(64, 64),
+        torch.randn(64),
+        torch.randn(64, 64),
+        torch.tensor(123),
+        0.5,
+        2.0,
+        True,
+    ),
+    "alpha_dropout": lambda: (torch.randn(64, 64), torch.tensor(123), 0.3, 1.2, 0.4, -0.9),
+    "alpha_mask": lambda: (
+        torch.randn(64, 64),
+        torch.randint(0, 256, (512,), dtype=torch.uint8),
+        1.2,
+    ),
+    "row_affine": lambda: (torch.randn(4, 6, 8), torch.randn(24), torch.randn(24)),
+    "gaussian_mul": lambda: (torch.randn(64, 64), torch.tensor(123), 0.5),
+    "gaussian_apply": lambda: (torch.randn(64, 64), torch.randn(64, 64), 0.5),
+    "dropblock": lambda: (torch.randn(2, 3, 6, 6), torch.tensor(123), 0.1, [3, 3], False, True),
+    "byte_mask": lambda: (
+        torch.randn(2, 3, 4, 4),
+        torch.randint(0, 2, (2, 1, 4, 4), dtype=torch.uint8),
+        torch.tensor(1.5, dtype=torch.float64),
+    ),
 }
 # Random ops (a new draw per call) are checked for their schema and fake kernel; the tests that
 # compare two runs of the op (autograd registration, AOT dispatch) need a deterministic op.
-_RANDOM_OPS = {"bernoulli", "randn", "rand", "bernoulli_keep", "philox_seed"}
+_RANDOM_OPS = {"bernoulli", "randn", "rand", "seed"}
 
 
 # The CUDA path's ops (Triton kernels) need a GPU: tests/kernels/test_gpu.py.
@@ -487,6 +559,14 @@ _CUDA_OPS = {"triton_dropout", "triton_dropout_backward"}
 def test_every_custom_op_has_opcheck_args():
     DF.dropout(torch.ones(8192), 0.5)  # loads the fast path's ops
     assert set(_dropkit_ops()) <= set(_OPCHECK_ARGS) | _CUDA_OPS
+
+
+def test_every_custom_op_is_defined_through_the_registry():
+    # one registration mechanism: every dropkit:: operator (but the Triton kernels' own) is an Op
+    from dropkit.ops.registry import OPS
+
+    DF.dropout(torch.ones(8192), 0.5)
+    assert set(_dropkit_ops()) - _CUDA_OPS == set(OPS)
 
 
 @pytest.mark.parametrize("name", sorted(_OPCHECK_ARGS))

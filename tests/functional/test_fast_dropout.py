@@ -17,6 +17,7 @@ import dropkit
 import dropkit.functional as DF
 from dropkit import reference as ref
 from dropkit.functional import fast_dropout as fd
+from dropkit.random import draws
 from tests.conftest import Z, binomial_tol
 
 ALL_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -354,15 +355,15 @@ def test_the_seed_is_torch_randints_draw():
     # Eager calls reuse one buffer per thread; the value is the one torch.randint draws from the same
     # generator state (which the torch.compile path uses), so both paths see the same seeds.
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    eager = [fd._draw_seed(g1) for _ in range(50)]
-    traced = [int(fd._seed_tensor(g2)) for _ in range(50)]
+    eager = [draws.draw_seed(g1) for _ in range(50)]
+    traced = [int(draws.seed_tensor(g2)) for _ in range(50)]
     assert eager == traced
     assert len(set(eager)) == 50 and all(0 <= s < 2**63 - 1 for s in eager)
 
 
 def test_first_call_under_inference_mode_then_training(monkeypatch):
     # The per-thread seed buffer must stay usable outside inference_mode when it was created inside.
-    monkeypatch.setattr(fd, "_seed_buffers", threading.local())
+    monkeypatch.setattr(draws, "_seed_buffers", threading.local())
     x = torch.randn(fd.DEFAULT_MIN_NUMEL * 2)
     with torch.inference_mode():
         inside = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(3))

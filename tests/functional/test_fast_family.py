@@ -1,4 +1,4 @@
-"""The family's graph lane (functional/_fast_family.py): compiled and exported code calls the same
+"""The family's graph lane (ops/family.py): compiled and exported code calls the same
 kernels, through custom ops, and draws what eager draws for the same seed, gradients included."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dropkit.functional as DF
-from dropkit.functional import _fast_family
+from dropkit.ops import family as _fast_family
 
 pytestmark = pytest.mark.skipif(_fast_family.kernels() is None, reason="numba is not installed")
 
@@ -61,7 +61,7 @@ def test_graphs_use_the_custom_ops():
     torch._dynamo.reset()
     torch.compile(fn, fullgraph=True, backend=backend)(torch.randn(shape))
     assert "dropkit.gaussian_mul.default" in captured
-    assert "dropkit.philox_seed.default" in captured
+    assert "dropkit.seed.default" in captured
 
 
 def test_vmap_takes_the_plain_path():

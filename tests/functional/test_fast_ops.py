@@ -107,12 +107,21 @@ def test_checkpoint_with_a_generator_recomputes_the_same_mask(use_reentrant, fas
         return DF.dropout(t * 1.0, 0.5, generator=g) + DF.dropout(t * 1.0, 0.5, generator=g) * 3
 
     with dropkit.use_fast_dropout(fast):
-        y = checkpoint(block, x, use_reentrant=use_reentrant)
+        y = dropkit.random.checkpoint(block, x, use_reentrant=use_reentrant)
         after_forward = g.get_state()
         y.sum().backward()
     # x = 1: y = 2 m1 + 6 m2, so the gradient equals the output when the masks are the forward's
     assert torch.equal(x.grad, y.detach())
     assert torch.equal(g.get_state(), after_forward)  # the recomputation left g as it was
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_checkpoint_of_torch_with_a_generator_is_refused(use_reentrant):
+    # issue 21's reproducer: on torch 2.14 the recomputation drew a new mask, silently
+    g = _seeded(4)
+    x = torch.ones(N, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inside torch.utils.checkpoint"):
+        checkpoint(lambda t: DF.dropout(t * 1.0, 0.5, generator=g), x, use_reentrant=use_reentrant)
 
 
 @pytest.mark.parametrize("use_reentrant", [True, False])
@@ -440,30 +449,43 @@ def test_onnx_export_training_is_stochastic_and_eval_has_no_dropout():
 # ---- 8. one home for dispatch: the modules import downwards only ----------------------------------
 
 _LAYERS = [  # lowest first: a module may import only modules listed before it
-    "fast_dropout",
-    "_fast_cpu",
-    "_fast_cuda",
-    "_checkpoint_rng",
-    "_ops",
-    "dropout",
-    "dropout_add",
+    "dropkit.ops._torch",
+    "dropkit.ops.registry",
+    "dropkit.ops.switch",
+    "dropkit.random.ranks",
+    "dropkit.random.checkpoint",
+    "dropkit.random.draws",
+    "dropkit.random",
+    "dropkit.ops.cpu",
+    "dropkit.ops.cuda",
+    "dropkit.ops.sharding",
+    "dropkit.ops.dropout",
+    "dropkit.ops.family",
+    "dropkit.functional.dropout",
+    "dropkit.functional.dropout_add",
 ]
 
 
+def _module_file(name: str) -> pathlib.Path:
+    root = pathlib.Path(dropkit.__file__).parent.parent
+    path = root / name.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
 def test_dispatch_modules_import_downwards_only():
-    root = pathlib.Path(DF.__file__).parent
     for i, name in enumerate(_LAYERS):
-        tree = ast.parse((root / f"{name}.py").read_text())
+        tree = ast.parse(_module_file(name).read_text())
         imported = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "dropkit.functional":
-                imported |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                "dropkit.functional."
-            ):
-                imported.add(node.module.rsplit(".", 1)[1])
-        above = imported & set(_LAYERS[i:])
-        assert not above, f"{name}.py imports {above}, which are not below it"
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dropkit"):
+                for a in node.names:  # a submodule (from pkg import mod), else the module itself
+                    sub = f"{node.module}.{a.name}"
+                    imported.add(sub if _module_file(sub).exists() else node.module)
+        above = imported & set(_LAYERS[i + 1 :])
+        assert not above, f"{name} imports {above}, which are not below it"
+        assert not any(m.startswith("dropkit.functional") for m in imported) or name.startswith(
+            "dropkit.functional"
+        ), f"{name} imports the public ops: the machinery must not call back up"
 
 
 def test_opcheck_of_every_op():
@@ -471,25 +493,28 @@ def test_opcheck_of_every_op():
     for x in (torch.randn(100, 70, requires_grad=True), torch.randn(70, 100).t()):
         out, bits = torch.ops.dropkit.philox_dropout(x, seed, 0.3, 1 / 0.7, True)
         torch.library.opcheck(
-            torch.ops.dropkit.philox_dropout_.default, (x.detach().clone(), seed, 0.3, 1 / 0.7)
+            torch.ops.dropkit.philox_dropout_.default,
+            (x.detach().clone(), seed, 0.3, 1 / 0.7, False),
         )
         grad = torch.randn(x.shape, requires_grad=True)
         for b in (bits, bits[:0]):  # the packed mask, or none (regenerated from the seed)
             args = (grad, b, seed, 0.3, 1 / 0.7)
-            torch.library.opcheck(torch.ops.dropkit.philox_dropout_backward.default, args)
+            torch.library.opcheck(torch.ops.dropkit.philox_mask.default, args)
     # random draws: schema and fake kernel only (their values differ from call to call by design)
     random_tests = ("test_schema", "test_faketensor")
     x = torch.randn(10, 10)
-    torch.library.opcheck(torch.ops.dropkit.philox_seed.default, (x, 0), test_utils=random_tests)
-    args = (x, 0.5, 0)
-    torch.library.opcheck(torch.ops.dropkit.bernoulli_keep.default, args, test_utils=random_tests)
+    torch.library.opcheck(torch.ops.dropkit.seed.default, (x, 0), test_utils=random_tests)
+    args = (x.bool(), 0.5, 0)
+    torch.library.opcheck(torch.ops.dropkit.bernoulli.default, args, test_utils=random_tests)
 
 
 def test_a_compiled_graph_whose_generator_is_gone_raises_a_clear_error():
-    from dropkit.functional import _ops
+    from dropkit.random import draws
 
-    with pytest.raises(RuntimeError, match="dropkit::philox_seed: the torch.Generator"):
-        _ops._philox_seed(torch.ones(3), 12345)
+    with pytest.raises(RuntimeError, match="dropkit: the torch.Generator this graph was compiled"):
+        torch.ops.dropkit.seed(torch.ones(3), 12345)
+    with pytest.raises(RuntimeError, match="no longer exists"):
+        draws.generator_of(12345)
 
 
 def test_jit_trace_records_the_plain_path():

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import dropkit
 import dropkit.functional as DF
-from dropkit.functional import _fused_rnn
+from dropkit.ops import rnn as _fused_rnn
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 P = dict(input_dropout=0.2, dropout=0.3, recurrent_dropout=0.4, output_dropout=0.25)

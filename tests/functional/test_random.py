@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.functional import _random
+from dropkit.random import draws as _random
 
 
 def test_eager_draws_are_torchs_own_calls():

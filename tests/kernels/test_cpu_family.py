@@ -13,11 +13,9 @@ import torch.nn.functional as F
 import dropkit
 import dropkit.functional as DF
 from dropkit import reference as ref
-from dropkit.functional import _fast_family
-from dropkit.functional.alpha_dropout import _AlphaFast
-from dropkit.functional.dropblock import _dropblock_fast
-from dropkit.functional.gaussian_dropout import _GaussianFast
+from dropkit.functional.alpha_dropout import ALPHA_PRIME, alpha_affine
 from dropkit.kernels import cpu, cpu_family
+from dropkit.ops import family as _fast_family
 from tests.conftest import Z, binomial_tol
 
 pytest.importorskip("numba")
@@ -82,8 +80,10 @@ def test_dropblock_fast_path_matches_the_reference_given_its_mask(dtype, shape, 
 def test_dropblock_fast_path_double_backward_inplace_and_switch():
     x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
     seed = 99
+    gamma = DF.dropblock_gamma(0.3, (6, 6), (3, 3))
+    keep, s = _fast_family.dropblock_keep(x.shape, gamma, (3, 3), False, seed)
     assert torch.autograd.gradgradcheck(
-        lambda t: _dropblock_fast(t, 0.3, (3, 3), False, seed)[0], x
+        lambda t: _fast_family.byte_mask.function.apply(t, keep, s), x
     )
     y = torch.randn(4, 8, 16, 16)
     expected = DF.dropblock2d(y, 0.2, block_size=3, generator=_seeded(4))
@@ -181,7 +181,10 @@ def test_alpha_dropout_is_the_plain_map_of_dropouts_mask(dtype, n):
 
 def test_alpha_fast_double_backward_and_small_tensors_keep_torchs_mask():
     x = torch.randn(40, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda t: _AlphaFast.apply(t, 77, 0.4), x)
+    a, b = alpha_affine(0.4)
+    abc = (a, b, a * ALPHA_PRIME + b)
+    alpha = _fast_family.alpha_dropout_op.function
+    assert torch.autograd.gradgradcheck(lambda t: alpha.apply(t, 77, 0.4, *abc)[0], x)
     y = torch.randn(_fast_family.NOISE_MIN_NUMEL - 1)
     torch.manual_seed(3)
     theirs = F.alpha_dropout(y, 0.4, True)
@@ -246,7 +249,8 @@ def test_gaussian_fast_path_is_the_reference_given_its_noise(dtype):
 
 def test_gaussian_fast_double_backward_and_checkpoint():
     x = torch.randn(40, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda t: _GaussianFast.apply(t, 77, 0.5), x)
+    gaussian = _fast_family.gaussian_mul.function
+    assert torch.autograd.gradgradcheck(lambda t: gaussian.apply(t, 77, 0.5), x)
     w = torch.randn(_fast_family.NOISE_MIN_NUMEL, requires_grad=True)
 
     def f(t):

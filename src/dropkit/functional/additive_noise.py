@@ -15,6 +15,7 @@ import numbers
 import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator
+from dropkit.random import draws
 
 __all__ = ["additive_noise", "additive_noise_sample"]
 
@@ -37,7 +38,7 @@ def additive_noise_sample(
     _check_float_tensor(input, op)
     std = _check_std(std, op)
     _check_generator(generator, input.device, op)
-    eps = torch.randn(input.shape, dtype=input.dtype, device=input.device, generator=generator)
+    eps = draws.randn(input.shape, input.dtype, input.device, generator)
     return eps.mul_(torch.tensor(std, dtype=input.dtype, device=input.device))
 
 

@@ -33,8 +33,8 @@ from dropkit._validation import (
     _check_p,
     _check_rank,
 )
-from dropkit.functional import _fast_family
 from dropkit.functional.dropout import _bernoulli_keep, _check_mask, _factor
+from dropkit.ops import family as _fast_family
 
 __all__ = ["alpha_affine", "apply_alpha_mask", "alpha_dropout", "feature_alpha_dropout"]
 
@@ -90,12 +90,8 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        if _fast_family.graph(input):  # the same kernel and seed, through dropkit::alpha_dropout
-            a, b = alpha_affine(p)
-            out = _fast_family.alpha_dropout(input, p, (a, b, a * ALPHA_PRIME + b), generator)
-        else:
-            seed = _fast_family.draw_seed(generator)
-            out, _ = _fast_family.apply(_AlphaFast, input, seed, p)
+        a, b = alpha_affine(p)
+        out = _fast_family.alpha(input, p, (a, b, a * ALPHA_PRIME + b), generator)
         return input.copy_(out) if inplace else out
     # new_empty: a per-sample mask under torch.func.vmap
     mask = input.new_empty(mask_shape(input), dtype=torch.bool)
@@ -111,7 +107,7 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
         rows = mask.reshape(-1)
         mult = torch.where(rows, _factor(a, input), _factor(0.0, input))
         offset = torch.where(rows, _factor(b, input), _factor(a * ALPHA_PRIME + b, input))
-        out = _fast_family.apply(_RowAffine, input, mult, offset)
+        out = _fast_family.row_affine.eager(input, mult, offset)
         return input.copy_(out) if inplace else out
     return _apply_alpha(input, mask, p, inplace)
 
@@ -172,83 +168,3 @@ def feature_alpha_dropout(
     return _alpha_dropout(
         input, p, training, inplace, generator, _feature_shape, "feature_alpha_dropout"
     )
-
-
-def _rounded(value: float, like: torch.Tensor) -> float:
-    return _factor(value, like).item()
-
-
-class _AlphaFast(torch.autograd.Function):
-    """Alpha dropout through the kernel; backward and jvp ``grad * (a or 0)`` from the 1-bit mask."""
-
-    @staticmethod
-    def forward(input, seed, p):
-        a, b = alpha_affine(p)
-        ra, rb, rc = (_rounded(v, input) for v in (a, b, a * ALPHA_PRIME + b))
-        return _fast_family.kernels().alpha_forward(input, seed, p, ra, rb, rc)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, _, p = inputs
-        bits = output[1]
-        ctx.mark_non_differentiable(bits)
-        ctx.save_for_backward(bits)
-        ctx.bits = bits  # for jvp (no cycle: bits has no grad_fn)
-        ctx.a = _rounded(alpha_affine(p)[0], input)
-
-    @staticmethod
-    def backward(ctx, grad, _grad_bits):
-        (bits,) = ctx.saved_tensors
-        if _fast_family.direct(grad):
-            return _fast_family.kernels().alpha_backward(grad, bits, ctx.a), None, None
-        return _MaskedScale.apply(grad, bits, ctx.a), None, None
-
-    @staticmethod
-    def jvp(ctx, input_t, *_):
-        return _MaskedScale.apply(input_t, ctx.bits, ctx.a), None
-
-
-class _MaskedScale(torch.autograd.Function):
-    # grad -> grad * (a or 0): linear with the same mask, its own backward and jvp
-    @staticmethod
-    def forward(grad, bits, a):
-        return _fast_family.kernels().alpha_backward(grad, bits, a)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1])
-        ctx.bits, ctx.a = inputs[1], inputs[2]
-
-    @staticmethod
-    def backward(ctx, gg):
-        (bits,) = ctx.saved_tensors
-        return _MaskedScale.apply(gg, bits, ctx.a), None, None
-
-    @staticmethod
-    def jvp(ctx, grad_t, *_):
-        return _MaskedScale.apply(grad_t, ctx.bits, ctx.a)
-
-
-class _RowAffine(torch.autograd.Function):
-    """``x * mult + offset`` with one value per (sample, channel) row; gradient and tangent
-    ``grad * mult``."""
-
-    @staticmethod
-    def forward(input, mult, offset):
-        return _fast_family.kernels().row_affine(input, mult, offset)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, mult, _ = inputs
-        ctx.save_for_backward(mult)
-        ctx.shape = [*input.shape[:2], *([1] * (input.dim() - 2))]
-        ctx.mult = mult  # for jvp (no cycle: mult has no grad_fn)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mult,) = ctx.saved_tensors
-        return grad * mult.view(ctx.shape), None, None
-
-    @staticmethod
-    def jvp(ctx, input_t, *_):
-        return input_t * ctx.mult.view(ctx.shape)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator
-from dropkit.functional import _random
+from dropkit.random import draws as _random
 
 __all__ = ["concrete_noise", "apply_concrete", "concrete_dropout", "concrete_regularizer"]
 

@@ -39,8 +39,9 @@ from dropkit._validation import (
     _check_rank,
     _check_size_tuple,
 )
-from dropkit.functional import _fast_family, _random
 from dropkit.functional.dropout import _check_mask
+from dropkit.ops import family as _fast_family
+from dropkit.random import draws as _random
 
 __all__ = [
     "dropblock_gamma",
@@ -277,14 +278,11 @@ def _dropblock(
         mask = torch.zeros((1,) * input.dim(), dtype=torch.bool, device=input.device)
         return input.mul_(mask) if inplace else input * mask
     if input.is_contiguous() and _fast_family.applies(input):
-        if _fast_family.graph(input):  # the same kernels and seed, through dropkit::dropblock
-            gamma = dropblock_gamma(p, input.shape[2:], block)
-            out, keep = _fast_family.dropblock(
-                input, gamma, block, share_channels, scale_by_keep, generator
-            )
-        else:
-            seed = _fast_family.draw_seed(generator)
-            out, keep = _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep)
+        # the kernels (kernels/cpu_family.py), in graphs through dropkit::dropblock, same seed
+        gamma = dropblock_gamma(p, input.shape[2:], block)
+        out, keep = _fast_family.dropblock(
+            input, gamma, block, share_channels, scale_by_keep, generator
+        )
         if with_noise:
             return _fill_noise(input, out, keep.bool(), generator, inplace)
         return input.copy_(out) if inplace else out
@@ -388,41 +386,6 @@ def _fast_keep(shape, p, block, share_channels, seed):
     # count(M) / count_ones(M))
     gamma = dropblock_gamma(p, tuple(shape[2:]), block)
     return _fast_family.dropblock_keep(shape, gamma, block, share_channels, seed)
-
-
-def _dropblock_fast(input, p, block, share_channels, seed, scale_by_keep=True):
-    # (output, byte keep-mask): survivors times s, or 1 without scale_by_keep
-    keep, s = _fast_keep(input.shape, p, block, share_channels, seed)
-    return _fast_family.apply(_ByteMask, input, keep, s if scale_by_keep else 1.0), keep
-
-
-class _ByteMask(torch.autograd.Function):
-    """``x * (s if keep else 0)`` with a byte mask; linear in ``x`` with the same mask, so it is its
-    own backward and jvp (gradients of any order)."""
-
-    @staticmethod
-    def forward(x, keep, s):
-        return _fast_family.kernels().apply_byte_mask(x.contiguous(), keep, s)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1])
-        ctx.keep, ctx.s = inputs[1], inputs[2]  # for jvp (no cycle: keep has no grad_fn)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        if _fast_family.direct(grad):
-            return (
-                _fast_family.kernels().apply_byte_mask(grad.contiguous(), keep, ctx.s),
-                None,
-                None,
-            )
-        return _ByteMask.apply(grad, keep, ctx.s), None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, *_):
-        return _ByteMask.apply(x_t, ctx.keep, ctx.s)
 
 
 def fast_dropblock_mask(

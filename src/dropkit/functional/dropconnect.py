@@ -32,7 +32,6 @@ from dropkit._validation import (
     _check_rank,
     _check_scale,
 )
-from dropkit.functional import _fast_family
 from dropkit.functional.dropout import (
     _apply,
     _bernoulli_keep,
@@ -41,6 +40,7 @@ from dropkit.functional.dropout import (
     dropout,
     sample_mask,
 )
+from dropkit.ops import family as _fast_family
 
 __all__ = [
     "dropconnect_mask",

@@ -38,7 +38,8 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import _ops, _random
+from dropkit.ops import dropout as _ops
+from dropkit.random import draws as _random
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
 
@@ -50,7 +51,7 @@ def _bernoulli_keep(
     mask: torch.Tensor, p: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     # mask is a bool buffer; True = the unit is kept, with probability 1-p. Use the return value
-    # (under torch.compile it is a new tensor: functional/_random.py).
+    # (under torch.compile it is a new tensor: random/draws.py).
     return _random.bernoulli_(mask, 1.0 - p, generator)
 
 
@@ -204,7 +205,7 @@ def dropout(
     # empty_like keeps the input's layout (channels_last stays channels_last).
     if _is_compiling() and not _in_onnx_export():
         # an opaque draw: compiled code draws the masks eager code draws
-        keep = _ops.bernoulli_keep(input, p, generator)
-    else:  # functional/_random.py: with an explicit generator, checkpoint replays the draw
+        keep = _ops.keep_mask(input, p, generator)
+    else:  # random/draws.py: an explicit generator goes through dropkit.random.checkpoint
         keep = _bernoulli_keep(torch.empty_like(input, dtype=torch.bool), p, generator)
     return _apply(input, keep, p, scale, inplace)

@@ -21,8 +21,8 @@ from dropkit._validation import (
     _check_scale,
     _keep_scale,
 )
-from dropkit.functional import _ops
 from dropkit.functional.dropout import _eval, dropout
+from dropkit.ops import dropout as _ops
 
 __all__ = ["bias_dropout_add", "dropout_add"]
 

@@ -7,7 +7,7 @@ moments works as well or better and is never exactly zero. Eval is the identity 
 Sampling is separate from applying: :func:`gaussian_noise` draws the multiplier, :func:`apply_noise`
 multiplies by it.
 
-Fast path (a contiguous CPU float32/float64 tensor of at least ``_fast_family.NOISE_MIN_NUMEL``
+Fast path (a contiguous CPU float32/float64 tensor of at least ``dropkit.ops.family.NOISE_MIN_NUMEL``
 elements, the switch of :func:`dropkit.set_fast_dropout` on; under torch.compile and torch.export
 too, through the op ``dropkit::gaussian_mul``): the noise comes from the Philox
 stream of dropout's kernels, keyed by the seed :func:`dropkit.functional.draw_seed` gives, turned
@@ -34,7 +34,8 @@ from dropkit._validation import (
     _check_noise_args,
     _check_p,
 )
-from dropkit.functional import _fast_family, _random
+from dropkit.ops import family as _fast_family
+from dropkit.random import draws as _random
 
 __all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout", "fast_gaussian_noise"]
 
@@ -125,75 +126,19 @@ def gaussian_dropout(
         and input.is_contiguous()
         and _fast_family.applies(input)
     ):
-        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py); graphs call it
-        # through dropkit::gaussian_mul, with the same seed
-        if _fast_family.graph(input):
-            out = _fast_family.gaussian_dropout(input, _noise_std(p), generator)
-        else:
-            seed = _fast_family.draw_seed(generator)
-            out = _fast_family.apply(_GaussianFast, input, seed, _noise_std(p))
+        # Philox normals drawn and applied in the kernel (kernels/cpu_family.py), in graphs through
+        # dropkit::gaussian_mul with the same seed
+        out = _fast_family.gaussian(input, _noise_std(p), generator)
         return input.copy_(out) if inplace else out
     if input.is_contiguous() and _fast_family.applies(input) and not _fast_family.graph(input):
         # smaller tensors: torch's own normal draws (the plain path's noise), formed into the noise
         # and applied in one pass
-        eps = torch.randn(input.shape, dtype=input.dtype, generator=generator)
-        out = _fast_family.apply(_GaussianTorchNoise, input, eps, _noise_std(p))
+        out = _fast_family.gaussian_torch_noise(input, _noise_std(p), generator)
         return input.copy_(out) if inplace else out
     noise = gaussian_noise(
         input.shape, p, dtype=input.dtype, device=input.device, generator=generator
     )
     return input.mul_(noise) if inplace else input * noise
-
-
-class _GaussianFast(torch.autograd.Function):
-    """``input * noise`` for the Philox noise of ``seed``; backward regenerates the noise (nothing
-    per element is saved). Linear in ``input`` with the same noise: its own backward and jvp."""
-
-    @staticmethod
-    def forward(input, seed, std):
-        return _fast_family.kernels().gaussian_mul(input.contiguous(), seed, std)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.seed, ctx.std = inputs[1], inputs[2]
-
-    @staticmethod
-    def backward(ctx, grad):
-        if _fast_family.direct(grad):
-            return (
-                _fast_family.kernels().gaussian_mul(grad.contiguous(), ctx.seed, ctx.std),
-                None,
-                None,
-            )
-        # create_graph=True or torch.func: the same product, differentiable
-        return _GaussianFast.apply(grad, ctx.seed, ctx.std), None, None
-
-    @staticmethod
-    def jvp(ctx, input_t, *_):
-        return _GaussianFast.apply(input_t, ctx.seed, ctx.std)
-
-
-class _GaussianTorchNoise(torch.autograd.Function):
-    """``input * (1 + std * eps)``, the noise formed in place over ``eps``; gradient and tangent
-    ``grad * noise``."""
-
-    @staticmethod
-    def forward(input, eps, std):
-        return _fast_family.kernels().gaussian_apply(input, eps, std)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1])  # now the noise
-        ctx.noise = inputs[1]  # for jvp (no cycle: the noise has no grad_fn)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (noise,) = ctx.saved_tensors
-        return grad * noise, None, None
-
-    @staticmethod
-    def jvp(ctx, input_t, *_):
-        return input_t * ctx.noise
 
 
 def fast_gaussian_noise(

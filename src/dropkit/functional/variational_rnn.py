@@ -38,9 +38,9 @@ from dropkit._validation import (
     _check_rank,
     _keep_scale,
 )
-from dropkit.functional import _fused_rnn
 from dropkit.functional.dropout import _apply, _factor, sample_mask
 from dropkit.functional.locked_dropout import _packed_rows
+from dropkit.ops import rnn as _fused_rnn
 
 __all__ = ["GATES", "RNNMasks", "sample_rnn_masks", "variational_rnn"]
 

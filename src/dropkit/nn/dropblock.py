@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import _check_bool, _check_size_tuple
-from dropkit.functional import _torchscript
 from dropkit.functional.dropblock import dropblock2d, dropblock3d
 from dropkit.nn._base import _DropoutNd
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = ["DropBlock2d", "DropBlock3d"]
 

@@ -23,10 +23,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dropkit._validation import _check_bool, _check_p, _check_scale
-from dropkit.functional import _torchscript
 from dropkit.functional.dropconnect import dropconnect_conv, dropconnect_linear
 from dropkit.functional.dropout import dropout
 from dropkit.nn._base import _DropoutNd, _Stochastic
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = [
     "DropConnect",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.functional import _torchscript
 from dropkit.functional.dropout import dropout
 from dropkit.nn._base import _DropoutNd
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = ["Dropout"]
 

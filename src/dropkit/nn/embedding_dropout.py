@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from dropkit._validation import _check_p, _check_scale
-from dropkit.functional import _torchscript
 from dropkit.functional.embedding_dropout import embedding_dropout
 from dropkit.nn._base import _Stochastic
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = ["EmbeddingDropout"]
 

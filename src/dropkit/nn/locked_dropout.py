@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from dropkit._validation import _check_bool
-from dropkit.functional import _torchscript
 from dropkit.functional.locked_dropout import locked_dropout
 from dropkit.nn._base import _DropoutNd
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = ["LockedDropout"]
 

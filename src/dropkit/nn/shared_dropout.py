@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from dropkit._validation import _check_dims
-from dropkit.functional import _torchscript
 from dropkit.functional.shared_dropout import shared_dropout
 from dropkit.nn._base import _DropoutNd
+from dropkit.ops import torchscript as _torchscript
 
 __all__ = ["SharedDropout"]
 
