@@ -1,25 +1,22 @@
 """The Sphinx extension of dropkit's site: API pages and summaries generated from ``__all__``, and
 ``Config``'s fields as a table.
 
-Three directives and two autodoc hooks:
-
-* ``.. dropkit-package:: dropkit.functional``: the package's docstring, then every public submodule
-  (``pkgutil`` order, or ``:first:`` ones first) with the names of its ``__all__`` that it defines.
-  A name of the package's ``__all__`` defined in a private module (``dropkit.ops.*`` re-exported by
-  ``dropkit.functional``, say) is documented under the package itself. Generated, so a module that
-  moves or a name that is added needs no edit here.
+* ``.. dropkit-package:: dropkit.functional``: the package's docstring, then each public submodule
+  (in name order, the ``:first:`` ones first): its docstring and, one autodoc directive each, the
+  names that live there (see :func:`api_homes`: where a class or function is defined, else the
+  deepest public module whose ``__all__`` lists it, so a name re-exported from the private
+  ``dropkit.ops`` lives where ``dropkit.functional`` lists it). Generated: a module that moves or a
+  name that is added needs no edit of the pages.
 * ``.. dropkit-summary:: dropkit.functional``: one row per public name (the package's ``__all__``,
-  then its public submodules' ``__all__``): a link to where the name is documented and its one-line
-  summary. Every row's target is checked once all pages are read: a public name that no page
-  documents is a warning, so ``sphinx -W`` fails.
-* ``.. dropkit-config-fields:: dropkit.lab.config.Config``: a table of a pydantic model's fields
-  (type, default, allowed values, description), read from ``model_fields``; also appended to the
-  docstring of every pydantic model that autodoc renders, so ``Config``'s entry holds its fields. A
-  field without a description is a warning.
+  then its public submodules'): a link to where it is documented and its one-line summary. Once
+  every page is read, each row's target is checked: a public name that no page documents is a
+  warning, so ``sphinx -W`` fails.
+* Every pydantic model that autodoc renders (``Config``) gets a table of its fields (type, default,
+  allowed values, description), read from ``model_fields``; a field without a description is a
+  warning. pydantic's own ``model_config`` (its docstring is pydantic's, in MkDocs syntax) is left
+  out, and so is the type's docstring that autodoc gives a constant without a doc comment.
 * A docstring's literal block (``::``) that is not Python (the run directory's layout) is shown as
   plain text, not coloured as Python keywords.
-* pydantic's own class attributes (``model_config``, whose docstring is pydantic's, in MkDocs
-  syntax) are left out of the reference.
 """
 
 from __future__ import annotations
@@ -154,7 +151,7 @@ def _literal(text: str) -> str:
     return f"``{text}``" if text.strip() else ""
 
 
-def fields_table_rst(model: type, *, indent: str = "") -> list[str]:
+def fields_table_rst(model: type) -> list[str]:
     """``model``'s fields as a reST ``list-table``: key, type, default, allowed values, description."""
     lines = [
         ".. list-table::",
@@ -179,7 +176,7 @@ def fields_table_rst(model: type, *, indent: str = "") -> list[str]:
             f"     - {allowed}",
             f"     - {escape_rst(row.description)}",
         ]
-    return [indent + line if line else line for line in lines]
+    return lines
 
 
 # --- public names and API pages ----------------------------------------------------------------
@@ -370,17 +367,12 @@ def setup(app: Any) -> dict[str, Any]:
                 ]
             return lines
 
-    class ConfigFieldsDirective(_RstDirective):
-        def rst(self) -> list[str]:
-            module, _, name = self.arguments[0].rpartition(".")
-            return fields_table_rst(getattr(importlib.import_module(module), name))
-
     def is_pydantic_model(obj: Any) -> bool:
         return (
             inspect.isclass(obj) and hasattr(obj, "model_fields") and hasattr(obj, "model_config")
         )
 
-    def add_fields(
+    def process_docstring(
         app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
     ) -> None:
         if what in ("data", "attribute") and lines and _is_type_doc(obj, lines):
@@ -433,8 +425,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("dropkit_api_packages", [], "env")
     app.add_directive("dropkit-package", PackageDirective)
     app.add_directive("dropkit-summary", SummaryDirective)
-    app.add_directive("dropkit-config-fields", ConfigFieldsDirective)
-    app.connect("autodoc-process-docstring", add_fields)
+    app.connect("autodoc-process-docstring", process_docstring)
     app.connect("autodoc-skip-member", skip_pydantic)
     app.connect("doctree-read", plain_layouts)
     app.connect("env-purge-doc", purge)
