@@ -15,6 +15,7 @@ import numbers
 import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator
+from dropkit.ops import sharding as _sharding
 from dropkit.random import draws
 
 __all__ = ["additive_noise", "additive_noise_sample"]
@@ -29,6 +30,7 @@ def _check_std(std: object, op: str) -> float:
     return std
 
 
+@_sharding.rule()
 def additive_noise_sample(
     input: torch.Tensor, std: float, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -42,6 +44,7 @@ def additive_noise_sample(
     return eps.mul_(torch.tensor(std, dtype=input.dtype, device=input.device))
 
 
+@_sharding.rule()
 def additive_noise(
     input: torch.Tensor,
     std: float = 0.1,

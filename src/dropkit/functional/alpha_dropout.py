@@ -35,6 +35,7 @@ from dropkit._validation import (
 )
 from dropkit.functional.dropout import _bernoulli_keep, _check_mask, _factor
 from dropkit.ops import family as _fast_family
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["alpha_affine", "apply_alpha_mask", "alpha_dropout", "feature_alpha_dropout"]
 
@@ -62,6 +63,7 @@ def _apply_alpha(input: torch.Tensor, mask: torch.Tensor, p: float, inplace: boo
     return input * mult + offset
 
 
+@_sharding.rule()
 def apply_alpha_mask(
     input: torch.Tensor, mask: torch.Tensor, p: float, *, inplace: bool = False
 ) -> torch.Tensor:
@@ -112,6 +114,7 @@ def _alpha_dropout(input, p, training, inplace, generator, mask_shape, op):
     return _apply_alpha(input, mask, p, inplace)
 
 
+@_sharding.rule()
 def alpha_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -153,6 +156,7 @@ def _feature_shape(input: torch.Tensor) -> list[int]:
     return [*input.shape[:2], *([1] * (input.dim() - 2))]
 
 
+@_sharding.rule()
 def feature_alpha_dropout(
     input: torch.Tensor,
     p: float = 0.5,

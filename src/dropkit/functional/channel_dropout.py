@@ -23,8 +23,10 @@ from dropkit._validation import (
     _check_p,
     _check_rank,
     _check_scale,
+    _RankError,
 )
 from dropkit.functional.shared_dropout import _shared_dropout
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["channel_dropout", "dropout1d", "dropout2d", "dropout3d"]
 
@@ -36,11 +38,16 @@ def _channel_axes(input: torch.Tensor, n: int, batched: bool | None, op: str) ->
     batched_shape = "(N, C, " + _SPATIAL[n][1:]
     unbatched_shape = "(C, " + _SPATIAL[n][1:]
     if batched is None:
-        why = (
-            f"{op} drops whole channels of a batched {batched_shape} or an unbatched "
-            f"{unbatched_shape} input"
-        )
-        rank = _check_rank(input, (n + 1, n + 2), op, why)
+        rank = input.dim()
+        if rank not in (n + 1, n + 2):
+            # torch's own text (torch.nn.functional.dropout1d's; dropout2d/3d only warn there)
+            dims = "dimension" if n == 1 else "dimensions"
+            raise _RankError(
+                f"{op}: Expected {n + 1}D or {n + 2}D input, but received a {rank}D input. Note "
+                f"that {op} exists to provide channel-wise dropout on inputs with {n} spatial "
+                f"{dims}, a channel dimension, and an optional batch dimension (i.e. {n + 1}D or "
+                f"{n + 2}D inputs). Got shape {tuple(input.shape)}"
+            )
         if rank == n + 1 and n > 1:
             torch_reads = "a batch (N, C, L)" if n == 2 else f"unbatched {unbatched_shape}"
             raise ValueError(
@@ -56,6 +63,7 @@ def _channel_axes(input: torch.Tensor, n: int, batched: bool | None, op: str) ->
     return tuple(range(input.dim() - n, input.dim()))
 
 
+@_sharding.rule()
 def channel_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -102,6 +110,7 @@ def channel_dropout(
     return _shared_dropout(input, p, axes, training, inplace, scale, generator)
 
 
+@_sharding.rule()
 def dropout1d(
     input: torch.Tensor,
     p: float = 0.5,
@@ -132,6 +141,7 @@ def dropout1d(
     )
 
 
+@_sharding.rule()
 def dropout2d(
     input: torch.Tensor,
     p: float = 0.5,
@@ -163,6 +173,7 @@ def dropout2d(
     )
 
 
+@_sharding.rule()
 def dropout3d(
     input: torch.Tensor,
     p: float = 0.5,

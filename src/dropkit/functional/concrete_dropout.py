@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator
+from dropkit.ops import sharding as _sharding
 from dropkit.random import draws as _random
 
 __all__ = ["concrete_noise", "apply_concrete", "concrete_dropout", "concrete_regularizer"]
@@ -58,6 +59,7 @@ def concrete_noise(
     return torch.log(u) - torch.log1p(-u)
 
 
+@_sharding.rule()
 def apply_concrete(
     input: torch.Tensor, p_logit: torch.Tensor, noise: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:
@@ -79,6 +81,7 @@ def apply_concrete(
     return input * keep.clamp(max=torch.finfo(input.dtype).max)
 
 
+@_sharding.rule()
 def concrete_dropout(
     input: torch.Tensor,
     p_logit: torch.Tensor,
@@ -110,6 +113,7 @@ def concrete_dropout(
     return apply_concrete(input, p_logit, noise, t)
 
 
+@_sharding.rule()
 def concrete_regularizer(
     p_logit: torch.Tensor,
     weights: Iterable[torch.Tensor],

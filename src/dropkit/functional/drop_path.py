@@ -23,6 +23,7 @@ from dropkit._validation import (
     _check_scale,
 )
 from dropkit.functional.shared_dropout import _shared_dropout
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["drop_path", "drop_path_rates"]
 
@@ -35,6 +36,7 @@ def _check_mode(mode: object, op: str) -> str:
     return mode
 
 
+@_sharding.rule()
 def drop_path(
     input: torch.Tensor,
     p: float = 0.1,

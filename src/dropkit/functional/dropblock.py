@@ -41,6 +41,7 @@ from dropkit._validation import (
 )
 from dropkit.functional.dropout import _check_mask
 from dropkit.ops import family as _fast_family
+from dropkit.ops import sharding as _sharding
 from dropkit.random import draws as _random
 
 __all__ = [
@@ -166,6 +167,7 @@ def _rescale(mask: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return s.clamp(max=torch.finfo(input.dtype).max).to(input.dtype)
 
 
+@_sharding.rule()
 def apply_dropblock(
     input: torch.Tensor, mask: torch.Tensor, *, inplace: bool = False
 ) -> torch.Tensor:
@@ -181,6 +183,7 @@ def apply_dropblock(
     return input.mul_(multiplier) if inplace else input * multiplier
 
 
+@_sharding.rule()
 def dropblock(
     input: torch.Tensor,
     p: float = 0.1,
@@ -309,6 +312,7 @@ def _fill_noise(input, kept, mask, generator, inplace):
     return input.copy_(out) if inplace else out
 
 
+@_sharding.rule()
 def dropblock2d(
     input: torch.Tensor,
     p: float = 0.1,
@@ -346,6 +350,7 @@ def dropblock2d(
     )
 
 
+@_sharding.rule()
 def dropblock3d(
     input: torch.Tensor,
     p: float = 0.1,

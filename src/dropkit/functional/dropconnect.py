@@ -41,6 +41,7 @@ from dropkit.functional.dropout import (
     sample_mask,
 )
 from dropkit.ops import family as _fast_family
+from dropkit.ops import sharding as _sharding
 
 __all__ = [
     "dropconnect_mask",
@@ -141,6 +142,7 @@ def _check_linear_args(input, weight, bias, op):
         _check_float_tensor(bias, op, "bias")
 
 
+@_sharding.rule()
 def apply_dropconnect_linear(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -171,6 +173,7 @@ def apply_dropconnect_linear(
     return _linear(input, _masked_weight(weight, mask, p, scale), bias)
 
 
+@_sharding.rule()
 def dropconnect_linear(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -260,6 +263,7 @@ def _check_conv_args(input, weight, bias, op):
         _check_float_tensor(bias, op, "bias")
 
 
+@_sharding.rule()
 def apply_dropconnect_conv(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -289,6 +293,7 @@ def apply_dropconnect_conv(
     return _conv(input, w, bias, stride, padding, dilation, groups, per_sample)
 
 
+@_sharding.rule()
 def dropconnect_conv(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -39,6 +39,7 @@ from dropkit._validation import (
     _keep_scale,
 )
 from dropkit.ops import dropout as _ops
+from dropkit.ops import sharding as _sharding
 from dropkit.random import draws as _random
 
 __all__ = ["sample_mask", "apply_mask", "dropout"]
@@ -121,6 +122,7 @@ def _apply(
     return input.mul_(multiplier) if inplace else input * multiplier
 
 
+@_sharding.rule()
 def apply_mask(
     input: torch.Tensor,
     mask: torch.Tensor,
@@ -202,6 +204,12 @@ def dropout(
     fast = _ops.dropout(input, p, _keep_scale(p, scale, input.dtype), inplace, generator)
     if fast is not None:  # the fast path applied
         return fast
+    if type(input) is not torch.Tensor and _sharding.is_dtensor(input):
+        # each shard's slice of the global mask (ops/sharding.py)
+        out = _sharding.plain_dropout(
+            input, p, lambda x, keep: _apply(x, keep, p, scale, False), generator
+        )
+        return input.copy_(out) if inplace else out
     # empty_like keeps the input's layout (channels_last stays channels_last).
     if _is_compiling() and not _in_onnx_export():
         # an opaque draw: compiled code draws the masks eager code draws

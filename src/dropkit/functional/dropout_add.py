@@ -23,6 +23,7 @@ from dropkit._validation import (
 )
 from dropkit.functional.dropout import _eval, dropout
 from dropkit.ops import dropout as _ops
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["bias_dropout_add", "dropout_add"]
 
@@ -42,6 +43,7 @@ def _check_operand(
     return value
 
 
+@_sharding.rule("compose")
 def dropout_add(
     input: torch.Tensor,
     residual: torch.Tensor,
@@ -82,6 +84,7 @@ def dropout_add(
     return dropout(input, p, True, False, scale=scale, generator=generator) + residual
 
 
+@_sharding.rule("compose")
 def bias_dropout_add(
     input: torch.Tensor,
     bias: torch.Tensor,

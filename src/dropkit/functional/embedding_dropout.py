@@ -23,10 +23,12 @@ from dropkit._validation import (
     _check_scale,
 )
 from dropkit.functional.dropout import _apply, _bernoulli_keep, _check_mask, _eval
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["embedding_dropout"]
 
 
+@_sharding.rule()
 def embedding_dropout(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -35,6 +35,7 @@ from dropkit._validation import (
     _check_p,
 )
 from dropkit.ops import family as _fast_family
+from dropkit.ops import sharding as _sharding
 from dropkit.random import draws as _random
 
 __all__ = ["gaussian_noise", "apply_noise", "gaussian_dropout", "fast_gaussian_noise"]
@@ -67,6 +68,7 @@ def gaussian_noise(
     return eps.mul_(torch.tensor(_noise_std(p), dtype=dtype, device=device)).add_(1.0)
 
 
+@_sharding.rule()
 def apply_noise(input: torch.Tensor, noise: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
     """``input * noise`` (noise broadcast to the input). The gradient is ``grad_out * noise``."""
     op = "apply_noise"
@@ -87,6 +89,7 @@ def apply_noise(input: torch.Tensor, noise: torch.Tensor, *, inplace: bool = Fal
     return input.mul_(noise) if inplace else input * noise
 
 
+@_sharding.rule()
 def gaussian_dropout(
     input: torch.Tensor,
     p: float = 0.5,

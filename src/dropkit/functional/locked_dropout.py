@@ -26,6 +26,7 @@ from dropkit._validation import (
     _check_scale,
 )
 from dropkit.functional.dropout import _apply, _bernoulli_keep, _check_mask, _eval
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["locked_dropout", "locked_mask_shape"]
 
@@ -54,6 +55,7 @@ def _packed_rows(batch_sizes: torch.Tensor | list[int], device: torch.device) ->
     return torch.cat([torch.arange(int(b), device=device) for b in batch_sizes])
 
 
+@_sharding.rule()
 def locked_dropout(
     input: torch.Tensor | PackedSequence,
     p: float = 0.5,

@@ -15,10 +15,12 @@ import torch
 from dropkit._validation import _check_dims
 from dropkit.functional.alpha_dropout import _alpha_dropout
 from dropkit.functional.shared_dropout import shared_mask_shape
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["shared_alpha_dropout"]
 
 
+@_sharding.rule()
 def shared_alpha_dropout(
     input: torch.Tensor,
     p: float = 0.5,

@@ -23,6 +23,7 @@ from dropkit._validation import (
     _check_scale,
 )
 from dropkit.functional.dropout import _apply, _bernoulli_keep, _eval, sample_mask
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["shared_mask_shape", "sample_shared_mask", "shared_dropout"]
 
@@ -70,6 +71,7 @@ def _shared_dropout(
     return _apply(input, _bernoulli_keep(mask, p, generator), p, scale, inplace)
 
 
+@_sharding.rule()
 def shared_dropout(
     input: torch.Tensor,
     p: float = 0.5,

@@ -41,6 +41,7 @@ from dropkit._validation import (
 from dropkit.functional.dropout import _apply, _factor, sample_mask
 from dropkit.functional.locked_dropout import _packed_rows
 from dropkit.ops import rnn as _fused_rnn
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["GATES", "RNNMasks", "sample_rnn_masks", "variational_rnn"]
 
@@ -165,6 +166,9 @@ def _check_masks(
     return masks
 
 
+@_sharding.rule(
+    "refuse: the recurrence has no sharded form; torch's nn.LSTM takes no DTensor either"
+)
 def variational_rnn(
     input: torch.Tensor | PackedSequence,
     hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,

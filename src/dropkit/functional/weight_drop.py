@@ -13,10 +13,12 @@ import torch
 
 from dropkit._validation import _check_bool, _check_float_tensor, _check_generator, _check_p
 from dropkit.functional.dropout import _apply, _bernoulli_keep, _check_mask
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["weight_drop"]
 
 
+@_sharding.rule()
 def weight_drop(
     weight: torch.Tensor,
     p: float = 0.5,

@@ -59,6 +59,7 @@ __all__ = [
     "backward_tensor",
     "forward_tensor",
     "keep_mask",
+    "keep_runs",
     "philox4x32_10",
     "residual_tensor",
     "threshold",
@@ -306,6 +307,26 @@ def _keep_mask_fwd(keep_out, k0, k1, t, b0, b1):
         dst = keep_out[start : min(start + BLOCK, n)]
         for r in range(dst.size):
             dst[r] = keep[r]
+
+
+@_jit
+def _keep_runs(starts, length, keep, k0, k1, t):
+    # keep: (R * length,) uint8 <- 1 where the element at global index starts[r] + j is kept: the
+    # mask of a box of a larger tensor (a DTensor's shard), element by element. Each element takes
+    # one word of its counter's Philox output, as in _keep_block (4x the generator work of a block,
+    # for an index set of any shape).
+    for r in range(starts.shape[0]):
+        base = np.uint64(starts[r])
+        out = keep[r * length : (r + 1) * length]
+        for j in range(length):
+            i = base + np.uint64(j)
+            b = i // np.uint64(BLOCK)
+            off = i - b * np.uint64(BLOCK)
+            c = b * _UQ + off % _UQ
+            w0, w1, w2, w3 = _philox10(c & _LO32, c >> _S32, _ZERO, _ZERO, k0, k1)
+            q = off // _UQ
+            w = w0 if q == 0 else (w1 if q == 1 else (w2 if q == 2 else w3))
+            out[j] = w >= t
 
 
 @_jit
@@ -703,6 +724,16 @@ def keep_mask(numel: int, p: float, seed: int, threads=None) -> np.ndarray:
     ptr = keep.data_ptr()
     _run("keep_mask", ptr, 0, 0, ptr, 0, numel, 0, seed, threshold(p), 1.0, False, 1, threads)
     return keep.numpy().view(np.bool_)
+
+
+def keep_runs(starts: torch.Tensor, length: int, p: float, seed: int) -> torch.Tensor:
+    """The keep-mask (uint8, 1 = keep) of ``len(starts)`` runs of ``length`` elements at the global
+    indices ``starts[r] + j`` of a tensor whose mask is ``keep_mask(numel, p, seed)``: a box of it
+    (a DTensor's shard), run after run. ``starts``: int64, >= 0."""
+    keep = torch.empty(starts.numel() * length, dtype=torch.uint8)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
+    _keep_runs(starts.numpy(), length, keep.numpy(), k0, k1, np.uint64(threshold(p)))
+    return keep
 
 
 def philox4x32_10(counter, key) -> np.ndarray:

@@ -26,6 +26,7 @@ from dropkit._validation import _check_bool, _check_p, _check_scale
 from dropkit.functional.dropconnect import dropconnect_conv, dropconnect_linear
 from dropkit.functional.dropout import dropout
 from dropkit.nn._base import _DropoutNd, _Stochastic
+from dropkit.ops import sharding as _sharding
 from dropkit.ops import torchscript as _torchscript
 
 __all__ = [
@@ -329,9 +330,23 @@ def add_dropconnect(
         handles = (
             module._register_state_dict_hook(_save_hook),
             module.register_load_state_dict_pre_hook(_load_hook),
+            module.register_forward_pre_hook(_refuse_mixed_dtensor),
         )
         object.__setattr__(module, _HOOKS_ATTR, handles)
     return module
+
+
+def _refuse_mixed_dtensor(module: nn.Module, args) -> None:
+    # A DTensor input and plain weights: torch's layer would fail deep inside with "mixed
+    # torch.Tensor and DTensor"; say what to do instead.
+    if any(type(a) is not torch.Tensor and _sharding.is_dtensor(a) for a in args):
+        weights = [module.parametrizations[n].original for n in _dropconnect_names(module)]
+        if not all(_sharding.is_dtensor(w) for w in weights):
+            _sharding.refuse(
+                f"add_dropconnect ({type(module).__name__})",
+                "the layer's weights are plain tensors: parallelize the layer so that they are "
+                "DTensors too (DropConnect then masks each shard's part of the global weight)",
+            )
 
 
 def remove_dropconnect(module: nn.Module, names: str | Iterable[str] | None = None) -> nn.Module:

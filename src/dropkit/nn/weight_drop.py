@@ -25,6 +25,7 @@ from torch import nn
 from dropkit._validation import _check_p
 from dropkit.functional.weight_drop import weight_drop
 from dropkit.nn._base import _Stochastic
+from dropkit.ops import sharding as _sharding
 
 __all__ = ["WeightDropGRU", "WeightDropLSTM"]
 
@@ -109,6 +110,8 @@ class _WeightDropRNN(_Stochastic):
         return super().extra_repr() + f", weight_dropout={self.weight_dropout}"
 
     def forward(self, input, hx=None):
+        if type(input) is not torch.Tensor and _sharding.is_dtensor(input):
+            _sharding.refuse(type(self).__name__, "torch's RNN kernels take no DTensor")
         if not self.training or self.weight_dropout == 0.0:
             return super().forward(input, hx)
         # nn.LSTM.forward first re-reads the parameters into _flat_weights when they were
