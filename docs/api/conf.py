@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(_HERE, "_ext"))  # dropkit_docs: generated pages
 
 from importlib.metadata import PackageNotFoundError  # noqa: E402
 from importlib.metadata import version as _installed_version  # noqa: E402
+from importlib.util import find_spec  # noqa: E402
 
 project = "dropkit"
 author = "dropkit contributors"
@@ -35,6 +36,9 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_class_signature = "separated"
+# dropkit.kernels.gpu imports Triton (the gpu extra): without it, the module is read against a
+# stand-in, so that the site builds from the README's set-up (lab, test, docs) and is the same.
+autodoc_mock_imports = [] if find_spec("triton") else ["triton"]
 # The API reference: one page per package (each public submodule, with the names of its __all__),
 # and the index's table of every public name. dropkit's own __all__ re-exports names of these.
 dropkit_api_packages = [

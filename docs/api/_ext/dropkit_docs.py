@@ -315,6 +315,7 @@ def setup(app: Any) -> dict[str, Any]:
     from docutils import nodes
     from docutils.parsers.rst import directives
     from docutils.statemachine import StringList
+    from sphinx.ext.autodoc.mock import mock
     from sphinx.util import logging
     from sphinx.util.docutils import SphinxDirective
 
@@ -324,7 +325,8 @@ def setup(app: Any) -> dict[str, Any]:
     def homes(config: Any) -> dict[Any, str]:
         packages = tuple(config.dropkit_api_packages)
         if packages not in cache:
-            cache[packages] = api_homes(list(packages))
+            with mock(config.autodoc_mock_imports):  # as autodoc imports them
+                cache[packages] = api_homes(list(packages))
         return cache[packages]
 
     class _RstDirective(SphinxDirective):
@@ -335,8 +337,10 @@ def setup(app: Any) -> dict[str, Any]:
 
         def run(self) -> list[Any]:
             node = nodes.container()
+            with mock(self.config.autodoc_mock_imports):
+                lines = self.rst()
             self.state.nested_parse(
-                StringList(self.rst(), source=f"<{self.name} {self.arguments[0]}>"),
+                StringList(lines, source=f"<{self.name} {self.arguments[0]}>"),
                 self.content_offset,
                 node,
                 match_titles=True,
