@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("bench_dropout_gpu: no CUDA device is available; this benchmark needs a GPU")
         return 2
-    from dropkit.functional import _fast_cuda
+    from dropkit.ops import cuda as _fast_cuda
 
     if _fast_cuda._kernels() is None:
         print("bench_dropout_gpu: triton cannot be imported (pip install 'dropkit[gpu]')")

@@ -26,8 +26,8 @@ import torch
 from _common import median_time
 from bench_dropout import MLP_VARIANTS, _MLPStep
 
-from dropkit.functional import fast_dropout
 from dropkit.kernels import cpu
+from dropkit.random import draws
 
 _SLOW_FAULTS = 1000
 
@@ -81,7 +81,7 @@ def parts(args) -> None:
 
     timed(cpu, "forward_tensor", "forward kernels")
     timed(cpu, "backward_tensor", "backward kernels")
-    timed(fast_dropout, "_draw_seed", "seed draws")
+    timed(draws, "_random_seed", "seed draws")
     step = _MLPStep(MLP_VARIANTS["dropkit"])
     for _ in range(30):
         step()

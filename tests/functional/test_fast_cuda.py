@@ -1,7 +1,7 @@
 """The CUDA fast path (Triton kernels) of dropout, dropout_add and bias_dropout_add.
 
-``TestGlue*`` call the operator of ``dropkit.functional._ops`` with the Triton backend
-(``dropkit.functional._fast_cuda``) directly: on CUDA when there is a GPU, else on CPU tensors with
+``TestGlue*`` call the operators of ``dropkit.ops.dropout`` with the Triton backend
+(``dropkit.ops.cuda``) directly: on CUDA when there is a GPU, else on CPU tensors with
 the kernels in Triton's interpreter.
 ``TestCudaDispatch`` goes through the public ops and needs a GPU.
 """

@@ -1,4 +1,4 @@
-"""functional/_random.py: the plain path's draws, and the custom ops they become under compile."""
+"""random/draws.py: the plain path's draws, and the custom ops they become under compile."""
 
 from __future__ import annotations
 

@@ -1,0 +1,73 @@
+"""ops/_torch.py: every torch internal dropkit reads answers its question on this torch.
+
+CI runs the suite on every torch of the version matrix (README, "Supported versions"), so a
+release that moves one of these names fails here, by name, before a user meets a wrong result.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from dropkit.ops import _torch
+
+
+def test_dispatch_modes():
+    assert _torch.dispatch_modes() == 0
+    with FakeTensorMode():
+        assert _torch.dispatch_modes() > 0
+
+
+def test_transforms_and_vmap():
+    assert _torch.transforms() is None and not _torch.vmap_active()
+    seen = {}
+
+    def probe(x, key):
+        seen[key] = (_torch.transforms() is not None, _torch.vmap_active())
+        return x.sum()
+
+    torch.func.vmap(lambda x: probe(x, "vmap"))(torch.ones(3, 2))
+    torch.func.grad(lambda x: probe(x, "grad"))(torch.ones(3))
+    assert seen == {"vmap": (True, True), "grad": (True, False)}
+
+
+def test_outside_transforms():
+    def f(x):
+        with _torch.outside_transforms():
+            inside = _torch.transforms()
+        assert inside is None and _torch.transforms() is not None
+        return x.sum()
+
+    torch.func.grad(f)(torch.ones(3))
+
+
+def test_forward_ad():
+    assert not _torch.forward_ad()
+    with fwAD.dual_level():
+        assert _torch.forward_ad()
+    assert not _torch.forward_ad()
+
+
+def test_constant_result_is_run_not_traced():
+    calls = []
+
+    @_torch.constant_result
+    def key(obj) -> int:
+        calls.append(1)
+        return 7
+
+    g = torch.Generator()
+    out = torch.compile(lambda x: x + key(g), fullgraph=True, backend="eager")(torch.zeros(2))
+    assert torch.equal(out, torch.full((2,), 7.0)) and calls
+
+
+def test_is_dtensor_without_a_process_group():
+    assert not _torch.is_dtensor(torch.ones(2))
+
+
+def test_a_missing_name_fails_at_import_naming_dropkit():
+    import pytest
+
+    with pytest.raises(ImportError, match="dropkit needs torch._C._no_such_thing"):
+        _torch._resolve("torch._C._no_such_thing")
