@@ -70,13 +70,16 @@ class TestConfigTable:
         class Model(pydantic.BaseModel):
             mode: typing.Literal["a", "b"] | None = pydantic.Field(None, description="x  *y*")
             rate: float = pydantic.Field(0.5, gt=0.0, le=1.0)
-            sizes: list[int] = pydantic.Field(default_factory=lambda: [1, 2])
+            sizes: list[int] = pydantic.Field(
+                default_factory=lambda: [1, 2], json_schema_extra={"bounds": "each >= 1"}
+            )
             needed: int
 
         rows = _rows(Model)
         assert rows["mode"] == ext.FieldRow("mode", "str | None", "None", ("a", "b"), "", "x *y*")
         assert (rows["rate"].bounds, rows["rate"].description) == ("(0.0, 1.0]", "")
         assert (rows["sizes"].type, rows["sizes"].default) == ("list[int]", "[1, 2]")
+        assert rows["sizes"].bounds == "each >= 1"  # the lab's json_schema_extra convention
         assert rows["needed"].default == "(required)"
 
     def test_the_table_is_valid_rest_that_reads_as_the_descriptions(self):

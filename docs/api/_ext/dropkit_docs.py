@@ -99,7 +99,11 @@ def _choices(field: Any) -> tuple[str, ...]:
 
 
 def _bounds(field: Any) -> str:
-    """``≥ 0``, ``> 0``, ``≤ 1``, or an interval ``[0.0, 1.0)``; "" when unbounded."""
+    """``≥ 0``, ``> 0``, ``≤ 1``, or an interval ``[0.0, 1.0)``; "" when unbounded. A range that
+    pydantic does not hold (each entry of a tuple) is the lab's ``bounds`` string, "each >= 1"."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if isinstance(extra.get("bounds"), str):
+        return extra["bounds"]
     found = {
         attr: getattr(c, attr)
         for c in field.metadata
