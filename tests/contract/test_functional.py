@@ -188,9 +188,7 @@ def test_checkpoint_recomputes_the_same_mask(spec, large, use_reentrant, with_ge
             return spec.run(ts, **kwargs)
 
         torch.manual_seed(0)
-        # an explicit generator needs dropkit's journal (torch restores only its own generators)
-        ckpt = dropkit.random.checkpoint if with_generator else checkpoint
-        out = ckpt(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
+        out = checkpoint(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
         torch.manual_seed(123)  # the recompute must not depend on the RNG state after forward
         out.sum().backward()  # (reentrant checkpoint does not support autograd.grad)
         return out.detach(), [x.grad for x in xs]
@@ -214,21 +212,30 @@ def _generator_checkpoint_params():
 
 
 @pytest.mark.parametrize(("spec", "large", "use_reentrant"), _generator_checkpoint_params())
-def test_an_explicit_generator_in_torchs_checkpoint_is_refused(spec, large, use_reentrant):
-    # torch.utils.checkpoint restores only torch's generators: rather than a silent redraw in the
-    # recomputation, the draw is refused with the ways out
+def test_dropkits_checkpoint_replays_an_explicit_generator(spec, large, use_reentrant):
+    # the public path (dropkit.random.checkpoint), beside torch's own checkpoint above
     tensors = _inputs(spec, large)
     idx = [i for i in spec.grad if tensors[i] is not None]
-    xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
 
-    def f(*gs):
-        ts = list(tensors)
-        for i, g in zip(idx, gs, strict=True):
-            ts[i] = g * 1.0
-        return spec.run(ts, generator=torch.Generator().manual_seed(5))
+    def run(checkpointed):
+        xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
+        gen = torch.Generator().manual_seed(5)
 
-    with pytest.raises(RuntimeError, match=r"dropkit: generator=.*dropkit\.random\.checkpoint"):
-        checkpoint(f, *xs, use_reentrant=use_reentrant).sum().backward()
+        def f(*gs):
+            ts = list(tensors)
+            for i, g in zip(idx, gs, strict=True):
+                ts[i] = g * 1.0
+            return spec.run(ts, generator=gen)
+
+        ckpt = dropkit.random.checkpoint
+        out = ckpt(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
+        out.sum().backward()
+        return out.detach(), [x.grad for x in xs]
+
+    (out0, g0), (out1, g1) = run(False), run(True)
+    assert torch.equal(out0, out1)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -116,12 +116,19 @@ def test_checkpoint_with_a_generator_recomputes_the_same_mask(use_reentrant, fas
 
 
 @pytest.mark.parametrize("use_reentrant", [True, False])
-def test_checkpoint_of_torch_with_a_generator_is_refused(use_reentrant):
+@pytest.mark.parametrize("fast", [True, False])
+def test_torchs_checkpoint_with_a_generator_recomputes_the_same_mask(use_reentrant, fast):
     # issue 21's reproducer: on torch 2.14 the recomputation drew a new mask, silently
     g = _seeded(4)
     x = torch.ones(N, requires_grad=True)
-    with pytest.raises(RuntimeError, match="inside torch.utils.checkpoint"):
-        checkpoint(lambda t: DF.dropout(t * 1.0, 0.5, generator=g), x, use_reentrant=use_reentrant)
+
+    def block(t):
+        return DF.dropout(t * 1.0, 0.5, generator=g) + DF.dropout(t * 1.0, 0.5, generator=g) * 3
+
+    with dropkit.use_fast_dropout(fast):
+        y = checkpoint(block, x, use_reentrant=use_reentrant)
+        y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
 
 
 @pytest.mark.parametrize("use_reentrant", [True, False])

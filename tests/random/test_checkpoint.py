@@ -1,9 +1,10 @@
-"""random/checkpoint.py: explicit generators under activation checkpointing, on public torch APIs.
+"""random/checkpoint.py: explicit generators under activation checkpointing.
 
 Issue 21's reproducer gave a silently wrong gradient on torch 2.14: the recomputation drew a new
-mask. Here: dropkit's checkpoint and context replay the forward's draws (both modes, nested
-regions, early stop, a second backward); torch's own checkpoint with an explicit generator is
-refused, never redrawn; and a recomputation that draws differently raises.
+mask. Here: torch's own checkpoint (read from its frames, on every torch CI runs) and dropkit's
+checkpoint and context (public APIs) replay the forward's draws (both modes, nested regions, a
+second backward); a checkpoint dropkit cannot read, and a recomputation that draws differently,
+raise: never a silent redraw.
 """
 
 from __future__ import annotations
@@ -51,10 +52,33 @@ def test_checkpoint_context(size):
     assert torch.equal(o0, o1) and torch.equal(g0, g1)
 
 
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 @pytest.mark.parametrize("reentrant", [False, True])
-def test_torchs_checkpoint_with_an_explicit_generator_is_refused(reentrant):
-    with pytest.raises(RuntimeError, match="dropkit: generator=.*dropkit.random.checkpoint"):
-        _grad(functools.partial(checkpoint, use_reentrant=reentrant), N)
+def test_the_reproducer_with_torchs_own_checkpoint(size, reentrant):
+    # issue 21: prints "True True" on every torch of the matrix
+    o0, g0 = _grad(None, size)
+    o1, g1 = _grad(functools.partial(checkpoint, use_reentrant=reentrant), size)
+    assert torch.equal(o0, o1) and torch.equal(g0, g1)
+
+
+def test_a_checkpoint_dropkit_cannot_read_raises():
+    # code that runs from torch/utils/checkpoint.py but holds none of the regions dropkit reads:
+    # what a torch that rearranged its checkpoint would look like. Refused, never redrawn.
+    import torch.utils.checkpoint as torch_checkpoint
+
+    namespace = {}
+    source = "def call(f, x):\n    return f(x)\n"
+    exec(compile(source, torch_checkpoint.__file__, "exec"), namespace)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(RuntimeError, match="does not recognise.*dropkit.random.checkpoint"):
+        namespace["call"](lambda t: DF.dropout(t, 0.5, generator=g), torch.ones(N))
+    # the public path works there
+    out = dropkit.random.checkpoint(
+        lambda t: namespace["call"](lambda u: DF.dropout(u, 0.5, generator=g), t),
+        torch.ones(N, requires_grad=True),
+        use_reentrant=False,
+    )
+    assert out.shape == (N,)
 
 
 def test_composes_with_selective_checkpointing():

@@ -7,25 +7,27 @@ with a :class:`~dropkit.random.RankStream` on the global generator, need nothing
 ``torch.Generator`` passed by the user is not restored: the rerun would draw the next mask and the
 gradient would belong to a mask the forward never used.
 
-So explicit generators are journalled, through public torch APIs only:
+So draws from explicit generators are journalled per checkpointed region: in the region's forward,
+each draw records the generator and its state; in a recomputation, the i-th draw sets the i-th
+recorded state, draws, and puts the generator back where it was (the rerun leaves it where the
+forward left it, as checkpoint does for the global generator). A recomputation that draws
+differently from its forward (another generator, more draws) raises. Where the regions come from:
 
-* :func:`checkpoint` is ``torch.utils.checkpoint.checkpoint`` around a wrapper of the function. The
-  wrapper's first call is the forward: each draw from an explicit generator records the generator
-  and its state. Every later call is a recomputation: the i-th draw sets the i-th recorded state,
-  draws, and puts the generator back where it was (the rerun leaves it where the forward left it, as
-  checkpoint does for the global generator). Both ``use_reentrant`` modes; ``checkpoint_wrapper``
-  takes it as ``checkpoint_fn``.
-* :func:`checkpoint_context` is the same journal as a ``context_fn`` for ``use_reentrant=False``
-  (``torch.utils.checkpoint.checkpoint``, ``checkpoint_wrapper``, Hugging Face's
-  ``gradient_checkpointing_kwargs``), composable with another ``context_fn`` such as selective
-  checkpointing's.
-
-A recomputation that draws differently from its forward (another generator, more draws) raises. A
-draw from an explicit generator inside a plain ``torch.utils.checkpoint`` region, where dropkit has no
-journal, raises too, naming these ways out: dropkit never redraws silently. That region is recognised
-by the frames of ``torch/utils/checkpoint.py`` on the Python stack (the file, not its functions or
-locals, which change between releases); ``tests/random/test_checkpoint.py`` runs it on every torch
-of the version matrix.
+* **Public torch APIs**, guaranteed on any torch: :func:`checkpoint` is
+  ``torch.utils.checkpoint.checkpoint`` around a wrapper of the function, whose first call is the
+  forward and every later call a recomputation (both ``use_reentrant`` modes; ``checkpoint_wrapper``
+  takes it as ``checkpoint_fn``); :func:`checkpoint_context` is the same journal as a ``context_fn``
+  for ``use_reentrant=False`` (``torch.utils.checkpoint``, ``checkpoint_wrapper``, FSDP2, Hugging
+  Face's ``gradient_checkpointing_kwargs``), composable with selective checkpointing's.
+* **A plain** ``torch.utils.checkpoint`` **call**, the way most code checkpoints: the region is read
+  from the frames of ``torch/utils/checkpoint.py`` on the Python stack (the reentrant
+  ``CheckpointFunction``'s ``ctx``; the non-reentrant ``_CheckpointFrame`` of the forward's
+  generator or of the recomputation's unpack hook). These are torch internals, so the reading is
+  checked on every torch of the version matrix (``tests/random/test_checkpoint.py``), and where
+  dropkit finds itself inside those frames but cannot read the region (a torch that rearranged
+  them) the draw raises an error naming the public ways out above: never a silent redraw. Until
+  2.14 moved the non-reentrant forward into ``_checkpoint_impl``, dropkit read only the function
+  names of 2.13 and, not finding them, drew anew: issue 21's silent wrong gradient.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import types
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -41,7 +45,10 @@ import torch.utils.checkpoint as _torch_checkpoint
 __all__ = ["checkpoint", "checkpoint_context", "draw"]
 
 _CHECKPOINT_FILE = _torch_checkpoint.__file__
-_local = threading.local()  # .frames: the active journals, innermost last
+_local = threading.local()  # .frames: the active journals of dropkit's own regions, innermost last
+# The journals of plain torch.utils.checkpoint regions, held weakly by the region (the reentrant
+# function's ctx, the non-reentrant _CheckpointFrame) and gone with it.
+_journals: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _WAYS_OUT = (
     "use dropkit.random.checkpoint(fn, *args, use_reentrant=...) instead of "
@@ -53,12 +60,14 @@ _WAYS_OUT = (
 
 
 class _Journal:
-    """The explicit-generator draws of one checkpointed forward: ``(generator, state before)``."""
+    """The explicit-generator draws of one checkpointed forward: ``(generator, state before)``;
+    ``cursors``: the next entry of each recomputation of a plain torch region, by its id."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "cursors")
 
     def __init__(self) -> None:
         self.entries: list[tuple[torch.Generator, torch.Tensor]] = []
+        self.cursors: dict[object, int] = {}
 
 
 class _Frame:
@@ -84,52 +93,97 @@ def _active(journal: _Journal, replaying: bool):
         frames.pop()
 
 
-def _inside_torch_checkpoint() -> bool:
-    frame = sys._getframe(1)
+def _torch_region(frame):
+    """``(region, recomputation id or None)`` of the innermost ``torch.utils.checkpoint`` region
+    around ``frame``, or None outside every region; raises inside one it cannot read."""
+    inside = False
     while frame is not None:
         if frame.f_code.co_filename == _CHECKPOINT_FILE:
-            return True
+            inside = True
+            found = _read_region(frame)
+            if found is not None:
+                return found
         frame = frame.f_back
-    return False
+    if inside:
+        raise RuntimeError(
+            f"dropkit: generator= (a torch.Generator) inside a torch.utils.checkpoint of torch "
+            f"{torch.__version__} whose structure dropkit does not recognise: its recomputation "
+            f"could draw a different mask from the forward's; {_WAYS_OUT}"
+        )
+    return None
+
+
+def _read_region(frame):
+    local = frame.f_locals
+    checkpoint_frame = getattr(_torch_checkpoint, "_CheckpointFrame", None)
+    if "run_function" in local and "ctx" in local:  # reentrant: CheckpointFunction.forward
+        return local["ctx"], None
+    if frame.f_code.co_name == "backward" and "ctx" in local:  # reentrant: the recomputation
+        return local["ctx"], id(frame)
+    region = local.get("frame")
+    if checkpoint_frame is not None and isinstance(region, checkpoint_frame) and "gid" in local:
+        return region, local["gid"]  # non-reentrant: the unpack hook that recomputes
+    gen = local.get("gen")  # non-reentrant: the forward, beside checkpoint's generator
+    if isinstance(gen, types.GeneratorType) and gen.gi_frame is not None:
+        region = gen.gi_frame.f_locals.get("new_frame")
+        if checkpoint_frame is not None and isinstance(region, checkpoint_frame):
+            return region, None
+    return None
+
+
+def _torch_journal(region) -> _Journal:
+    try:
+        journal = _journals.get(region)
+        if journal is None:
+            journal = _journals[region] = _Journal()
+    except TypeError:  # not weakly referenceable: a torch that changed the region's type
+        raise RuntimeError(
+            f"dropkit: generator= inside torch.utils.checkpoint: the region cannot hold dropkit's "
+            f"journal on torch {torch.__version__}; {_WAYS_OUT}"
+        ) from None
+    return journal
 
 
 def draw(generator: torch.Generator, fn: Callable, *args):
     """``fn(*args)``, one draw from the explicit ``generator``: recorded in a checkpointed forward,
-    replayed in its recomputation, refused inside a checkpoint dropkit does not journal."""
-    frames = getattr(_local, "frames", None)
-    if not frames:
-        if _inside_torch_checkpoint():
-            raise RuntimeError(
-                "dropkit: generator= (a torch.Generator) inside torch.utils.checkpoint: its "
-                "recomputation in backward would draw a different mask from the forward's "
-                f"(checkpoint restores only torch's global generators); {_WAYS_OUT}"
-            )
+    replayed in its recomputation (see the module docstring)."""
+    frames = getattr(_local, "frames", None) or ()
+    found = _torch_region(sys._getframe(1))
+    if not frames and found is None:
         return fn(*args)
-    # The innermost replaying frame, if any, gives the state; the recording frames inside it
-    # record that state (a region nested in a region being recomputed records anew).
-    replay = None
-    for i in range(len(frames) - 1, -1, -1):
-        if frames[i].replaying:
-            replay = i
-            break
-    if replay is None:
+    region, recompute_id = found if found is not None else (None, None)
+    # Where the state comes from: the innermost of dropkit's regions being recomputed; else a torch
+    # region being recomputed (dropkit's regions inside it are new, recording); else the generator
+    # as it is. Every region recording inside that source records the state the draw uses.
+    source = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].replaying), None)
+    if source is not None:
+        entries, index = frames[source].journal.entries, frames[source].cursor
+        frames[source].cursor = index + 1
+        recorders = [f.journal for f in frames[source + 1 :]]
+        if region is not None and recompute_id is None:
+            recorders.append(_torch_journal(region))
+    elif recompute_id is not None:
+        journal = _torch_journal(region)
+        entries, index = journal.entries, journal.cursors.get(recompute_id, 0)
+        journal.cursors[recompute_id] = index + 1
+        recorders = [f.journal for f in frames]
+    else:
         state = generator.get_state()
-        for frame in frames:
-            frame.journal.entries.append((generator, state))
+        recorders = [f.journal for f in frames]
+        if region is not None:
+            recorders.append(_torch_journal(region))
+        for journal in recorders:
+            journal.entries.append((generator, state))
         return fn(*args)
-    source = frames[replay]
-    index = source.cursor
-    entries = source.journal.entries
     if index >= len(entries) or entries[index][0] is not generator:
         raise RuntimeError(
             "dropkit: a checkpointed region's recomputation draws from its generators differently "
             f"from its forward (draw {index + 1}; the forward made {len(entries)}): the masks "
             "would differ; make the region's calls the same in both passes"
         )
-    source.cursor = index + 1
     state = entries[index][1]
-    for frame in frames[replay + 1 :]:
-        frame.journal.entries.append((generator, state))
+    for journal in recorders:
+        journal.entries.append((generator, state))
     now = generator.get_state()
     generator.set_state(state)
     try:
