@@ -25,9 +25,9 @@ recurrence with the step-by-step loop and differentiates that.
 from __future__ import annotations
 
 import torch
-import torch.autograd.forward_ad as _fwad
 
-from dropkit.functional.fast_dropout import fast_dropout_enabled
+from dropkit.ops import _torch
+from dropkit.ops.switch import fast_dropout_enabled
 
 __all__ = ["applies", "recur"]
 
@@ -42,9 +42,9 @@ def applies(mode: str, x_gates: torch.Tensor, uniform: bool, mult: torch.Tensor 
         and x_gates.dtype in _DTYPES
         and (mult is None or mult.shape[0] == 1)
         and fast_dropout_enabled()
-        and _fwad._current_level < 0
+        and not _torch.forward_ad()
         and not torch.compiler.is_compiling()
-        and torch._C._functorch.peek_interpreter_stack() is None
+        and _torch.transforms() is None
     )
 
 
