@@ -261,7 +261,7 @@ def test_lab_models_share_every_mask():
     ("values", "message"),
     [
         ({"batch_size": 100, "mask_share": 3}, r"mask_share=3 must divide batch_size=100"),
-        ({"mask_share": 0}, r"mask_share: Input should be greater than or equal to 1"),
+        ({"mask_share": 0}, r"mask_share: must be greater than or equal to 1, got 0"),
         (
             {"mlp_dropout": "dropconnect", "p_hidden": 0.3, "mask_share": 4},
             r"mask_share=4 needs per-sample dropout masks, but mlp_dropout='dropconnect' drops "

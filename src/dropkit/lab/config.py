@@ -6,18 +6,36 @@ a config file is a plain JSON (or YAML) object. Unknown keys are errors that lis
 
 from __future__ import annotations
 
+import difflib
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Config", "describe_fields", "load_config", "parse_overrides"]
+__all__ = [
+    "CONV_DROPOUTS",
+    "RNN_DROPOUTS",
+    "Config",
+    "FieldDoc",
+    "describe_fields",
+    "did_you_mean",
+    "load_config",
+    "parse_overrides",
+]
 
 
 DATASETS = ("mnist1d", "fashion_mnist", "mnist", "digits", "uci")
 MODELS = ("mlp", "cnn", "gru", "lstm")
+# The dropout layers a CNN / an RNN can use, by name: the keys of lab.models.CONV_DROPOUT and
+# RNN_DROPOUT (a test keeps them equal). Listed here, not read from there, so that a config is
+# validated, and --help lists the choices, without importing torch.
+ConvDropout = Literal["element", "channel", "dropblock", "dropconnect"]
+RnnDropout = Literal["standard", "variational", "recurrent"]
+CONV_DROPOUTS: tuple[str, ...] = typing.get_args(ConvDropout)
+RNN_DROPOUTS: tuple[str, ...] = typing.get_args(RnnDropout)
 
 
 class Config(BaseModel):
@@ -36,7 +54,7 @@ class Config(BaseModel):
         description="data set (fashion-mnist is read as fashion_mnist), or your loader "
         "pkg.module:load, called as load(config) -> (x_train, y_train, x_test, y_test) arrays; "
         "integer labels 0..K-1 mean classification, float targets regression",
-        json_schema_extra={"choices": "|".join(DATASETS) + "|pkg.module:load"},
+        json_schema_extra={"choices": "|".join(DATASETS) + "|pkg.module:load", "known": DATASETS},
     )
     data_dir: str | None = Field(None, description="IDX folder (fashion_mnist/mnist) or UCI folder")
     uci_split: int = Field(0, ge=0, description="which standard split of a UCI set")
@@ -48,15 +66,19 @@ class Config(BaseModel):
         "mlp",
         description="network family, or your factory pkg.module:build, called as "
         "build(config, input_shape, n_outputs) -> torch.nn.Module",
-        json_schema_extra={"choices": "|".join(MODELS) + "|pkg.module:build"},
+        json_schema_extra={"choices": "|".join(MODELS) + "|pkg.module:build", "known": MODELS},
     )
-    widths: tuple[int, ...] = Field((100, 100), description="MLP hidden widths")
+    widths: tuple[int, ...] = Field(
+        (100, 100), description="MLP hidden widths", json_schema_extra={"bounds": "each >= 1"}
+    )
     activation: Literal["relu", "tanh", "gelu", "elu"] = Field(
         "relu", description="hidden-layer non-linearity"
     )
     p_input: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the inputs")
     p_hidden: tuple[float, ...] = Field(
-        (0.0,), description="dropout after each hidden layer: one rate for all, or one per layer"
+        (0.0,),
+        description="dropout after each hidden layer: one rate for all, or one per layer",
+        json_schema_extra={"bounds": "each 0 <= p < 1"},
     )
     batchnorm: Literal["none", "before_dropout", "after_dropout"] = Field(
         "none", description="BatchNorm in each hidden block, and where relative to dropout"
@@ -66,13 +88,24 @@ class Config(BaseModel):
         description="MLP noise: Bernoulli dropout, Gaussian N(1, p/(1-p)) noise (both on p_input "
         "and p_hidden), or DropConnect on the hidden layers' weights (p_hidden; p_input Bernoulli)",
     )
-    channels: tuple[int, ...] = Field((32, 64), description="CNN conv channels (one block each)")
-    conv_dropout: str = Field(
-        "element", description="CNN dropout layer: see lab.models.CONV_DROPOUT"
+    channels: tuple[int, ...] = Field(
+        (32, 64),
+        description="CNN conv channels (one block each)",
+        json_schema_extra={"bounds": "each >= 1"},
+    )
+    conv_dropout: ConvDropout = Field(
+        "element",
+        description="CNN dropout after each conv block's activation: element-wise, whole "
+        "channels, DropBlock (3-wide blocks), or DropConnect on the conv weights",
     )
     hidden_size: int = Field(128, ge=1, description="CNN dense layer / RNN state size")
     rnn_layers: int = Field(1, ge=1, description="stacked RNN layers")
-    rnn_dropout: str = Field("standard", description="RNN dropout: see lab.models.RNN_DROPOUT")
+    rnn_dropout: RnnDropout = Field(
+        "standard",
+        description="RNN dropout on the input and output sequences: standard (a new mask each "
+        "time step), variational (one mask per sequence), or recurrent (Gal & Ghahramani: one "
+        "mask per sequence on each layer's input, on h_{t-1} and on the output)",
+    )
     weight_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="RNN hidden-to-hidden weight drop (AWD-LSTM); gru/lstm"
     )
@@ -152,6 +185,12 @@ class Config(BaseModel):
             return value.replace("-", "_")
         return value
 
+    @field_validator("batchnorm", mode="before")
+    @classmethod
+    def _none_is_a_choice(cls, value: Any) -> Any:
+        # batchnorm=none on the command line reads as null: here it is the choice "none"
+        return "none" if value is None else value
+
     @field_validator("dataset", "model")
     @classmethod
     def _known_or_import_path(cls, value: str, info: Any) -> str:
@@ -209,6 +248,18 @@ class Config(BaseModel):
             raise ValueError("uci is tabular: only model=mlp applies")
         if self.dataset == "uci" and self.augment_shift:
             raise ValueError("augment_shift needs signals or images; uci is tabular")
+        # The model builder refuses these too, but only once the data are loaded: say it now.
+        if self.model in ("gru", "lstm") and self.batchnorm != "none":
+            raise ValueError(f"batchnorm is for mlp and cnn models, not model={self.model}")
+        if (
+            self.model in ("gru", "lstm")
+            and self.rnn_dropout == "recurrent"
+            and self.weight_dropout
+        ):
+            raise ValueError(
+                "rnn_dropout='recurrent' and weight_dropout > 0 cannot be combined (two RNN "
+                "wrappers); use rnn_dropout='variational' with weight_dropout for AWD-LSTM's mix"
+            )
         return self
 
     @model_validator(mode="after")
@@ -243,19 +294,14 @@ class Config(BaseModel):
         merged = {**(values or {}), **more}
         unknown = sorted(set(merged) - set(cls.model_fields))
         if unknown:
+            named = ", ".join(f"{k}{did_you_mean(k, cls.model_fields)}" for k in unknown)
             raise ValueError(
-                f"Config: unknown key(s) {', '.join(unknown)}; valid keys are "
-                f"{', '.join(cls.model_fields)}"
+                f"Config: unknown key(s) {named}; valid keys are {', '.join(cls.model_fields)}"
             )
         try:
             return cls(**merged)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} "
-                f"(got {e.get('input')!r})"
-                for e in err.errors()
-            )
-            raise ValueError(f"Config: {problems}") from None
+            raise ValueError(f"Config: {'; '.join(map(_problem, err.errors()))}") from None
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with ``changes`` applied (a config variant overrides only what differs)."""
@@ -263,6 +309,34 @@ class Config(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'p_hidden'?)`` for the closest of ``options`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as ``key: what is wrong, got value``, in dropkit's words.
+
+    Our validators' messages already name the value; pydantic's own (``Input should be ...``) get
+    the value appended; a choice field lists its choices and the closest one.
+    """
+    loc = ".".join(str(p) for p in error["loc"])
+    value = error.get("input")
+    if error["type"] in ("value_error", "assertion_error") and "error" in error.get("ctx", {}):
+        text = str(error["ctx"]["error"])
+    elif error["type"] == "literal_error" and error["loc"]:
+        choices = typing.get_args(Config.model_fields[str(error["loc"][0])].annotation)
+        text = (
+            f"must be one of {', '.join(map(str, choices))}; got {value!r}"
+            f"{did_you_mean(value, choices)}"
+        )
+    else:
+        text = error["msg"].replace("Input should be", "must be")
+        text += f" ({value!r})" if " got " in text else f", got {value!r}"
+    return f"{loc}: {text}" if loc else text
 
 
 def _parse_value(text: str) -> Any:
@@ -332,29 +406,87 @@ def load_config(
     return Config.build(values)
 
 
-def describe_fields() -> list[tuple[str, str, str, str]]:
-    """``(key, type, default, description)`` of every config field, in declaration order."""
-    import typing
+class FieldDoc(NamedTuple):
+    """One config key as ``--help`` and the API reference show it (all text, for tables)."""
 
+    key: str
+    #: ``int``, ``float``, ``str``, ``bool``, ``ints``/``floats`` (lists, written ``1,2,3``), with
+    #: ``or none`` when the key may be unset; for a key with choices, the choices joined by ``|``
+    type: str
+    #: the default as written on the command line (``100,100``, ``none``, ``true``)
+    default: str
+    #: the allowed values of a key with choices, else ``()``
+    choices: tuple[str, ...]
+    #: the allowed range, e.g. ``0 <= x < 1``; ``""`` when any value of the type is allowed
+    bounds: str
+    description: str
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return "|".join(map(str, typing.get_args(annotation)))
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        return {int: "ints", float: "floats"}.get(args[0], "list")
+    if len(args) == 1 and type(None) in typing.get_args(annotation):  # X | None
+        return f"{_type_name(args[0])} or none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _cli_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(_cli_text, value))
+    return str(value)
+
+
+def _bounds(field: Any) -> str:
+    low = high = ""
+    for m in field.metadata:
+        if getattr(m, "ge", None) is not None:
+            low = f"{m.ge} <= "
+        elif getattr(m, "gt", None) is not None:
+            low = f"{m.gt} < "
+        if getattr(m, "lt", None) is not None:
+            high = f" < {m.lt}"
+        elif getattr(m, "le", None) is not None:
+            high = f" <= {m.le}"
+    if low and high:
+        return f"{low}x{high}"
+    if low:
+        return f"x {'>=' if '<=' in low else '>'} {low.split()[0]}"
+    if high:
+        return f"x{high}"
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("bounds", ""))
+
+
+def describe_fields() -> list[FieldDoc]:
+    """Every config key, in declaration order: type, default, choices, range and description.
+
+    What ``dropkit run --help`` prints and what the API reference tabulates; the same facts are in
+    ``Config.model_fields`` (``annotation``, ``default``, ``description``, ``metadata``) and in
+    ``Config.model_json_schema()``.
+    """
     rows = []
     for key, field in Config.model_fields.items():
-        annotation = field.annotation
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if "choices" in extra:
-            kind = str(extra["choices"])
-        elif typing.get_origin(annotation) is Literal:
-            kind = "|".join(map(str, typing.get_args(annotation)))
+        if typing.get_origin(field.annotation) is Literal:
+            choices = tuple(map(str, typing.get_args(field.annotation)))
         else:
-            kind = (
-                str(annotation)
-                .replace("typing.", "")
-                .replace("<class '", "")
-                .replace("'>", "")
-                .replace("tuple[int, ...]", "ints")
-                .replace("tuple[float, ...]", "floats")
+            choices = tuple(extra.get("known", ()))
+        kind = str(extra["choices"]) if "choices" in extra else _type_name(field.annotation)
+        rows.append(
+            FieldDoc(
+                key=key,
+                type=kind,
+                default=_cli_text(field.default),
+                choices=choices,
+                bounds=_bounds(field),
+                description=field.description or "",
             )
-        default = field.default
-        if isinstance(default, tuple):
-            default = ",".join(map(str, default))
-        rows.append((key, kind, str(default), field.description or ""))
+        )
     return rows

@@ -2,8 +2,9 @@
 
 Which dropout layer a CNN or an RNN uses is looked up by name in :data:`CONV_DROPOUT` and
 :data:`RNN_DROPOUT`: plain dicts from the config's name to a layer factory. New dropkit layers (channel
-dropout, DropBlock, DropConnect, variational RNN dropout) are wired in by adding one entry each; the
-config field (``conv_dropout`` / ``rnn_dropout``) then accepts the new name with no other change.
+dropout, DropBlock, DropConnect, variational RNN dropout) are wired in by adding one entry each, and
+its name to the config's choices (``ConvDropout`` / ``RnnDropout`` in :mod:`dropkit.lab.config`,
+which validates a config without importing torch; a test keeps the two lists equal).
 """
 
 from __future__ import annotations
