@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
@@ -26,3 +28,27 @@ def linear(config, input_shape, n_outputs):
 
 def not_a_module(config, input_shape, n_outputs):
     return "linear"
+
+
+SLOW_SECONDS = 1.0
+
+
+class _SlowFirstCall(nn.Module):
+    """An MLP whose first forward call sleeps, as a kernel that compiles on first use does."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.compiled = False  # not a buffer: the state_dict does not hold it
+
+    def forward(self, x):
+        if not self.compiled:
+            time.sleep(SLOW_SECONDS)
+            self.compiled = True
+        return self.inner(x)
+
+
+def slow_first_call(config, input_shape, n_outputs):
+    from dropkit.lab.models import build_model
+
+    return _SlowFirstCall(build_model(config.replace(model="mlp"), input_shape, n_outputs))

@@ -27,7 +27,7 @@ _HOW_TO_GET = (
     "Fashion-MNIST: 'apt-get install dataset-fashion-mnist' (Debian) puts the files in "
     f"{FASHION_MNIST_DEFAULT_DIR}; or copy the four IDX files (train-images-idx3-ubyte[.gz], "
     "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) of "
-    "Fashion-MNIST or MNIST into a folder and pass it as data_dir (--data-dir)"
+    "Fashion-MNIST or MNIST into a folder and set data_dir to that folder"
 )
 _N_CLASSES = 10  # MNIST's digits, Fashion-MNIST's garment types
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +54,26 @@ def _raw(dataset: str, data_dir: str | None, uci_split: int):
             raise ValueError("dataset=uci needs data_dir (a folder such as .../uci/bostonHousing)")
         return load_uci(data_dir).split(uci_split)
     raise ValueError(f"unknown dataset {dataset!r}")  # pragma: no cover - the config refuses it
+
+
+def data_files(config: Config) -> list[Path]:
+    """The files a run of ``config`` reads its data from (for their fingerprints in the run's
+    provenance): the four IDX files, or the UCI folder's files; none for data generated in process
+    (mnist1d), shipped with a package (digits) or loaded by the user's code."""
+    from dropkit.data.idx import FASHION_MNIST_DEFAULT_DIR
+
+    if config.dataset in ("fashion_mnist", "mnist"):
+        folder = Path(config.data_dir) if config.data_dir else FASHION_MNIST_DEFAULT_DIR
+        stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+        stems += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        found = (
+            next((folder / n for n in (s, s + ".gz") if (folder / n).is_file()), None)
+            for s in stems
+        )
+        return [path for path in found if path is not None]  # load_idx's choice: raw before .gz
+    if config.dataset == "uci" and config.data_dir:
+        return sorted(p for p in Path(config.data_dir).iterdir() if p.is_file())
+    return []
 
 
 def _user_raw(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

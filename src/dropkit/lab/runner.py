@@ -3,19 +3,24 @@
 Run directory::
 
     config.json     the resolved config (every field, defaults included)
-    provenance.json dropkit, torch, numpy and Python versions, platform, device, start time
+    provenance.json what produced it: command line, dropkit version and git commit, torch,
+                    numba, NumPy and Python versions, host, CPU, threads, device, seed, SHA-256
+                    of the data (see lab.provenance); a resumed run adds an entry to "resumes"
     metrics.jsonl   one record per epoch: train/val/test loss and accuracy (RMSE for regression)
     metrics.csv     the same, as a table
     checkpoint.pt   model, optimiser, RNG states and history after the last finished epoch
                     (removed once the run is complete)
     model.pt        the final weights (the best-val epoch's when early stopping is on)
-    summary.json    the final metrics; its presence marks the run as complete
+    summary.json    the final metrics, wall_s (seconds of the epochs) and warmup_s (a first
+                    step before them: kernel compilation, not counted in wall_s); its presence
+                    marks the run as complete
     curves.png      learning curves (when config.plots)
 
 Every file is written atomically. An interrupted run (Ctrl-C, a killed process) resumes from its last
 checkpoint when ``run`` is called again on the same directory with the same config, and continues
 exactly as if it had not stopped: the batch order, dropout masks and augmentation come from RNG states
-saved in the checkpoint.
+saved in the checkpoint. A run that fails before it starts training (bad data, a model that does
+not build) leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from dropkit.lab._io import (
     atomic_write,
     lock_dir,
     read_json,
-    read_jsonl,
     remove_stale_temp_files,
     write_json,
 )
+from dropkit.lab._rundir import load_run, read_summary, saved_config
 from dropkit.lab.config import Config
 from dropkit.lab.loggers import FileLogger, MetricsLogger
 from dropkit.lab.models import build_model
@@ -61,7 +66,7 @@ def _as_config(config: Config | Mapping[str, Any]) -> Config:
 
 
 def _check_same_config(workdir: Path, config: Config) -> None:
-    saved = _saved_config(workdir).model_dump(mode="json")
+    saved = saved_config(workdir).model_dump(mode="json")
     now = config.model_dump(mode="json")
     diff = sorted(k for k in now if saved.get(k) != now[k])
     if diff:
@@ -69,25 +74,6 @@ def _check_same_config(workdir: Path, config: Config) -> None:
             f"run: '{workdir}' holds a run with a different config ({', '.join(diff)} differ); "
             "use another workdir or delete that one"
         )
-
-
-def _saved_config(workdir: Path) -> Config:
-    path = workdir / "config.json"
-    values = read_json(path)
-    if not isinstance(values, dict):
-        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object of config keys")
-    try:
-        return Config.build(values)
-    except ValueError as err:
-        raise ValueError(f"'{path}' is not a valid run config: {err}") from None
-
-
-def _read_summary(workdir: Path) -> dict:
-    path = workdir / "summary.json"
-    summary = read_json(path)
-    if not isinstance(summary, dict):
-        raise ValueError(f"'{path}' is corrupt: it should hold a JSON object")
-    return summary
 
 
 def _check_workdir(workdir: Path) -> None:
@@ -259,26 +245,48 @@ def _save(path: Path, obj: Any) -> None:
     atomic_write(path, write)
 
 
-def _provenance(device: torch.device) -> dict:
-    """What produced a run: package versions, Python, platform, device, start time (UTC)."""
-    import datetime
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
+def _record_provenance(workdir: Path, config: Config, device, data: Prepared, epoch: int) -> None:
+    """``provenance.json``: the session that started the run; each later session that resumed it
+    (from ``epoch``) is appended to ``resumes``."""
+    from dropkit.lab._data import data_files
+    from dropkit.lab.provenance import collect
 
-    try:
-        dropkit_version = version("dropkit")
-    except PackageNotFoundError:  # pragma: no cover - a source tree never installed
-        dropkit_version = "unknown"
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
-        "dropkit": dropkit_version,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": f"{device.type} ({name})" if name else device.type,
-        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    now = collect(config, device, data, data_files(config))
+    path = workdir / "provenance.json"
+    saved = read_json(path) if path.is_file() else None
+    if not isinstance(saved, dict):  # a new run (or a corrupt file: rewritten, not fatal)
+        write_json(path, now)
+    elif epoch > 0:
+        write_json(
+            path, {**saved, "resumes": [*saved.get("resumes", []), {**now, "from_epoch": epoch}]}
+        )
+
+
+def _warm_up(model: nn.Module, data: Prepared, config: Config, device: torch.device) -> float:
+    """Seconds of one training step and one evaluation batch run before the timed epochs.
+
+    The first call of a kernel compiles it (numba's dropout kernels: seconds; CUDA and torch's own
+    first-call set-up: less), a one-off cost of the process, not of training: it is paid here and
+    recorded apart (``warmup_s``), so ``wall_s`` times the training alone. The step leaves no
+    trace: every RNG is forked, the weights and buffers are restored and the gradients cleared, and
+    the optimiser is not touched, so the run's results are those it would have without it.
+    """
+    t0 = time.perf_counter()
+    saved = copy.deepcopy(model.state_dict())
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        model.train()
+        idx = slice(0, max(2, config.batch_size))  # BatchNorm needs two rows
+        xb = _augment(data.x_train[idx], config)
+        _loss(model(xb), data.y_train[idx], data.task).backward()
+        model.eval()
+        with torch.no_grad():
+            model(data.x_train[:_EVAL_BATCH])
+    model.load_state_dict(saved)
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -320,6 +328,7 @@ def run(
     config = _as_config(config)
     workdir = Path(workdir)
     _check_workdir(workdir)
+    created = [d for d in (workdir, *workdir.parents) if not d.exists()]  # deepest first
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -329,18 +338,33 @@ def run(
         if (workdir / "config.json").is_file():
             _check_same_config(workdir, config)
             if (workdir / "summary.json").is_file():
-                return _read_summary(workdir)
+                return read_summary(workdir)
         threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         loggers = list(loggers)
         try:
             return _run(config, workdir, loggers, progress)
+        except BaseException:
+            if not (workdir / "config.json").is_file():  # it failed before its first file
+                _forget_failed_start(workdir, created)
+            raise
         finally:
             torch.set_num_threads(threads)
             for logger in loggers:
                 close = getattr(logger, "close", None)
                 if close is not None:
                     close()
+
+
+def _forget_failed_start(workdir: Path, created: list[Path]) -> None:
+    """Remove what a run that failed before saving its config made: the lock file (its lock still
+    held) and the folders this call created, if empty; the corrected command starts afresh."""
+    (workdir / ".lock").unlink(missing_ok=True)
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's files), or gone
+            break
 
 
 def resolve_device(name: str) -> torch.device:
@@ -403,11 +427,13 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         rng.bit_generator.state = saved["numpy_rng"]
         state = saved["state"]
-    # The config is saved only once the data, the model and any checkpoint have loaded: a run that
-    # fails before training leaves no config behind to refuse the corrected command.
+    # Compilation and first-call set-up, timed apart from the epochs (summed over sessions: a
+    # resumed run compiles again in its new process). A model that fails here fails a start.
+    state["warmup_s"] = state.get("warmup_s", 0.0) + _warm_up(model, data, config, device)
+    # The config is saved only once the data, the model, any checkpoint and a first step have
+    # run: a run that fails before training leaves nothing behind to refuse the corrected command.
     write_json(workdir / "config.json", config.model_dump(mode="json"))
-    if not (workdir / "provenance.json").is_file():
-        write_json(workdir / "provenance.json", _provenance(device))
+    _record_provenance(workdir, config, device, data, state["epoch"])
     file_logger = FileLogger(workdir, state["history"])
 
     # A run that early-stopped and was killed before its summary does not train on.
@@ -480,7 +506,8 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
         "name": config.name,
         "epochs_run": state["epoch"],
         "final_epoch": final["epoch"],
-        "wall_s": round(state["elapsed"], 3),
+        "wall_s": round(state["elapsed"], 3),  # the epochs: training and evaluation
+        "warmup_s": round(state.get("warmup_s", 0.0), 3),  # compilation etc., not in wall_s
         "n_params": sum(p.numel() for p in model.parameters()),
         **{k: v for k, v in final.items() if k not in ("epoch", "elapsed_s", "lr")},
     }
@@ -493,22 +520,3 @@ def _run(config: Config, workdir: Path, loggers: list, progress: bool) -> dict:
     write_json(workdir / "summary.json", summary)
     checkpoint.unlink(missing_ok=True)
     return summary
-
-
-def load_run(workdir: str | Path) -> dict:
-    """``{"dir", "config", "metrics", "summary", "provenance"}`` of a run directory (summary None if
-    unfinished; provenance empty for runs made before dropkit recorded it)."""
-    workdir = Path(workdir)
-    if not (workdir / "config.json").is_file():
-        raise FileNotFoundError(f"load_run: '{workdir}' is not a run directory (no config.json)")
-    summary_path = workdir / "summary.json"
-    metrics_path = workdir / "metrics.jsonl"
-    return {
-        "dir": str(workdir),
-        "config": _saved_config(workdir),
-        "metrics": read_jsonl(metrics_path) if metrics_path.is_file() else [],
-        "summary": _read_summary(workdir) if summary_path.is_file() else None,
-        "provenance": read_json(workdir / "provenance.json")
-        if (workdir / "provenance.json").is_file()
-        else {},
-    }
