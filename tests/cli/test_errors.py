@@ -43,8 +43,51 @@ def run_argv(workdir, *extra):
 def test_failed_run_does_not_poison_its_workdir(tmp_path, capsys):
     line = cli_error(capsys, run_argv(tmp_path / "r", "dataset=fashion_mnist", "data_dir=/nope"))
     assert "/nope" in line
-    assert not (tmp_path / "r" / "config.json").exists()
+    assert "--data-dir" not in line  # before: named a flag that `dropkit run` does not have
+    assert "set data_dir to that folder" in line
+    # before: the folder stayed, holding only .lock; now a failed start leaves nothing
+    assert not (tmp_path / "r").exists()
     assert main(run_argv(tmp_path / "r")) == 0  # the corrected command is accepted
+
+
+def test_failed_start_keeps_folders_it_did_not_make(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    cli_error(capsys, run_argv(tmp_path / "mine", "dataset=uci", "data_dir=/nope"))
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    cli_error(capsys, run_argv(tmp_path / "new" / "deep" / "r", "dataset=uci", "data_dir=/nope"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_bad_choice_fails_before_any_folder_or_training(tmp_path, capsys):
+    # before: conv_dropout=bar passed --print-config and failed only when training began; a sweep
+    # trained its first points, then stopped
+    line = cli_error(capsys, ["run", "--print-config", "model=cnn", "conv_dropout=bar"])
+    assert (
+        "conv_dropout: must be one of element, channel, dropblock, dropconnect; got 'bar'" in line
+    )
+    argv = ["sweep", "--root", str(tmp_path / "s"), "--grid", "conv_dropout=element,bar"]
+    line = cli_error(capsys, [*argv, *TINY_ARGS, "model=cnn"])
+    assert "got 'bar'" in line and not (tmp_path / "s").exists()
+    line = cli_error(capsys, ["run", "--print-config", "rnn_dropout=foo", "p_hiden=0.2"])
+    assert "did you mean 'p_hidden'?" in line  # unknown keys are named first
+
+
+def test_default_workdir_holds_one_folder_per_config(tmp_path, capsys, monkeypatch):
+    # before: runs/run for every config, so a second experiment was refused ("holds a run with a
+    # different config")
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--quiet", *TINY_ARGS]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert main([*argv, "lr=0.05"]) == 0
+    second = capsys.readouterr()
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(f.startswith("run-") for f in folders), folders
+    assert first.err != second.err and "run directory: runs/run-" in first.err
+    assert main(argv) == 0  # the same command again: the same folder, the finished run
+    assert capsys.readouterr().err == first.err
+    assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
 def test_workdir_that_is_a_file(tmp_path, capsys):
@@ -63,7 +106,7 @@ def test_report_out_that_is_a_file(tmp_path, capsys):
     assert str(tmp_path / "out") in line
 
 
-@pytest.mark.parametrize("name", ["config.json", "summary.json", "metrics.jsonl", "checkpoint.pt"])
+@pytest.mark.parametrize("name", ["config.json", "summary.json", "checkpoint.pt"])
 def test_corrupt_run_files_are_named(tmp_path, capsys, monkeypatch, name):
     workdir = tmp_path / "r"
     if name == "checkpoint.pt":
@@ -81,14 +124,31 @@ def test_corrupt_run_files_are_named(tmp_path, capsys, monkeypatch, name):
         argv = run_argv(workdir, "epochs=2")
     else:
         assert main(run_argv(workdir)) == 0
-        argv = ["report", str(workdir), "--out", str(tmp_path / "rep")]
-        if name != "metrics.jsonl":
-            argv = run_argv(workdir)
+        argv = run_argv(workdir)
     capsys.readouterr()
     data = (workdir / name).read_bytes()
     (workdir / name).write_bytes(data[: len(data) // 2] + b"\x00garbage")
     line = cli_error(capsys, argv)
     assert str(workdir / name) in line
+
+
+@pytest.mark.parametrize("name", ["provenance.json", "metrics.jsonl", "config.json"])
+def test_report_skips_a_corrupt_run_with_a_warning_naming_it(tmp_path, capsys, name):
+    # before: one corrupt file stopped the whole report (exit 2)
+    for seed in (0, 1, 2):
+        assert main(run_argv(tmp_path / "runs" / f"s{seed}", f"seed={seed}")) == 0
+    bad = tmp_path / "runs" / "s1" / name
+    bad.write_bytes(bad.read_bytes()[:20] + b"\x00garbage")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    out, err = capsys.readouterr()
+    (warning,) = err.strip().splitlines()
+    assert warning.startswith(f"dropkit report: warning: skipping '{tmp_path / 'runs' / 's1'}'")
+    assert str(bad) in warning and "Traceback" not in err
+    row = next(line for line in out.splitlines() if "(n=2)" in line)
+    assert "0,2" in row  # the two readable seeds
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "Left out (1 run directory)" in page and str(bad) in page
 
 
 def test_uci_errors_name_the_file(tmp_path, capsys):

@@ -20,7 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=plain(__doc__),
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=3, help="seeds per variant, 0..N-1 (default: 3)"
+    )
     parser.add_argument(
         "--epochs",
         type=positive_int,
@@ -34,11 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dropkit.cli.report import run_report
     from dropkit.lab.demo import run_demo
     from dropkit.lab.report import format_table
 
     t0 = time.perf_counter()
-    out = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, workers=args.workers)
+    out = run_demo(
+        args.out, seeds=args.seeds, epochs=args.epochs, workers=args.workers, report=run_report
+    )
     print(format_table(out["rows"]))
     print(f"\nreport: {out['html']} (and report.md)   wall time {time.perf_counter() - t0:.0f} s")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from dropkit.lab.config import Config
@@ -36,11 +37,13 @@ def run_demo(
     epochs: int | None = None,
     workers: int | None = None,
     progress: bool = True,
+    report: Callable[..., dict] = report,
 ) -> dict:
     """Train every variant for ``seeds`` seeds into ``out_dir/runs`` and write ``out_dir/report``.
 
     ``workers`` processes train in parallel (default: up to 2, one torch thread each). Runs already in
-    ``out_dir`` are reused (finished) or resumed (interrupted). Returns :func:`report`'s result.
+    ``out_dir`` are reused (finished) or resumed (interrupted). Returns :func:`report`'s result
+    (``report`` is that function, or a wrapper of it, e.g. one that prints its warnings).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"run_demo: seeds must be a positive int, but got {seeds!r}")

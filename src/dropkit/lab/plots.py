@@ -39,9 +39,9 @@ def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = values.shape[0]
     if n < 2:
         return mean, np.zeros_like(mean)
-    from scipy import stats
+    from scipy.special import stdtrit
 
-    half = stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
+    half = stdtrit(n - 1, 0.975) * values.std(axis=0, ddof=1) / np.sqrt(n)  # Student t
     return mean, half
 
 
