@@ -42,7 +42,7 @@ def test_config_file_and_preset(tmp_path):
     ("extra", "message"),
     [
         (["learning_rate=0.1"], "unknown key(s) learning_rate; valid keys are name, seed"),
-        (["lr=-1"], "lr: Input should be greater than 0"),
+        (["lr=-1"], "lr: must be greater than 0, got -1"),
         (["lr"], "'lr' is not of the form key=value"),
         (["--preset", "nope"], "invalid choice: 'nope'"),
         (["--config", "/nonexistent.json"], "no config file"),
@@ -66,8 +66,42 @@ def test_tensorboard_and_stdout_loggers(tmp_path, capsys):
     assert "epoch    1" in out and "epoch    2" in out
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
-    assert {"acc/test", "loss/train", "loss/val"} <= set(events.Tags()["scalars"])
+    tags = set(events.Tags()["scalars"])
+    assert {"acc/test", "loss/train", "loss/val", "time/elapsed_s"} <= tags
+    assert "s/elapsed" not in tags  # before: elapsed_s split at its first "_"
     saved = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     logged = events.Scalars("acc/test")
     assert [e.step for e in logged] == [1, 2]
     assert [e.value for e in logged] == pytest.approx([r["test_acc"] for r in saved], rel=1e-6)
+    # the config as hparams (before: none), with the metric tags as the hparams' metrics
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
+    assert (
+        start.hparams["lr"].number_value == 0.001 and start.hparams["widths"].string_value == "16"
+    )
+    assert start.hparams["dataset"].string_value == "digits"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]
+    ).experiment
+    assert {m.name.tag for m in experiment.metric_infos} >= {"acc/test", "loss/val"}
+
+
+def test_log_lines_do_not_land_on_the_progress_bar(tmp_path, monkeypatch):
+    # stdout and stderr on one terminal: before, each epoch's line was printed after the bar's
+    # text (the bar ends without a newline); through tqdm.write the bar is cleared first
+    import io
+    import sys
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    argv = ["run", "--workdir", str(tmp_path), *TINY_ARGS, "epochs=3", "--logger", "stdout"]
+    assert main(argv) == 0
+    logged = [line for line in screen.getvalue().split("\n") if "train_loss " in line]
+    assert len(logged) == 3
+    for line in logged:
+        assert line.split("\r")[-1].startswith("epoch"), repr(line)  # what the terminal shows

@@ -47,3 +47,18 @@ def test_mc_vs_scaling_command(tmp_path, capsys):
     assert main(args) == 0
     assert "weight scaling: test error" in capsys.readouterr().out
     assert (tmp_path / "out" / "results.json").is_file()
+
+
+def test_help_defaults_are_the_configs_defaults():
+    # written out in the CLI so that --help imports no torch; they must not drift
+    import dataclasses
+
+    from dropkit.cli import mc_vs_scaling, uci
+    from dropkit.uncertainty.ensemble import MCvsScalingConfig
+    from dropkit.uncertainty.uci import UCIConfig
+
+    for defaults, cls in ((uci.DEFAULTS, UCIConfig), (mc_vs_scaling.DEFAULTS, MCvsScalingConfig)):
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        for key, value in defaults.items():
+            want = fields[key]
+            assert (list(want) if isinstance(want, tuple) else want) == value, key

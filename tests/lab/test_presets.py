@@ -57,3 +57,27 @@ def test_mask_share_presets(name, source, dropout, changed):
         assert config.mask_share == k and base.batch_size % k == 0
         same = {"p_input", "p_hidden", "rnn_dropout", "mlp_dropout", "weight_dropout"}
         assert {f: getattr(config, f) for f in same} == {f: getattr(want, f) for f in same}
+
+
+def test_run_time_estimate_follows_the_arithmetic():
+    from dropkit.lab._cost import estimate_seconds, format_duration
+
+    base = Config.build({"dataset": "mnist1d", "epochs": 10, "eval_every": 10})
+    one = estimate_seconds(base)
+    # the training part doubles with the epochs (the one evaluation stays), and grows with width
+    two = estimate_seconds(base.replace(epochs=20, eval_every=20))
+    assert 1.9 * one < two < 2.0 * one
+    assert estimate_seconds(base.replace(widths=(1000, 1000))) > 5 * one
+    assert estimate_seconds(base.replace(dataset="fashion_mnist")) > 10 * one
+    for cfg in (base.replace(model="cnn"), base.replace(model="gru", p_hidden=0.2)):
+        assert estimate_seconds(cfg) > 0
+    # data it cannot size: unknown, not a guess
+    assert estimate_seconds(base.replace(dataset="uci", data_dir="/x")) is None
+    assert estimate_seconds(base.replace(model="tests.lab._user_lab:linear")) is None
+    assert [format_duration(s) for s in (None, 0.2, 40, 720, 3 * 3600)] == [
+        "?",
+        "~1 s",
+        "~40 s",
+        "~12 min",
+        "~3.0 h",
+    ]

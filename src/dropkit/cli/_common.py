@@ -1,33 +1,46 @@
 """Arguments shared by the subcommands that build a config (``--preset``, ``--config``,
-``--print-config``, ``key=value``) and the plain-text help they print."""
+``--print-config``, ``key=value``), the plain-text help they print, and the default folders."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import re
 import textwrap
+from typing import TYPE_CHECKING, Any
 
 from dropkit.cli._text import plain
-from dropkit.lab.config import Config, describe_fields
+from dropkit.lab.config import describe_fields
 
-__all__ = ["add_config_arguments", "config_from_args", "config_keys_help", "plain"]
+if TYPE_CHECKING:
+    from dropkit.lab.config import Config
+
+__all__ = [
+    "add_config_arguments",
+    "config_from_args",
+    "config_hash",
+    "config_keys_help",
+    "default_folder",
+    "plain",
+]
+
+DEFAULT_FOLDER_HELP = (
+    "runs/<LABEL>-<HASH>: HASH is 8 hex digits of the config's non-default keys, so rerunning "
+    "the same command resumes in the same folder and another config gets a folder of its own"
+)
 
 
 def config_keys_help() -> str:
-    """Every config key with its type, default and description, as an aligned table."""
+    """Every config key with its type (or choices), default, range and description."""
     rows = describe_fields()
-    w_key = max(len(r[0]) for r in rows)
-    w_type = min(30, max(len(r[1]) for r in rows))
-    lines = ["config keys (KEY=VALUE; lists as 1,2,3):"]
-    for key, kind, default, description in rows:
-        head = f"  {key:<{w_key}}  {kind:<{w_type}}  default {default}"
-        lines.append(head)
-        if description:
-            lines += textwrap.wrap(
-                description,
-                width=96,
-                initial_indent=" " * (w_key + 4),
-                subsequent_indent=" " * (w_key + 4),
-            )
+    w_key = max(len(r.key) for r in rows)
+    indent = " " * (w_key + 4)
+    lines = ["config keys (KEY=VALUE; lists as 1,2,3; 'none' unsets):"]
+    for r in rows:
+        lines.append(f"  {r.key:<{w_key}}  {r.type}  default {r.default}")
+        text = r.description + (f" (range {r.bounds})" if r.bounds else "")
+        lines += textwrap.wrap(text, width=96, initial_indent=indent, subsequent_indent=indent)
     return "\n".join(lines)
 
 
@@ -35,7 +48,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     from dropkit.lab.presets import PRESETS
 
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), help="start from a preset's base config"
+        "--preset",
+        choices=sorted(PRESETS),
+        metavar="NAME",
+        help="start from a preset's base config ('dropkit presets' lists them with their grid "
+        "sizes and run times)",
     )
     parser.add_argument(
         "--config", metavar="FILE", help="config file of keys: JSON, or YAML (.yaml/.yml)"
@@ -49,7 +66,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="config overrides, applied last (keys below)",
+        help="config overrides, applied last (keys below; an option-style --key is refused with "
+        "its KEY=VALUE form)",
     )
     parser.epilog = config_keys_help()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -61,3 +79,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
     base = PRESETS[args.preset].base if args.preset else None
     return load_config(args.config, args.overrides, base=base)
+
+
+def config_hash(config: Config, *more: Any) -> str:
+    """8 hex digits of the config's non-default keys (and of ``more``): a key added to dropkit
+    later, at its default, leaves the hash of an existing config unchanged."""
+    changed = config.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps([changed, *more], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def default_folder(label: str, config: Config, *more: Any) -> str:
+    """``runs/<label>-<config_hash>``, the label made filesystem-safe."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-") or "run"
+    return f"runs/{safe}-{config_hash(config, *more)}"

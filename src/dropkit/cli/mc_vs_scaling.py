@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from dropkit.cli._text import plain
 from dropkit.cli._types import positive_int
-from dropkit.uncertainty.ensemble import MCvsScalingConfig, run_mc_vs_scaling
+
+# MCvsScalingConfig's defaults, written out so that --help needs no torch (a test keeps them equal).
+DEFAULTS = {"epochs": 60, "hidden": [512, 512], "max_k": 100, "repeats": 20, "seed": 0}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,21 +25,61 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=lambda text: text.replace("-", "_"),  # fashion-mnist is read as fashion_mnist
         choices=("mnist1d", "fashion_mnist"),
         default="mnist1d",
-        help="data set (default mnist1d)",
+        help="data set: mnist1d (generated offline) or fashion_mnist (needs --data-dir) "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
-    parser.add_argument("--out", default="runs/mc_vs_scaling", help="results folder")
-    parser.add_argument("--epochs", type=positive_int, default=60)
-    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 512])
-    parser.add_argument("--max-k", type=positive_int, default=100)
-    parser.add_argument("--repeats", type=positive_int, default=20)
-    parser.add_argument("--n-train", type=positive_int, help="cap on training rows")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--data-dir",
+        help="folder of the four Fashion-MNIST IDX files (default: none; required for "
+        "fashion_mnist)",
+    )
+    parser.add_argument(
+        "--out",
+        default="runs/mc_vs_scaling",
+        help="results folder: results.json and the plot (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=DEFAULTS["epochs"],
+        help="training epochs of the dropout MLP (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hidden",
+        type=positive_int,
+        nargs="+",
+        default=DEFAULTS["hidden"],
+        metavar="WIDTH",
+        help="hidden layer widths (default: 512 512)",
+    )
+    parser.add_argument(
+        "--max-k",
+        type=positive_int,
+        default=DEFAULTS["max_k"],
+        help="largest number k of sub-networks averaged (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=DEFAULTS["repeats"],
+        help="random draws of k among the max-k samples per k: the mean and std shown "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--n-train", type=positive_int, help="cap on training rows (default: all)")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULTS["seed"], help="random seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads (default: %(default)s)"
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dropkit.uncertainty.ensemble import MCvsScalingConfig, run_mc_vs_scaling
+
     torch.set_num_threads(args.threads)
     config = MCvsScalingConfig(
         dataset=args.dataset.replace("_", "-"),  # MCvsScalingConfig's own spelling

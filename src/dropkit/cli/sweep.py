@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from dropkit.cli._common import add_config_arguments, config_from_args
+from dropkit.cli._common import (
+    DEFAULT_FOLDER_HELP,
+    add_config_arguments,
+    config_from_args,
+    default_folder,
+)
 from dropkit.cli._text import plain
 from dropkit.cli._types import positive_int
 
@@ -32,8 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "values: --grid 'widths=100,100;256,256' (and so do variant names holding commas: "
         "'variant=input 0.2, hidden 0.5;')",
     )
-    parser.add_argument("--root", help="sweep folder (default: runs/<preset> or runs/sweep)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/sweep.db)")
+    parser.add_argument(
+        "--root",
+        help=f"sweep folder (default: {DEFAULT_FOLDER_HELP} of the base config; LABEL is the "
+        "preset's name, or 'sweep')",
+    )
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: sqlite:///<root>/sweep.db; workers on several machines "
+        "share a postgresql://user:pw@host/db)",
+    )
     parser.add_argument(
         "--study", default=None, help="study name in the storage (default: grid-<hash of the grid>)"
     )
@@ -70,9 +84,9 @@ def _parse_axis(text: str) -> tuple[str, list]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dropkit.cli.report import run_report
     from dropkit.lab.config import parse_overrides
     from dropkit.lab.presets import PRESETS
-    from dropkit.lab.report import report
     from dropkit.lab.sweep import grid_points, sweep
 
     config = config_from_args(args)
@@ -82,7 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset] if args.preset else None
     grid = dict(preset.grid) if preset else {}
     grid.update(_parse_axis(axis) for axis in args.grid)
-    root = args.root or f"runs/{args.preset or 'sweep'}"
+    root = args.root or default_folder(args.preset or "sweep", config)
+    if not args.root:
+        print(f"sweep folder: {root}", file=sys.stderr)
     variants = None
     if preset:  # KEY=VALUE overrides apply last: over the preset's variants too
         overrides = parse_overrides(args.overrides)
@@ -106,6 +122,6 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_report:
         title = preset.title if preset else "dropkit sweep"
         order = list(preset.variants) if preset else ()
-        out = report([f"{root}/runs"], f"{root}/report", title=title, order=order)
+        out = run_report([f"{root}/runs"], f"{root}/report", title=title, order=order)
         print(f"report: {out['html']}")
     return 0

@@ -2,15 +2,17 @@
 
 A logger is anything with ``log(record: dict)``; ``close()`` is optional (the runner calls it when the
 run ends or stops). Back-ends here: the run directory's JSONL and CSV files (always used by the
-runner), a one-line-per-epoch stdout printer and TensorBoard event files (``torch.utils.tensorboard``;
-the ``tensorboard`` extra). :func:`make_loggers` builds them by name, as ``dropkit run --logger``.
+runner), a one-line-per-epoch stdout printer (written through tqdm, so that it never lands on a
+progress bar) and TensorBoard event files (``torch.utils.tensorboard``; the ``tensorboard`` extra).
+:func:`make_loggers` builds them by name, as ``dropkit run --logger``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from dropkit.lab._io import write_csv, write_jsonl
 
@@ -21,6 +23,7 @@ __all__ = [
     "StdoutLogger",
     "TensorBoardLogger",
     "make_loggers",
+    "tensorboard_tag",
 ]
 
 
@@ -52,7 +55,11 @@ class FileLogger:
 
 
 class StdoutLogger:
-    """Prints ``epoch  train_loss  val_loss  test_acc ...`` one line per epoch."""
+    """Prints ``epoch  train_loss  val_loss  test_acc ...`` one line per epoch.
+
+    Through ``tqdm.write``: a progress bar on the terminal is cleared, the line printed, the bar
+    drawn again below it, instead of the line being written onto the bar.
+    """
 
     def __init__(
         self,
@@ -63,33 +70,70 @@ class StdoutLogger:
     def log(self, record: dict) -> None:
         parts = [f"epoch {record['epoch']:>4}"]
         parts += [f"{k} {record[k]:.4f}" for k in self.keys if record.get(k) is not None]
-        print("  ".join(parts), flush=True)
+        from tqdm.auto import tqdm
+
+        tqdm.write("  ".join(parts), file=sys.stdout)
+        sys.stdout.flush()
+
+
+def tensorboard_tag(key: str) -> str:
+    """A record's key as a TensorBoard tag grouped by metric: ``test_acc`` -> ``acc/test``,
+    ``train_loss`` -> ``loss/train``; ``elapsed_s`` -> ``time/elapsed_s``, ``lr`` -> ``optim/lr``."""
+    part, _, metric = key.partition("_")
+    if part in ("train", "val", "test") and metric:
+        return f"{metric}/{part}"
+    if key == "elapsed_s":
+        return "time/elapsed_s"
+    if key == "lr":
+        return "optim/lr"
+    return f"other/{key}"
+
+
+def _hparam(value: Any) -> int | float | str | bool:
+    # TensorBoard's hparams take numbers, text and booleans: lists become "256,256", None "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if value is None:
+        return "none"
+    return value
 
 
 class TensorBoardLogger:
-    """Writes every numeric metric of each record as a TensorBoard scalar, step = epoch.
+    """Writes every numeric metric of each record as a TensorBoard scalar, step = epoch, tagged by
+    metric (:func:`tensorboard_tag`: ``acc/test``, ``loss/val``, ``time/elapsed_s``), and the run's
+    config as hparams, with the metric tags as the hparams' metrics (the HPARAMS tab then compares
+    runs by their config).
 
     Event files go to ``<workdir>/tensorboard`` (``tensorboard --logdir runs`` shows every run); a
     resumed run appends to them. Needs the ``tensorboard`` package (``pip install
     'dropkit[tensorboard]'``).
     """
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, hparams: Mapping[str, Any] | None = None) -> None:
         import torch.utils.tensorboard  # noqa: F401  (ModuleNotFoundError now if tensorboard is missing)
 
         self.log_dir = Path(workdir) / "tensorboard"
+        self.hparams = {k: _hparam(v) for k, v in (hparams or {}).items()}
         self._writer = None  # opened at the first record: nothing is written for a refused run
 
     def log(self, record: dict) -> None:
+        scalars = {
+            tensorboard_tag(k): v
+            for k, v in record.items()
+            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
 
             self._writer = SummaryWriter(log_dir=str(self.log_dir))
+            if self.hparams:  # the experiment, session start and end: in this run's own folder
+                metrics = {tag: 0.0 for tag in scalars if not tag.startswith(("time/", "optim/"))}
+                for summary in hparams(self.hparams, metrics):
+                    self._writer.file_writer.add_summary(summary)
         step = int(record["epoch"])
-        for key, value in record.items():
-            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                part, _, metric = key.partition("_")
-                self._writer.add_scalar(f"{metric}/{part}" if metric else key, value, step)
+        for tag, value in scalars.items():
+            self._writer.add_scalar(tag, value, step)
         self._writer.flush()
 
     def close(self) -> None:
@@ -100,14 +144,17 @@ class TensorBoardLogger:
 LOGGERS = ("stdout", "tensorboard")
 
 
-def make_loggers(names: Sequence[str], workdir: str | Path) -> list[MetricsLogger]:
-    """Loggers by name (``stdout``, ``tensorboard``); the JSONL/CSV files are always written."""
+def make_loggers(
+    names: Sequence[str], workdir: str | Path, hparams: Mapping[str, Any] | None = None
+) -> list[MetricsLogger]:
+    """Loggers by name (``stdout``, ``tensorboard``); the JSONL/CSV files are always written.
+    ``hparams`` (the run's config) go to TensorBoard's hparams."""
     out: list[MetricsLogger] = []
     for name in names:
         if name == "stdout":
             out.append(StdoutLogger())
         elif name == "tensorboard":
-            out.append(TensorBoardLogger(workdir))
+            out.append(TensorBoardLogger(workdir, hparams))
         else:
             raise ValueError(
                 f"logger {name!r} is not known; choose from {', '.join(LOGGERS)} "
