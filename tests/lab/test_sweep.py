@@ -105,7 +105,7 @@ def test_variants_name_the_runs(tmp_path):
     ("grid", "message"),
     [
         ({}, "the grid is empty"),
-        ({"lrr": [1]}, r"unknown grid key\(s\) lrr; valid keys are"),
+        ({"lrr": [1]}, r"unknown grid key\(s\) lrr \(did you mean 'lr'\?\); valid keys are"),
         ({"lr": []}, "needs a non-empty list"),
         ({"p_hidden": [0.5, 2.0]}, r"each rate must be in \[0, 1\)"),
         ({"variant": ["x"]}, "unknown grid key"),
@@ -131,3 +131,45 @@ def test_extending_the_grid_reuses_finished_runs(tmp_path, monkeypatch):
         sweep(
             TINY, {"seed": [0, 1, 2, 3]}, tmp_path, study_name=default_study_name({"seed": [0, 1]})
         )
+
+
+def _open_storage(barrier, urls, errors) -> None:
+    """A sweep process's start: open (and, first, create) the storage at the same instant as the
+    others (spawned; module level so that it pickles)."""
+    from dropkit.lab.sweep import _storage
+
+    for url in urls:
+        barrier.wait(timeout=120)
+        try:
+            _storage(url, 60)
+        except Exception as err:  # noqa: BLE001 - any failure is the test's finding
+            errors.put(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")
+
+
+def test_simultaneous_starts_on_one_sqlite_file(tmp_path):
+    # Before: Optuna created its tables from every process at once and one failed with a raw
+    # sqlite3.OperationalError ("table alembic_version already exists", "table studies already
+    # exists"): 12 of 32 starts of 4 processes x 8 new files on the 2-core CI machine.
+    import multiprocessing
+    import queue
+
+    from optuna.storages import RDBStorage
+
+    ctx = multiprocessing.get_context("spawn")
+    n, rounds = 4, 4
+    urls = [f"sqlite:///{tmp_path / f'r{i}.db'}" for i in range(rounds)]
+    barrier, errors = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_storage, args=(barrier, urls, errors)) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    failures = []
+    while True:
+        try:
+            failures.append(errors.get(timeout=1))
+        except queue.Empty:
+            break
+    assert failures == [] and [p.exitcode for p in procs] == [0] * n, failures
+    for url in urls:  # every file holds Optuna's tables, usable by a later process
+        assert RDBStorage(url).get_all_studies() == []

@@ -9,7 +9,7 @@ import pytest
 
 from dropkit.cli import main
 from dropkit.lab import Config
-from dropkit.lab.tune import tune
+from dropkit.lab.tune import format_result, tune
 from tests.lab._helpers import TINY
 
 OPTIMUM = 0.37
@@ -45,6 +45,7 @@ class Synthetic:
 
 
 BASE = {**TINY, "epochs": 10, "p_hidden": 0.0}
+TINY_ARGS = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
 
 
 def test_finds_the_optimum_and_prunes(tmp_path):
@@ -118,8 +119,46 @@ def test_cli_real_runs(tmp_path, capsys):
     args += ["--confirm-seeds", "0", "--root", str(tmp_path)]
     args += [f"{k}={json.dumps(v)}" for k, v in {**TINY, "epochs": 2}.items()]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "TPE: p_hidden=" in out and "3 trials" in out
+    out, err = capsys.readouterr()
+    # before: nothing while it ran, then "p_hidden=0.4391 (search value 0.4925, 24 epochs)"
+    saved = json.loads((tmp_path / "tune.json").read_text())
+    pruned = sum(t["state"] == "PRUNED" for t in saved["trials"])
+    total = sum(t["epochs"] for t in saved["trials"])  # 2 a trial, fewer when pruned
+    assert total == saved["epochs_spent"] <= 6
+    assert f"TPE search: 3 trials ({pruned} pruned), {total} epochs in total; best: trial " in out
+    assert ", validation accuracy " in out and "search value" not in out
+    assert "confirmed on seeds 0: test accuracy " in out and "(n=1)" in out and "±" not in out
+    for i, t in enumerate(saved["trials"], 1):
+        assert f"trial {i} (of 3): p_hidden=" in err
+        done = "pruned at epoch" if t["state"] == "PRUNED" else "validation accuracy"
+        assert f"trial {i}: {done} " in err
+    assert "confirm p_hidden=" in err
     with pytest.raises(SystemExit):
         main(["tune", "--space", "p_hidden=0-0.6", "--root", str(tmp_path)])
     assert "KEY=LOW:HIGH" in capsys.readouterr().err
+
+
+def test_summary_names_the_metric_and_the_total_epochs(tmp_path):
+    result = tune(BASE, {"p_hidden": (0.0, 0.9)}, tmp_path, trials=6, train=Synthetic())
+    text = format_result(result)
+    best = result["best"]
+    assert result["metric"] == "validation accuracy"
+    assert text.splitlines()[0] == (
+        f"TPE search: 6 trials ({sum(t['state'] == 'PRUNED' for t in result['trials'])} pruned), "
+        f"{result['epochs_spent']} epochs in total; best: trial {best['trial'] + 1}, "
+        f"p_hidden={best['params']['p_hidden']:g}, validation accuracy {100 * best['value']:.2f}%"
+    )
+    confirm = result["confirm"]
+    assert text.splitlines()[1] == (
+        f"    confirmed on seeds 0,1,2: test accuracy {100 * confirm['mean']:.2f} ± "
+        f"{100 * confirm['ci']:.2f}% (n=3)"
+    )
+
+
+def test_repeated_confirm_seeds_are_refused(tmp_path, capsys):
+    # a repeated seed is the same sample: it would narrow the interval for nothing
+    with pytest.raises(ValueError, match="repeats a seed"):
+        tune(BASE, {"p_hidden": (0.0, 0.9)}, tmp_path, trials=2, confirm_seeds=[0, 0, 1])
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--space", "p_hidden=0:0.5", "--confirm-seeds", "0,1,1", *TINY_ARGS])
+    assert exc.value.code == 2 and "repeats a seed" in capsys.readouterr().err

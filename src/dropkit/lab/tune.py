@@ -29,7 +29,7 @@ from typing import Any
 from dropkit.lab._io import write_json
 from dropkit.lab.config import Config
 
-__all__ = ["RATE_KEYS", "format_result", "tune"]
+__all__ = ["RATE_KEYS", "format_result", "metric_name", "tune"]
 
 # Config keys that are drop rates (a float in [0, 1)); p_hidden takes one rate for all layers.
 RATE_KEYS = ("p_input", "p_hidden", "weight_dropout")
@@ -60,6 +60,27 @@ def _metric(summary: Mapping[str, Any]) -> float:
     return -float(summary[f"{part}_rmse"])
 
 
+def metric_name(summary: Mapping[str, Any]) -> str:
+    """What :func:`_metric` reads from ``summary``: ``validation accuracy``, ``test RMSE``..."""
+    part = "val" if summary.get("val_acc", summary.get("val_rmse")) is not None else "test"
+    kind = "accuracy" if f"{part}_acc" in summary else "RMSE"
+    return f"{'validation' if part == 'val' else 'test'} {kind}"
+
+
+def _show(value: float, name: str) -> str:
+    """A search value as the metric reads: accuracy in %, RMSE positive (it is maximised as -RMSE)."""
+    return f"{100 * value:.2f}%" if name.endswith("accuracy") else f"{-value:.4g}"
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+
+
 def _changes(params: Mapping[str, float]) -> dict[str, Any]:
     return {k: (v,) if k == "p_hidden" else v for k, v in params.items()}
 
@@ -78,13 +99,17 @@ class _PruningLogger:
             raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
 
-def _confirm(base: Config, params, seeds, root: Path, train: TrainFn) -> dict:
+def _confirm(
+    base: Config, params, seeds, root: Path, train: TrainFn, progress: bool = False
+) -> dict:
     from dropkit.lab.report import mean_ci
     from dropkit.lab.sweep import point_dir
 
     tests = []
+    rates = ", ".join(f"{k}={v:g}" for k, v in params.items())
     for seed in seeds:
         point = {**params, "seed": seed}
+        _say(progress, f"confirm {rates} on seed {seed} ({len(tests) + 1} of {len(seeds)})")
         summary = train(base.replace(**_changes(params), seed=seed), point_dir(root, point))
         tests.append(float(summary.get("test_acc", -summary.get("test_rmse", math.nan))))
     mean, half = mean_ci(tests) if len(tests) > 1 else (tests[0], math.nan)
@@ -113,6 +138,7 @@ def tune(
     compare_grid: bool = False,
     heartbeat: int = 60,
     train: TrainFn | None = None,
+    progress: bool = False,
 ) -> dict:
     """Search ``space`` with TPE (``trials`` finished trials), confirm the best rates over
     ``confirm_seeds``; with ``compare_grid``, do the same for the best of an equal-compute grid.
@@ -125,9 +151,12 @@ def tune(
         startup_trials: trials sampled at random (and never pruned) before TPE and pruning start.
         train: ``train(config, workdir, loggers=[...]) -> summary``; default
             :func:`~dropkit.lab.runner.run` (tests pass a synthetic objective).
+        progress: a line on stderr per trial (its rates, then its value or the epoch it was
+            pruned at) and per confirmation run, and :func:`run`'s bar over each run's epochs.
 
     Returns ``{"best": {params, value}, "trials": [...], "confirm": {...}, "grid": {...} | None,
-    "epochs_spent": int}`` (also written to ``<root>/tune.json``).
+    "epochs_spent": int, "metric": str}`` (also written to ``<root>/tune.json``); ``metric`` names
+    the search value (e.g. ``validation accuracy``), ``epochs_spent`` is the search's epochs in total.
     """
     import optuna
     from optuna.trial import TrialState
@@ -142,7 +171,16 @@ def tune(
         raise ValueError(f"tune: trials must be a positive int, but got {trials!r}")
     if not confirm_seeds:
         raise ValueError("tune: confirm_seeds must name at least one seed")
-    train = train or run_fn
+    if len(set(confirm_seeds)) != len(confirm_seeds):
+        raise ValueError(
+            f"tune: confirm_seeds {list(confirm_seeds)} repeats a seed: a repeated seed is the same "
+            "sample, not another one; give distinct seeds"
+        )
+    if train is None:
+
+        def train(config, workdir, loggers=()):
+            return run_fn(config, workdir, loggers=loggers, progress=progress)
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(root / 'sweep.db').resolve()}"
@@ -175,9 +213,21 @@ def tune(
         trial.set_user_attr("rates", params)
         workdir = point_dir(root, {**params, "seed": base.seed})
         trial.set_user_attr("workdir", str(workdir))
+        rates = ", ".join(f"{k}={v:g}" for k, v in params.items())
+        _say(progress, f"trial {trial.number + 1} (of {trials}): {rates}")
         summary = train(base.replace(**_changes(params)), workdir, loggers=[_PruningLogger(trial)])
         trial.set_user_attr("epochs", int(summary.get("epochs_run", base.epochs)))
+        trial.set_user_attr("metric", metric_name(summary))
         return _metric(summary)
+
+    def report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        if t.state == TrialState.PRUNED and t.intermediate_values:
+            epoch = max(t.intermediate_values)
+            _say(progress, f"trial {t.number + 1}: pruned at epoch {epoch} (below the median)")
+        elif t.state == TrialState.COMPLETE:
+            name = t.user_attrs.get("metric", "search value")
+            best = " (best so far)" if study.best_trial.number == t.number else ""
+            _say(progress, f"trial {t.number + 1}: {name} {_show(t.value, name)}{best}")
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     with warnings.catch_warnings():
@@ -191,7 +241,7 @@ def tune(
                 study.enqueue_trial(t.params, skip_if_exists=True)
         left = trials - len(study.get_trials(deepcopy=False, states=finished))
         if left > 0:
-            study.optimize(objective, n_trials=left, catch=())
+            study.optimize(objective, n_trials=left, catch=(), callbacks=[report_trial])
 
     rows = []
     epochs_spent = 0
@@ -212,18 +262,22 @@ def tune(
     best_params = best.user_attrs.get("rates", best.params)
     result: dict[str, Any] = {
         "space": {k: list(v) for k, v in bounds.items()},
+        "metric": best.user_attrs.get("metric", "search value"),
         "best": {"params": best_params, "value": best.value, "trial": best.number},
         "trials": rows,
         "epochs_spent": epochs_spent,
-        "confirm": _confirm(base, best_params, confirm_seeds, root, train),
+        "confirm": _confirm(base, best_params, confirm_seeds, root, train, progress),
         "grid": None,
     }
 
     if compare_grid:
         grid = _grid_values(bounds, max(1, epochs_spent // base.epochs))
         points = []
-        for values in itertools.product(*grid.values()):
+        combos = list(itertools.product(*grid.values()))
+        for i, values in enumerate(combos):
             params = dict(zip(grid, values, strict=True))
+            rates = ", ".join(f"{k}={v:g}" for k, v in params.items())
+            _say(progress, f"grid point {i + 1} of {len(combos)}: {rates}")
             workdir = point_dir(root, {**params, "seed": base.seed})
             points.append((params, _metric(train(base.replace(**_changes(params)), workdir))))
         params, value = max(points, key=lambda pv: pv[1])
@@ -232,28 +286,48 @@ def tune(
             "epochs_spent": len(points) * base.epochs,
             "points": [{"params": p, "value": v} for p, v in points],
             "best": {"params": params, "value": value},
-            "confirm": _confirm(base, params, confirm_seeds, root, train),
+            "confirm": _confirm(base, params, confirm_seeds, root, train, progress),
         }
     write_json(root / "tune.json", result)
     return result
 
 
 def format_result(result: Mapping[str, Any]) -> str:
-    """A few lines for the terminal: the chosen rates with their CI, and the grid's."""
+    """A few lines for the terminal: what the search did, the chosen rates and their confirmation
+    on fresh seeds (test mean ± 95% CI, n stated), and the same for the equal-compute grid."""
+    name = result.get("metric", "search value")
+    test_name = "test RMSE" if name.endswith("RMSE") else "test accuracy"
 
-    def line(label: str, confirm: Mapping[str, Any], value: float, spent: int) -> str:
-        rates = ", ".join(f"{k}={v:g}" for k, v in confirm["params"].items())
+    def rates(params: Mapping[str, float]) -> str:
+        return ", ".join(f"{k}={v:g}" for k, v in params.items())
+
+    def confirmed(confirm: Mapping[str, Any]) -> str:
         n = len(confirm["seeds"])
-        ci = "" if math.isnan(confirm["ci"]) else f" ± {100 * confirm['ci']:.2f}"
-        return (
-            f"{label}: {rates} (search value {value:.4f}, {spent} epochs); test over {n} seed(s): "
-            f"{100 * confirm['mean']:.2f}{ci}"
-        )
+        seeds = ",".join(map(str, confirm["seeds"]))
+        if test_name == "test RMSE":  # stored as -RMSE (maximised)
+            mean, unit = -confirm["mean"], ""
+            text = f"{mean:.4g}"
+            half = confirm["ci"]
+            ci = "" if n < 2 or math.isnan(half) else f" ± {half:.2g}"
+        else:
+            text, unit = f"{100 * confirm['mean']:.2f}", "%"
+            ci = "" if n < 2 or math.isnan(confirm["ci"]) else f" ± {100 * confirm['ci']:.2f}"
+        return f"    confirmed on seeds {seeds}: {test_name} {text}{ci}{unit} (n={n})"
 
-    out = [line("TPE", result["confirm"], result["best"]["value"], result["epochs_spent"])]
-    n_pruned = sum(r["state"] == "PRUNED" for r in result["trials"])
-    out.append(f"    {len(result['trials'])} trials, {n_pruned} pruned")
+    trials = result["trials"]
+    n_pruned = sum(r["state"] == "PRUNED" for r in trials)
+    best = result["best"]
+    out = [
+        f"TPE search: {len(trials)} trials ({n_pruned} pruned), {result['epochs_spent']} epochs "
+        f"in total; best: trial {best['trial'] + 1}, {rates(best['params'])}, "
+        f"{name} {_show(best['value'], name)}",
+        confirmed(result["confirm"]),
+    ]
     if result.get("grid"):
         g = result["grid"]
-        out.append(line("grid", g["confirm"], g["best"]["value"], g["epochs_spent"]))
+        out += [
+            f"equal-compute grid: {len(g['points'])} points, {g['epochs_spent']} epochs in total; "
+            f"best: {rates(g['best']['params'])}, {name} {_show(g['best']['value'], name)}",
+            confirmed(g["confirm"]),
+        ]
     return "\n".join(out)
