@@ -369,3 +369,20 @@ def test_first_call_under_inference_mode_then_training(monkeypatch):
         inside = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(3))
     outside = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(inside, outside)
+
+
+@pytest.mark.parametrize("inplace_ok", [False])
+def test_an_expanded_input_gives_torchs_layout(inplace_ok):
+    # issue 22: torch.randn(1, 64).expand(128, 64) came out with strides (1, 128) on the fast path
+    # (its memory order), where torch, the plain path and torch.compile give a contiguous (64, 1)
+    x = torch.randn(1, 64).expand(128, 64)
+    out = DF.dropout(x, 0.5, generator=torch.Generator().manual_seed(0))
+    assert out.stride() == (64, 1) == F_dropout_stride(x)
+    out.view(-1)  # raised on the fast path before
+    seed = DF.draw_seed(torch.Generator().manual_seed(0))
+    mask = DF.fast_keep_mask(x, 0.5, seed)  # C order: x is not dense
+    assert torch.equal(out, DF.apply_mask(x, mask, 0.5))
+
+
+def F_dropout_stride(x: torch.Tensor) -> tuple[int, ...]:
+    return torch.nn.functional.dropout(x, 0.5).stride()

@@ -151,10 +151,20 @@ def use_fast_dropout(
 
 
 def _memory_order(t: torch.Tensor) -> tuple[int, ...] | None:
-    """The permutation that lists ``t``'s dims from the largest stride down; None if contiguous."""
+    """The permutation that lists ``t``'s dims from the largest stride down, for a dense tensor in
+    another order than C's (channels_last, transposed); None if contiguous or not dense (a slice
+    with gaps, an expanded tensor): those are processed as a C-order copy, the layout torch's
+    dropout gives them (``empty_like``), and their mask is indexed in C order."""
     if t.is_contiguous():
         return None
-    return tuple(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+    perm = tuple(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+    expected = 1
+    for d in reversed(perm):  # dense and non-overlapping in that order?
+        size = t.size(d)
+        if size != 1 and t.stride(d) != expected:
+            return None
+        expected *= size
+    return perm
 
 
 def _to_memory_order(t: torch.Tensor, perm: tuple[int, ...] | None) -> torch.Tensor:
