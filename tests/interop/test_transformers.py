@@ -146,3 +146,271 @@ class TestModel:
             mc_predict(model, batch(), 3)
         with pytest.raises(NoDropoutError), mc_mode(model):
             pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 22: models beyond BERT and GPT-2 (encoder-decoders, an LLM, CLIP), rates under their own
+# names, batch-shared LayerDrop, the one-sample layout, keyword-only inputs, behaviour discovery.
+
+
+def _distinct(samples: torch.Tensor) -> int:
+    return len({tuple(s.flatten().tolist()) for s in samples})
+
+
+def bart(**rates):
+    torch.manual_seed(0)
+    zero = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, classifier_dropout=0.0)
+    cfg = transformers.BartConfig(
+        vocab_size=50,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=32,
+        **{**zero, **rates},
+    )
+    return transformers.BartForConditionalGeneration(cfg).eval()
+
+
+def whisper(**rates):
+    torch.manual_seed(0)
+    zero = dict(
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        encoder_layerdrop=0.0,
+        decoder_layerdrop=0.0,
+    )
+    cfg = transformers.WhisperConfig(
+        vocab_size=60,
+        num_mel_bins=8,
+        d_model=16,
+        encoder_layers=6,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_source_positions=8,
+        max_target_positions=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        **{**zero, **rates},
+    )
+    return transformers.WhisperForConditionalGeneration(cfg).eval()
+
+
+def ids(n: int = 2, length: int = 6, vocab: int = 50) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randint(4, vocab, (n, length))
+
+
+class TestBart:
+    def test_every_rate_under_its_own_name(self):
+        # Before: only the first rate attribute was read: every rate reported 0, and
+        # mc_predict raised NoDropoutError on a model random in training.
+        model, x = bart(activation_dropout=0.3), ids()
+        rates = dnn.get_dropout_p(model)
+        active = {k: v for k, v in rates.items() if v > 0}
+        assert active == {
+            "model.encoder.layers.0.activation_dropout": 0.3,
+            "model.decoder.layers.0.activation_dropout": 0.3,
+        }
+        assert rates["model.encoder.layers.0.self_attn.dropout"] == 0.0
+        assert rates["model.encoder.layerdrop"] == 0.0 and rates["model.decoder.layerdrop"] == 0.0
+        out = mc_predict(model, x, 4, seed=0, decoder_input_ids=x)
+        assert out.shape == (4, 2, 6, 50) and _distinct(out) == 4
+
+    def test_set_by_name_keeps_the_config_in_sync(self, tmp_path):
+        model = bart(activation_dropout=0.3)
+        rates = dnn.get_dropout_p(model)
+        attn = {
+            k: 0.1 for k in rates if k.endswith("attn.dropout")
+        }  # the config's attention_dropout
+        assert len(attn) == 3  # encoder self, decoder self and cross attention
+        assert dnn.set_dropout_p(model, attn) == list(attn)
+        cfg = model.config
+        assert (cfg.attention_dropout, cfg.dropout, cfg.activation_dropout) == (0.1, 0.0, 0.3)
+        model.save_pretrained(tmp_path)
+        again = transformers.BartForConditionalGeneration.from_pretrained(tmp_path)
+        assert dnn.get_dropout_p(again) == dnn.get_dropout_p(model)
+        one = {"model.encoder.layers.0.activation_dropout": 0.5}  # the config holds one value
+        with pytest.warns(UserWarning, match=r"config.activation_dropout cannot hold"):
+            dnn.set_dropout_p(model, one)
+        assert cfg.activation_dropout == 0.3
+        with pytest.raises(ValueError, match="not rates of the model: 'model.nope'"):
+            dnn.set_dropout_p(model, {"model.nope": 0.1})
+
+    def test_one_rate_for_all_layerdrop_included(self):
+        model = bart(activation_dropout=0.3)
+        names = dnn.set_dropout_p(model, 0.2)
+        assert set(dnn.get_dropout_p(model).values()) == {0.2} and len(names) == 11
+        cfg = model.config
+        assert cfg.encoder_layerdrop == cfg.decoder_layerdrop == cfg.activation_dropout == 0.2
+
+
+class TestWhisper:
+    def test_layerdrop_is_drawn_per_sample_in_a_vectorised_chunk(self):
+        # Before: every sample of a chunk skipped the same encoder layers (1 distinct output of
+        # 8; the loop gave 8 of 8); with only LayerDrop on, NoDropoutError.
+        model = whisper(encoder_layerdrop=0.5)
+        assert dnn.get_dropout_p(model)["model.encoder.layerdrop"] == 0.5
+        torch.manual_seed(2)
+        feats, dec = torch.randn(2, 8, 16), torch.randint(3, 60, (2, 4))
+        out = mc_predict(model, feats, 8, chunk_size=8, decoder_input_ids=dec)
+        # 6 layers skipped with probability 1/2 each: 64 equally likely patterns; 8 draws give at
+        # least 5 distinct ones with probability > 0.999 (and the seed is fixed)
+        assert _distinct(out) >= 5
+        loop = mc_predict(model, feats, 8, vectorize=False, decoder_input_ids=dec)
+        assert _distinct(loop) >= 5
+
+
+def clip():
+    torch.manual_seed(0)
+    cfg = transformers.CLIPConfig(
+        text_config=dict(
+            vocab_size=50,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            attention_dropout=0.3,
+            bos_token_id=0,
+            eos_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+            attention_dropout=0.3,
+        ),
+        projection_dim=8,
+    )
+    return transformers.CLIPModel(cfg).eval()
+
+
+def test_clip_logits_per_image_keep_the_loops_layout():
+    # Before: vectorised (T, B, T*B) = (4, 3, 12), the loop (T, B, B) = (4, 3, 3).
+    model = clip()
+    torch.manual_seed(3)
+    inputs = {"input_ids": torch.randint(2, 50, (3, 5)), "pixel_values": torch.randn(3, 3, 16, 16)}
+    vec = mc_predict(model, inputs, 4, output="logits_per_image", chunk_size=4)
+    loop = mc_predict(model, inputs, 4, output="logits_per_image", vectorize=False)
+    assert vec.shape == loop.shape == (4, 3, 3)
+    assert _distinct(vec) == 4
+    embeds = mc_predict(model, inputs, 3, seed=1, output="image_embeds")  # per row: (3, 3, 8)
+    torch.testing.assert_close(
+        embeds, mc_predict(model, inputs, 3, seed=1, output="image_embeds", vectorize=False)
+    )
+
+
+def test_keyword_only_inputs():
+    # Before: TypeError: mc_predict() missing 1 required positional argument: 'inputs'
+    model, b = MODELS["bert"]("sdpa"), batch()
+    out = mc_predict(model, input_ids=b["input_ids"], attention_mask=b["attention_mask"], samples=3)
+    assert out.shape == (3, 3, 3) and _distinct(out) == 3
+    seeded = mc_predict(model, samples=3, seed=2, **b)
+    torch.testing.assert_close(seeded, mc_predict(model, b, 3, seed=2))
+
+
+def llama(p: float = 0.3):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=60,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        attention_dropout=p,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def test_llama_attention_dropout_is_found_sampled_and_set():
+    model, x = llama(), ids(vocab=60)
+    assert dnn.get_dropout_p(model) == {
+        "model.layers.0.self_attn.attention_dropout": 0.3,
+        "model.layers.1.self_attn.attention_dropout": 0.3,
+    }
+    out = mc_predict(model, x, 3, output=lambda o: o.logits[:, -1])  # the last token's logits
+    assert out.shape == (3, 2, 60) and _distinct(out) == 3
+    dnn.set_dropout_p(model, 0.0)
+    assert model.config.attention_dropout == 0.0
+    with pytest.raises(NoDropoutError, match="p=0"):
+        mc_predict(model, x, 2)
+
+
+def prophetnet():
+    torch.manual_seed(0)
+    cfg = transformers.ProphetNetConfig(
+        vocab_size=60,
+        hidden_size=16,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        num_encoder_attention_heads=2,
+        num_decoder_attention_heads=2,
+        ngram=2,
+        num_buckets=8,
+        relative_max_distance=16,
+        max_position_embeddings=32,
+        dropout=0.1,
+        attention_dropout=0.1,
+        activation_dropout=0.1,
+    )
+    return transformers.ProphetNetForConditionalGeneration(cfg).eval()
+
+
+class TestFoundByBehaviour:
+    """ProphetNet's encoder calls F.dropout(x, self.config.dropout, self.training): no module
+    attribute holds that rate, so no registry entry can name it; the probe finds it."""
+
+    def _only_the_encoder(self):
+        model, x = prophetnet(), ids(vocab=60)
+        for _, m, e in dnn.stochastic_layers(model):  # every rate dropkit knows to 0, config kept
+            for rate in e.rates(m):
+                e.set_rate(m, rate, 0.0)
+        return model, x
+
+    def test_mc_predict_samples_it(self):
+        # Before: NoDropoutError ("all 6 stochastic modules have p=0") on a model random in
+        # training (its encoder's embedding dropout).
+        model, x = self._only_the_encoder()
+        out = mc_predict(model, x, 4, decoder_input_ids=x)
+        assert _distinct(out) == 4
+        entry = dnn.stochastic_layer(model.prophetnet.encoder)
+        assert entry.found_by == "behaviour"
+        with mc_mode(model):  # recorded: switched without an example input
+            assert model.prophetnet.encoder.training
+            assert not model.prophetnet.encoder.embeddings_layer_norm.training
+
+    def test_audit_and_reports(self):
+        model, x = prophetnet(), ids(vocab=60)
+        audit = dnn.audit_stochastic(model, x, decoder_input_ids=x)
+        rows = {s.name: s for s in audit}
+        enc = rows["prophetnet.encoder"]
+        assert (enc.found_by, enc.rates, enc.active, enc.controls) == (
+            "behaviour",
+            None,
+            True,
+            ("mc_mode",),
+        )
+        assert all(s.found_by == "name" and s.controlled for n, s in rows.items() if s is not enc)
+        with pytest.warns(
+            dnn.UnknownRateWarning, match="'prophetnet.encoder' \\(ProphetNetEncoder"
+        ):
+            dnn.get_dropout_p(model)
+        with pytest.warns(dnn.ConversionWarning, match="ProphetNetEncoder .*found random"):
+            dnn.convert_dropout(model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import warnings
 
 import pytest
@@ -257,3 +258,109 @@ def test_timm_scale_by_keep_and_with_noise_convert_losslessly(layer, expected):
     assert model[1] is original
     with torch.no_grad():
         assert torch.equal(model(x), ref)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 22: torchvision's Swin attention, timm's F.dropout heads, DenseNet's layers, a torchvision
+# ViT; the audit of a real model.
+
+
+def _distinct(samples: torch.Tensor) -> int:
+    return len({tuple(s.flatten().tolist()) for s in samples})
+
+
+@functools.cache
+def _swin_t() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.swin_t(num_classes=5).eval()  # 28M parameters: built once
+
+
+def swin_t(attention_dropout: float, dropout: float = 0.0):
+    """torchvision's swin_t with these rates, its stochastic depth (0.2, fixed by swin_t) off."""
+    model = copy.deepcopy(_swin_t())
+    for m in model.modules():
+        if type(m).__name__ == "StochasticDepth":
+            m.p = 0.0
+        elif type(m).__name__ == "ShiftedWindowAttention":
+            m.attention_dropout, m.dropout = attention_dropout, dropout
+        elif isinstance(m, nn.Dropout):
+            m.p = dropout
+    torch.manual_seed(1)
+    return model, torch.randn(2, 3, 32, 32)
+
+
+def _swin_attention(model):
+    return [m for m in model.modules() if type(m).__name__ == "ShiftedWindowAttention"]
+
+
+class TestSwin:
+    def test_attention_dropout_alone_is_sampled(self):
+        # Before: not found; NoDropoutError on a model random in training.
+        model, x = swin_t(attention_dropout=0.5)
+        rates = dnn.get_dropout_p(model)
+        attn = {k: v for k, v in rates.items() if k.endswith("attn.attention_dropout")}
+        assert len(attn) == 12 and set(attn.values()) == {0.5}
+        assert _distinct(mc_predict(model, x, 4, seed=0)) == 4
+
+    def test_switched_and_set_beside_other_dropout(self):
+        # Before: with the MLP's nn.Dropout on, mc_mode left attention dropout out (silently)
+        # and set_dropout_p left it at 0.5.
+        model, x = swin_t(attention_dropout=0.5, dropout=0.1)
+        with mc_mode(model):
+            assert all(m.training for m in _swin_attention(model))
+        dnn.set_dropout_p(model, 0.0)
+        assert all(m.attention_dropout == 0.0 and m.dropout == 0.0 for m in _swin_attention(model))
+        with pytest.raises(NoDropoutError, match="p=0"):
+            mc_predict(model, x, 2)
+
+
+@pytest.mark.parametrize("name", ["repghostnet_050", "fasternet_t0", "starnet_s050"])
+def test_timm_functional_dropout_heads(name):
+    # Before: get_dropout_p -> {}, set_dropout_p changed nothing, mc_predict: NoDropoutError.
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, drop_rate=0.5, num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert dnn.get_dropout_p(model) == {"": 0.5}
+    samples = mc_predict(model, x, 4, seed=0)
+    assert _distinct(samples) == 4
+    # F.dropout(0.5) on the pooled features, then the classifier: each sample differs from eval
+    with torch.no_grad():
+        assert all(not torch.equal(s, model(x)) for s in samples)
+    assert dnn.set_dropout_p(model, 0.2) == [""] and model.drop_rate == 0.2
+
+
+def test_torchvision_densenet_layers():
+    torch.manual_seed(0)
+    model = torchvision.models.DenseNet(
+        growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, drop_rate=0.3,
+        num_classes=5,
+    ).eval()  # fmt: skip
+    rates = dnn.get_dropout_p(model)
+    assert len(rates) == 4 and set(rates.values()) == {0.3}  # one per _DenseLayer
+    samples = mc_predict(model, torch.randn(2, 3, 32, 32), 3, seed=0)
+    assert _distinct(samples) == 3
+
+
+def test_torchvision_vit_attention_dropout_alone():
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        dropout=0.0, attention_dropout=0.4, num_classes=5,
+    ).eval()  # fmt: skip
+    nn.init.normal_(model.heads.head.weight)  # torchvision zero-initialises the head
+    assert {type(m).__name__ for _, m, e in dnn.stochastic_layers(model, kind="gate")} == {
+        "MultiheadAttention"
+    }
+    x = torch.randn(3, 3, 32, 32)
+    vec = mc_predict(model, x, 4, seed=1)
+    assert _distinct(vec) == 4
+    torch.testing.assert_close(vec, mc_predict(model, x, 4, seed=1, vectorize=False))
+
+
+def test_audit_of_a_timm_vit_finds_everything_by_name():
+    model, x = vit_tiny()
+    audit = dnn.audit_stochastic(model, x)
+    found = collections.Counter((type(s.module).__name__, s.kind) for s in audit)
+    assert dict(found) == FOUND["vit_tiny"]
+    assert all(s.found_by == "name" and "mc_mode" in s.controls for s in audit)
+    assert not any(s.batch_shared for s in audit)  # DropPath(row), dropout, attention: per row

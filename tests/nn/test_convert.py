@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -162,3 +163,68 @@ def test_back_to_the_original_modules_with_the_rates_set_since():
     dnn.convert_dropout(model, to="original")  # dropkit's own DropPath stays, silently
     assert model[1] is drop and drop.p == 0.4 and model[2] is native
     assert dnn.convert_dropout(dnn.Dropout(0.1), to="original").p == 0.1
+
+
+class TestSetGenerator:
+    """dropkit.nn.set_generator (issue 21, item 4): one generator for every dropkit layer."""
+
+    def _model(self):
+        torch.manual_seed(0)
+        return nn.Sequential(
+            dnn.Dropout(0.3),
+            dnn.DropPath(0.2),
+            dnn.DropConnectLinear(6, 6, p=0.2),
+            dnn.VariationalLSTM(6, 6, batch_first=True, recurrent_dropout=0.2),
+            dnn.ConcreteDropout(0.1),
+            dnn.WeightDropGRU(6, 6, weight_dropout=0.2),
+        )
+
+    def test_sets_every_dropkit_layer_and_replays(self):
+        model = self._model()
+        names = dnn.set_generator(model, torch.Generator().manual_seed(5))
+        assert names == ["0", "1", "2", "3", "4", "5"]
+        g = model[0].generator
+        assert all(m.generator is g for m in model)
+        x = torch.randn(2, 6)
+
+        def run():
+            model.train()
+            g.manual_seed(5)
+            torch.manual_seed(123)  # the global RNG does not matter
+            return model[2](model[1](model[0](x)))
+
+        first = run()
+        torch.manual_seed(0)
+        torch.rand(7)
+        assert torch.equal(run(), first)
+        assert dnn.set_generator(model, None) == names and model[0].generator is None
+
+    def test_reports_layers_that_take_no_generator(self):
+        model = nn.Sequential(
+            nn.Dropout(0.3), dnn.Dropout(0.2), nn.MultiheadAttention(4, 2, dropout=0.1)
+        )
+        g = torch.Generator()
+        with pytest.warns(dnn.GeneratorWarning) as caught:
+            assert dnn.set_generator(model, g) == ["1"]
+        text = str(caught[0].message)
+        assert "2 stochastic module(s) take no generator" in text
+        assert "1 x Dropout ('0'): takes no generator: convert_dropout first" in text
+        assert "MultiheadAttention ('2'): its dropout runs inside its forward" in text
+        model[1].generator = None
+        with pytest.raises(ValueError, match=r"nothing was changed \(strict=True\)"):
+            dnn.set_generator(model, g, strict=True)
+        assert model[1].generator is None
+        with pytest.warns(dnn.ConversionWarning, match="MultiheadAttention"):
+            dnn.convert_dropout(model)
+        with pytest.warns(dnn.GeneratorWarning, match="1 stochastic module"):
+            assert dnn.set_generator(model, g) == ["0", "1"]
+        with warnings.catch_warnings():  # rate 0: it draws nothing, nothing to report
+            warnings.simplefilter("error")
+            model[2].dropout = 0.0
+            dnn.set_generator(model, g)
+
+    def test_errors(self):
+        with pytest.raises(TypeError, match="set_generator: generator must be a torch.Generator"):
+            dnn.set_generator(nn.Dropout(), 3)
+        with pytest.raises(TypeError, match="strict must be a bool"):
+            dnn.set_generator(nn.Dropout(), None, strict=1)

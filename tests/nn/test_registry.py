@@ -83,7 +83,9 @@ def test_subclass_matches_but_is_not_converted(registered):
 
 def test_dropkit_modules_are_not_matched_by_torch_bases():
     rnn = dnn.VariationalLSTM(3, 4, recurrent_dropout=0.2)
-    assert dnn.stochastic_layer(rnn).name == "dropkit"
+    entry = dnn.stochastic_layer(rnn)
+    assert entry.name == "dropkit.nn.variational_rnn.VariationalLSTM" and entry.kind == "layer"
+    assert dnn.stochastic_layer(dnn.GaussianNoise()).name == "dropkit"  # the _Stochastic marker
 
 
 @pytest.mark.parametrize(
@@ -145,3 +147,60 @@ def test_fastai_rnn_dropout_converts_to_shared_dropout_on_any_rank(shape):
     torch.testing.assert_close(out[kept], x[kept] / 0.6)
     back = dnn.convert_dropout(nn.Sequential(dk), to="original")
     assert back[0] is m
+
+
+class TwoRates(nn.Module):
+    """A library layer with two rates, as BART's: dropout and activation_dropout."""
+
+    def __init__(self, dropout: float = 0.0, activation_dropout: float = 0.3) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 4)
+        self.dropout, self.activation_dropout = dropout, activation_dropout
+
+    def forward(self, x):
+        h = nn.functional.dropout(torch.relu(self.fc1(x)), self.activation_dropout, self.training)
+        return nn.functional.dropout(self.fc2(h), self.dropout, self.training)
+
+
+@pytest.fixture
+def two_rates():
+    entry = dnn.register_stochastic_layer(
+        TwoRates, kind="gate", p=("dropout", "activation_dropout")
+    )
+    yield entry
+    dnn.unregister_stochastic_layer(TwoRates)
+
+
+def test_every_rate_under_its_own_name(two_rates):
+    # Before: only the first rate present was read: {"0": 0.0}, and MC sampling was refused.
+    model = nn.Sequential(TwoRates(dropout=0.0, activation_dropout=0.3)).eval()
+    assert dnn.get_dropout_p(model) == {"0.dropout": 0.0, "0.activation_dropout": 0.3}
+    assert two_rates.rates(model[0]) == {"dropout": 0.0, "activation_dropout": 0.3}
+    assert two_rates.p(model[0]) == 0.3  # active if any rate is non-zero
+    out = mc_predict(model, torch.randn(3, 4), 4, seed=0)
+    assert all(not torch.equal(out[i], out[j]) for i in range(4) for j in range(i))
+    assert dnn.set_dropout_p(model, {"0.activation_dropout": 0.1}) == ["0.activation_dropout"]
+    assert (model[0].dropout, model[0].activation_dropout) == (0.0, 0.1)
+    assert dnn.set_dropout_p(model, 0.2) == ["0.dropout", "0.activation_dropout"]
+    assert (model[0].dropout, model[0].activation_dropout) == (0.2, 0.2)
+
+
+def test_rates_of_the_model_itself_and_single_rate_modules(two_rates):
+    model = TwoRates(0.1, 0.2)
+    assert dnn.get_dropout_p(model) == {"dropout": 0.1, "activation_dropout": 0.2}
+    assert dnn.get_dropout_p(nn.Sequential(nn.Dropout(0.3))) == {"0": 0.3}
+
+
+def test_a_value_a_module_refuses_changes_nothing():
+    rnn = dnn.VariationalLSTM(3, 4, 2, recurrent_dropout=0.2)
+    model = nn.Sequential(nn.Dropout(0.1), rnn)
+    before = dnn.get_dropout_p(model)
+    assert before["1.recurrent_dropout"] == 0.2  # dropkit's recurrent layers: each rate named
+    with pytest.raises(ValueError, match=r"'1.input_dropout' \(VariationalLSTM\).*nothing changed"):
+        dnn.set_dropout_p(model, 1.0)  # 1/(1-p) is undefined for the variational masks
+    assert dnn.get_dropout_p(model) == before
+
+
+def test_register_a_tuple_of_names_errors():
+    with pytest.raises(TypeError, match="p must be an attribute name, a tuple of attribute names"):
+        dnn.register_stochastic_layer(TwoRates, p=("dropout", 3))

@@ -8,6 +8,7 @@ from torch import nn
 
 import dropkit.nn as dnn
 from dropkit.nn._base import _Stochastic
+from dropkit.nn.discovery import _as_batch, _probe
 from dropkit.uncertainty import (
     NoDropoutError,
     NoDropoutWarning,
@@ -16,7 +17,6 @@ from dropkit.uncertainty import (
     mc_mode,
     mc_predict,
 )
-from dropkit.uncertainty.mc import _probe
 from tests.conftest import Z
 
 
@@ -48,6 +48,12 @@ class Noise(_Stochastic, nn.Module):
 
     def forward(self, x):
         return x * (1 + 0.1 * torch.randn_like(x)) if self.training else x
+
+
+def probe_shared(model: nn.Module, x: torch.Tensor) -> tuple[list[nn.Module], float]:
+    """The modules mc_predict's probe finds sharing one draw across the batch, and bytes per row."""
+    found = _probe(model, _as_batch(x, {}, "test"))
+    return found.shared(), found.row_bytes
 
 
 def zoo() -> nn.Sequential:
@@ -194,8 +200,7 @@ class TestMCPredict:
         torch.manual_seed(4)
         model = nn.Sequential(nn.Linear(3, 64), BatchMaskDropout(0.5), nn.Linear(64, 2)).double()
         x = torch.randn(5, 3, dtype=torch.float64)
-        with mc_mode(model), torch.no_grad():
-            shared, _ = _probe(model, x, dropout_layers(model))
+        shared, _ = probe_shared(model, x)
         assert shared == [model[1]]
         out = mc_predict(model, x, 8, chunk_size=8)  # unseeded, one chunk
         # each sample drew its own batch mask: no two samples identical
@@ -207,8 +212,7 @@ class TestMCPredict:
 
     def test_per_row_layers_not_flagged_as_shared(self):
         model = zoo().eval()
-        with mc_mode(model), torch.no_grad():
-            shared, row_bytes = _probe(model, torch.randn(4, 6), dropout_layers(model))
+        shared, row_bytes = probe_shared(model, torch.randn(4, 6))
         assert shared == []
         assert row_bytes > 0
 
@@ -300,8 +304,7 @@ def test_embedding_dropout_is_detected_as_batch_shared():
         dnn.EmbeddingDropout(50, 8, p=0.3), nn.Flatten(), nn.Linear(8 * 5, 2)
     ).double()
     x = torch.randint(50, (4, 5))
-    with mc_mode(model), torch.no_grad():
-        shared, _ = _probe(model, x, dropout_layers(model))
+    shared, _ = probe_shared(model, x)
     assert shared == [model[0]]
     assert_same_samples(
         mc_predict(model, x, 6, seed=1), mc_predict(model, x, 6, seed=1, vectorize=False)

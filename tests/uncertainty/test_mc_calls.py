@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import dropkit.nn as dnn
-from dropkit.uncertainty import mc_mode, mc_predict, to_baal_layout
+from dropkit.uncertainty import NoDropoutError, mc_mode, mc_predict, to_baal_layout
+from tests.conftest import Z
 
 
 class TwoInputs(nn.Module):
@@ -160,3 +161,133 @@ def test_batch_shared_layer_is_found_by_the_probe_even_when_it_drops_everything(
     dropped = out.flatten(1).eq(0).all(1)
     assert bool((kept | dropped).all())  # one decision per sample, for all its rows
     assert 0 < int(kept.sum()) < 64  # not one decision for the whole chunk
+
+
+class PairScores(nn.Module):
+    """CLIP-like: every image row scored against every text row, ``(B, B)``; the rows of one
+    sample pair with each other, so a replicated batch of c samples gives ``(c*B, c*B)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.img, self.txt, self.drop = nn.Linear(4, 6), nn.Embedding(10, 6), nn.Dropout(0.3)
+
+    def forward(self, pixels, ids):
+        a = self.drop(self.img(pixels))  # (B, 6)
+        b = self.txt(ids).mean(1)  # (B, 6)
+        return {"logits_per_image": a @ b.T, "image_embeds": a}
+
+
+class Centred(nn.Module):
+    """Rows mixed through the batch mean: same shape replicated, other values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.drop = nn.Linear(3, 3), nn.Dropout(0.5)
+
+    def forward(self, x):
+        h = self.drop(self.lin(x))
+        return h - h.mean(0, keepdim=True)
+
+
+class TestOneSampleLayout:
+    def test_pairwise_scores_keep_the_loops_layout(self):
+        # Before: vectorised (T, B, T*B) = (5, 3, 15), the loop (5, 3, 3).
+        torch.manual_seed(0)
+        model = PairScores().double().eval()
+        pixels, ids = torch.randn(3, 4, dtype=torch.float64), torch.randint(10, (3, 2))
+        kw = {"output": "logits_per_image", "chunk_size": 5}
+        vec = mc_predict(model, (pixels, ids), 5, **kw)
+        loop = mc_predict(model, (pixels, ids), 5, vectorize=False, **kw)
+        assert vec.shape == loop.shape == (5, 3, 3)
+        seeded = mc_predict(model, (pixels, ids), 5, seed=1, **kw)
+        torch.testing.assert_close(seeded, mc_predict(model, (pixels, ids), 5, seed=1, **kw))
+        with mc_mode(model), torch.no_grad():  # sample t is a plain seeded forward
+            torch.manual_seed(3)
+            ref = model(pixels, ids)["logits_per_image"]
+        torch.testing.assert_close(seeded[2], ref, rtol=1e-12, atol=1e-12)
+        # a per-row output of the same model still vectorises
+        rows = mc_predict(model, (pixels, ids), 4, seed=2, output="image_embeds")
+        rows_loop = mc_predict(
+            model, (pixels, ids), 4, seed=2, output="image_embeds", vectorize=False
+        )
+        torch.testing.assert_close(rows, rows_loop, rtol=1e-12, atol=1e-12)
+
+    def test_rows_mixed_through_the_batch_are_sampled_by_the_loop(self):
+        torch.manual_seed(1)
+        model, x = Centred().double().eval(), torch.randn(4, 3, dtype=torch.float64)
+        vec = mc_predict(model, x, 6, seed=0, chunk_size=6)
+        torch.testing.assert_close(vec, mc_predict(model, x, 6, seed=0, vectorize=False))
+
+
+class HeadDropout(nn.Module):
+    """A library model whose head calls F.dropout(x, self.rate, self.training): no registry
+    entry names it (as timm's repghostnet before dropkit listed it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.bn, self.rate = nn.Linear(4, 8), nn.BatchNorm1d(8), 0.5
+
+    def forward(self, x):
+        return nn.functional.dropout(self.bn(self.lin(x)), self.rate, self.training)
+
+
+class LayerDrop(nn.Module):
+    """Hugging Face's LayerDrop: one rand() per layer and forward, shared by the whole batch."""
+
+    def __init__(self, layerdrop: float = 0.5, n: int = 6) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(5, 5) for _ in range(n))
+        self.layerdrop = layerdrop
+
+    def forward(self, x):
+        for layer in self.layers:
+            if self.training and torch.rand([]) < self.layerdrop:
+                continue
+            x = x + layer(x)
+        return {"last_hidden_state": x}
+
+
+class TestFoundByBehaviour:
+    def test_functional_dropout_unknown_by_name_is_sampled(self):
+        # Before: NoDropoutError, "no stochastic layer was found in HeadDropout".
+        torch.manual_seed(2)
+        model, x = HeadDropout().eval(), torch.randn(3, 4)
+        out = mc_predict(model, x, 6)
+        flat = out.reshape(6, -1)
+        assert all(not torch.equal(flat[i], flat[j]) for i in range(6) for j in range(i))
+        assert not model.training and not model.bn.training  # flags restored
+        kept = (out != 0).double().mean().item()  # F.dropout(0.5): kept fraction 1/2
+        assert abs(kept - 0.5) < Z * (0.25 / out.numel()) ** 0.5
+
+    @pytest.mark.parametrize("registered", [False, True])
+    def test_layerdrop_draws_per_sample_in_a_chunk(self, registered):
+        # Before (registered as a gate, as Hugging Face's encoders are): all 8 samples of a chunk
+        # skipped the same layers (1 distinct pattern of 8); unregistered: NoDropoutError.
+        if registered:
+            dnn.register_stochastic_layer(LayerDrop, kind="gate", p=("layerdrop",))
+        try:
+            torch.manual_seed(4)
+            model, x = LayerDrop().double().eval(), torch.randn(2, 5, dtype=torch.float64)
+            out = mc_predict(model, x, 8, chunk_size=8, output="last_hidden_state")
+            # 6 layers, each skipped with probability 1/2: 64 equally likely patterns; 8 draws
+            # give at least 5 distinct ones with probability > 0.999 (and the seed is fixed)
+            assert len({tuple(o.flatten().tolist()) for o in out}) >= 5
+        finally:
+            if registered:
+                dnn.unregister_stochastic_layer(LayerDrop)
+
+
+def test_keyword_only_inputs():
+    # Before: TypeError: mc_predict() missing 1 required positional argument: 'inputs'
+    model, (ids, mask) = TwoInputs().double().eval(), _inputs()
+    out = mc_predict(model, ids=ids, mask=mask, samples=4, seed=0)
+    torch.testing.assert_close(out, mc_predict(model, ids, 4, seed=0, mask=mask))
+    with pytest.raises(TypeError, match="inputs must be .* holding at least one Tensor"):
+        mc_predict(model, samples=4)
+
+
+def test_no_dropout_error_is_also_a_value_error():
+    # Before: only a RuntimeError (torch-uncertainty raises ValueError for the same case)
+    with pytest.raises(ValueError, match="no stochastic layer was found in Linear"):
+        mc_predict(nn.Linear(2, 2), torch.randn(3, 2), 2)
+    assert issubclass(NoDropoutError, RuntimeError) and issubclass(NoDropoutError, ValueError)

@@ -5,11 +5,15 @@ from dropkit.nn.channel_dropout import Dropout1d, Dropout2d, Dropout3d
 from dropkit.nn.concrete_dropout import ConcreteDropout, concrete_regularization
 from dropkit.nn.convert import (
     ConversionWarning,
+    GeneratorWarning,
+    UnknownRateWarning,
     convert_dropout,
     dropout_modules,
     get_dropout_p,
     set_dropout_p,
+    set_generator,
 )
+from dropkit.nn.discovery import StochasticAudit, StochasticSource, audit_stochastic
 from dropkit.nn.drop_path import DropPath
 from dropkit.nn.dropblock import DropBlock2d, DropBlock3d
 from dropkit.nn.dropconnect import (
@@ -41,6 +45,7 @@ from dropkit.nn.weight_drop import WeightDropGRU, WeightDropLSTM
 __all__ = [
     "add_dropconnect",
     "AlphaDropout",
+    "audit_stochastic",
     "concrete_regularization",
     "ConversionWarning",
     "ConcreteDropout",
@@ -61,17 +66,22 @@ __all__ = [
     "FeatureAlphaDropout",
     "GaussianDropout",
     "GaussianNoise",
+    "GeneratorWarning",
     "get_dropout_p",
     "LockedDropout",
     "register_stochastic_layer",
     "remove_dropconnect",
     "set_dropout_p",
+    "set_generator",
     "SharedAlphaDropout",
     "SharedDropout",
     "stochastic_layer",
+    "StochasticAudit",
     "StochasticLayer",
     "stochastic_layers",
+    "StochasticSource",
     "Unconvertible",
+    "UnknownRateWarning",
     "unregister_stochastic_layer",
     "VariationalGRU",
     "VariationalLSTM",

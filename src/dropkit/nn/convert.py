@@ -13,29 +13,47 @@ into the original library's model. What is left unconverted is reported, never s
 One behaviour differs on purpose: dropkit's ``Dropout2d``/``Dropout3d`` refuse the ambiguous
 3-D/4-D input torch's silently reinterpret.
 
-``get_dropout_p`` / ``set_dropout_p`` read and write the rate of every registered module that has one
-(``set_dropout_p`` also keeps a Hugging Face model's config in sync, so ``save_pretrained`` and
-``from_pretrained`` keep the rates).
+``get_dropout_p`` / ``set_dropout_p`` read and write every rate of every registered module that has
+one; a module with several rates (BART's ``dropout``, ``activation_dropout`` and ``layerdrop``)
+shows each under its own name (``"model.encoder.layers.0.activation_dropout"``). ``set_dropout_p``
+also keeps a Hugging Face model's config in sync, so ``save_pretrained`` and ``from_pretrained``
+keep the rates. ``set_generator`` gives every dropkit layer of a model one ``torch.Generator``.
+
+Modules the behaviour probe found random in training (:mod:`dropkit.nn.discovery`) but no registry
+entry names have no rate dropkit knows: every function here reports them (an
+:class:`UnknownRateWarning`, or the ``ConversionWarning``).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
+import torch
 from torch import nn
 
 from dropkit._validation import _check_bool, _check_p
 from dropkit.nn import _converters
 from dropkit.nn._base import _Stochastic
 from dropkit.nn.concrete_dropout import ConcreteDropout
-from dropkit.nn.registry import Unconvertible, _lookup, stochastic_layer, stochastic_layers
+from dropkit.nn.registry import (
+    StochasticLayer,
+    Unconvertible,
+    _lookup,
+    stochastic_layer,
+    stochastic_layers,
+)
+from dropkit.random.ranks import RankStream
 
 __all__ = [
     "ConversionWarning",
+    "GeneratorWarning",
+    "UnknownRateWarning",
     "convert_dropout",
     "dropout_modules",
     "get_dropout_p",
     "set_dropout_p",
+    "set_generator",
 ]
 
 _TO_TORCH = _converters.DROPKIT_TO_TORCH
@@ -44,6 +62,15 @@ _TARGETS = ("dropkit", "torch", "original")
 
 class ConversionWarning(UserWarning):
     """``convert_dropout`` left stochastic modules of the model unconverted (the message lists them)."""
+
+
+class UnknownRateWarning(UserWarning):
+    """The model has modules found random in training by behaviour whose rate dropkit cannot read
+    or set (the message lists them, with how to register their class)."""
+
+
+class GeneratorWarning(UserWarning):
+    """``set_generator`` left stochastic modules that take no generator (the message lists them)."""
 
 
 def _to_torch(module: nn.Module, name: str) -> nn.Module:
@@ -89,6 +116,11 @@ def _to_dropkit(module: nn.Module, name: str) -> nn.Module | None:
     if isinstance(module, _Stochastic):
         return None
     entry, exact = _lookup(module)
+    if entry.found_by == "behaviour":
+        raise Unconvertible(
+            "found random in training by behaviour, with no registry entry: nothing known to "
+            "convert it to; register its class (dropkit.nn.register_stochastic_layer)"
+        )
     if entry.kind == "gate":
         raise Unconvertible(
             "its dropout runs functionally inside its forward (a gate): nothing to replace; "
@@ -185,20 +217,62 @@ def dropout_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     peers' (timm's DropPath, torchvision's StochasticDepth, ...) and gates holding a float rate (a
     Hugging Face ``attention_dropout``, timm's ``drop_rate`` head). See
     :mod:`dropkit.nn.registry`."""
-    return [(n, m) for n, m, entry in stochastic_layers(model) if entry.p(m) is not None]
+    return [(n, m) for n, m, entry in stochastic_layers(model) if entry.rates(m)]
+
+
+def _key(name: str, rate: str) -> str:
+    """The name of one rate: the module's name for its single rate, ``module.attribute`` for one
+    of several."""
+    if not rate:
+        return name
+    return f"{name}.{rate}" if name else rate
+
+
+def _rates(model: nn.Module) -> list[tuple[str, str, nn.Module, StochasticLayer, str, float]]:
+    """``(key, module name, module, entry, rate name, p)`` for every rate of ``model``."""
+    return [
+        (_key(n, r), n, m, e, r, p)
+        for n, m, e in stochastic_layers(model)
+        for r, p in e.rates(m).items()
+    ]
+
+
+def _warn_unknown(model: nn.Module, op: str) -> None:
+    """An UnknownRateWarning for the modules found by behaviour (their rate is unknown)."""
+    found = [(n, m) for n, m, e in stochastic_layers(model) if e.found_by == "behaviour"]
+    if not found:
+        return
+    names = ", ".join(f"'{n or '<model>'}' ({type(m).__name__})" for n, m in found[:4])
+    warnings.warn(
+        f"{op}: {len(found)} module(s) found random in training by behaviour have no rate "
+        f"dropkit can read or set: {names}{', ...' * (len(found) > 4)}. mc_mode switches them; "
+        "to read and set their rate, register their class: "
+        "dropkit.nn.register_stochastic_layer(cls, kind='gate', p='<rate attribute>')",
+        UnknownRateWarning,
+        stacklevel=3,
+    )
 
 
 def get_dropout_p(model: nn.Module) -> dict[str, float]:
-    """``{module name: p}`` for every dropout module of ``model`` (see :func:`dropout_modules`)."""
-    return {
-        n: float(entry.p(m)) for n, m, entry in stochastic_layers(model) if entry.p(m) is not None
-    }
+    """``{name: p}`` for every rate of every stochastic module of ``model`` (see
+    :func:`dropout_modules`).
+
+    A module's single rate is named by the module (``"classifier.dropout"``, ``""`` for the model
+    itself); a module with several rates (BART's and Whisper's layers: ``dropout``,
+    ``activation_dropout``; their encoders' ``layerdrop``; Swin's ``attention_dropout``) names
+    each ``"module.attribute"``. Modules found random in training by behaviour
+    (:func:`dropkit.nn.audit_stochastic`, ``mc_predict``) but whose rate is unknown are listed in
+    an :class:`UnknownRateWarning`.
+    """
+    _warn_unknown(model, "get_dropout_p")
+    return {key: p for key, *_, p in _rates(model)}
 
 
-# Hugging Face config keys that hold a drop rate (``hidden_dropout_prob``, ``attn_pdrop``, ...).
+# Hugging Face config keys that hold a drop rate (``hidden_dropout_prob``, ``attn_pdrop``,
+# ``encoder_layerdrop``, ...).
 def _is_config_rate(key: str, value: object) -> bool:
     return (
-        ("dropout" in key or "pdrop" in key)
+        ("dropout" in key or "pdrop" in key or "layerdrop" in key)
         and isinstance(value, (int, float))
         and not isinstance(value, bool)
     )
@@ -220,32 +294,187 @@ def _hf_configs(model: nn.Module) -> list[object]:
     return list(seen.values())
 
 
-def set_dropout_p(model: nn.Module, p: float) -> list[str]:
-    """Set the drop rate of every dropout module of ``model`` to ``p``; returns their names.
+def _config_key(model: nn.Module, name: str, module: nn.Module, rate: str):
+    """``(config, key)``: the Hugging Face config entry a named rate was built from, or None.
 
-    ``p`` is checked once here, and again by each module that validates its own (so a value one of
-    them cannot take, e.g. p=1 for Gaussian dropout, raises before anything is changed). A Hugging
-    Face model's config (and its sub-configs) gets the same rate in every float ``*dropout*`` and
-    ``*pdrop*`` key (``hidden_dropout_prob``, ``attention_probs_dropout_prob``, ``resid_pdrop``,
-    ``embd_pdrop``, ``attn_pdrop``, ``attention_dropout``, ...), so ``save_pretrained`` /
-    ``from_pretrained`` keep it.
+    transformers' layers copy their config's rates into float attributes of the same name, with
+    two exceptions: an attention's ``dropout`` is the config's ``attention_dropout``, and an
+    encoder's (decoder's) ``layerdrop`` is ``encoder_layerdrop`` (``decoder_layerdrop``). The
+    config is the one held by the module or its nearest ancestor.
     """
-    p = _check_p(p, "set_dropout_p")
-    found = [(n, m, e) for n, m, e in stochastic_layers(model) if e.p(m) is not None]
-    for name, m, _ in found:
-        if isinstance(m, ConcreteDropout) and p == 0.0:
+    if not rate:
+        return None
+    config, path = None, name
+    while config is None:
+        holder = model.get_submodule(path) if path else model
+        if _is_hf_config(getattr(holder, "config", None)):
+            config = holder.config
+        elif not path:
+            return None
+        else:
+            path = path.rpartition(".")[0]
+    key = rate
+    if rate == "dropout" and "Attention" in type(module).__name__:
+        key = "attention_dropout"
+    elif rate == "layerdrop":
+        side = next((s for s in ("encoder", "decoder") if s in type(module).__name__.lower()), "")
+        key = f"{side}_layerdrop" if side and hasattr(config, f"{side}_layerdrop") else "layerdrop"
+    return (config, key) if _is_config_rate(key, getattr(config, key, None)) else None
+
+
+def set_dropout_p(model: nn.Module, p: float | Mapping[str, float]) -> list[str]:
+    """Set the rates of ``model``'s stochastic modules; returns the names of the rates set.
+
+    ``p`` is one rate for every rate of the model (LayerDrop included; see
+    :func:`get_dropout_p`), or a dict ``{name: p}`` with names from :func:`get_dropout_p` to set
+    only those, e.g. every activation dropout::
+
+        rates = dropkit.nn.get_dropout_p(model)
+        dropkit.nn.set_dropout_p(model, {k: 0.2 for k in rates if k.endswith("activation_dropout")})
+
+    Each value is checked here, and by each module that validates its own; a value one of them
+    cannot take (p=1 for Gaussian dropout, p=0 for ConcreteDropout) raises before anything is left
+    changed. A Hugging Face model's config (and its sub-configs) is kept in sync: with one rate,
+    every float ``*dropout*``, ``*pdrop*`` and ``*layerdrop`` key gets it (``hidden_dropout_prob``,
+    ``attention_probs_dropout_prob``, ``attn_pdrop``, ``activation_dropout``,
+    ``encoder_layerdrop``, ...); with a dict, the key each named float rate was built from
+    (``activation_dropout``, ``attention_dropout`` for an attention's ``dropout``,
+    ``encoder_layerdrop`` for an encoder's ``layerdrop``) once every rate built from it agrees,
+    so ``save_pretrained`` / ``from_pretrained`` keep the rates. Modules found random by behaviour
+    but with no known rate are listed in an :class:`UnknownRateWarning`.
+    """
+    op = "set_dropout_p"
+    found = _rates(model)
+    if isinstance(p, Mapping):
+        wanted = {}
+        for key, value in p.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{op}: the names of p must be str, but got {key!r}")
+            wanted[key] = _check_p(value, f"{op}: '{key}'")
+        known = {row[0] for row in found}
+        unknown = [k for k in wanted if k not in known]
+        if unknown:
             raise ValueError(
-                f"set_dropout_p: '{name}' (ConcreteDropout) needs p in (0, 1); nothing changed"
+                f"{op}: {len(unknown)} name(s) of p are not rates of the model: "
+                f"{', '.join(repr(k) for k in unknown[:3])}{', ...' * (len(unknown) > 3)} "
+                "(dropkit.nn.get_dropout_p(model) lists them); nothing changed"
             )
-        if isinstance(m, _Stochastic) and p == 1.0 and getattr(m, "_allow_one", True) is False:
+        targets = [(row, wanted[row[0]]) for row in found if row[0] in wanted]
+    else:
+        p = _check_p(p, op)
+        targets = [(row, p) for row in found]
+    for (key, _, m, _, _, _), value in targets:
+        if isinstance(m, ConcreteDropout) and value == 0.0:
+            raise ValueError(f"{op}: '{key}' (ConcreteDropout) needs p in (0, 1); nothing changed")
+        if isinstance(m, _Stochastic) and value == 1.0 and getattr(m, "_allow_one", True) is False:
             raise ValueError(
-                f"set_dropout_p: '{name}' ({type(m).__name__}) is undefined at p=1; nothing changed"
+                f"{op}: '{key}' ({type(m).__name__}) is undefined at p=1; nothing changed"
             )
-    for _, m, entry in found:
-        if entry.set_p is not None:
-            entry.set_p(m, p)
-    for config in _hf_configs(model):
-        for key, value in list(vars(config).items()):
-            if _is_config_rate(key, value):
-                setattr(config, key, p)
-    return [name for name, _, _ in found]
+    done = []
+    try:
+        for row, value in targets:
+            _, _, m, entry, rate, _ = row
+            entry.set_rate(m, rate, value)
+            done.append(row)
+    except (ValueError, TypeError) as e:  # a module refused its value: put back those set
+        for _, _, m, entry, rate, old in done:
+            entry.set_rate(m, rate, old)
+        raise type(e)(f"{op}: '{row[0]}' ({type(row[2]).__name__}): {e}; nothing changed") from e
+    if isinstance(p, Mapping):
+        _sync_configs(model, targets, found)
+    else:
+        for config in _hf_configs(model):
+            for key, value in list(vars(config).items()):
+                if _is_config_rate(key, value):
+                    setattr(config, key, p)
+    _warn_unknown(model, op)
+    return [row[0] for row, _ in targets]
+
+
+def _sync_configs(model: nn.Module, targets, found) -> None:
+    """After a per-name set: each config key gets the value of the rates built from it, when they
+    all agree (a config holds one value per key)."""
+    changed = {row[0] for row, _ in targets}
+    groups: dict[tuple[int, str], tuple[object, list[str], list[float]]] = {}
+    for key, name, m, entry, rate, _ in found:
+        where = _config_key(model, name, m, rate)
+        if where is None:
+            continue
+        config, ckey = where
+        _, keys, values = groups.setdefault((id(config), ckey), (config, [], []))
+        keys.append(key)
+        values.append(entry.rates(m)[rate])
+    for (_, ckey), (config, keys, values) in groups.items():
+        if not changed.intersection(keys):
+            continue
+        if len(set(values)) == 1:
+            setattr(config, ckey, values[0])
+        else:
+            warnings.warn(
+                f"set_dropout_p: config.{ckey} cannot hold the different rates now set for "
+                f"{len(keys)} module(s) built from it ({', '.join(sorted(set(map(str, values))))});"
+                " it keeps its value, so save_pretrained / from_pretrained will not keep them",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def set_generator(
+    model: nn.Module, generator: torch.Generator | RankStream | None, *, strict: bool = False
+) -> list[str]:
+    """Give every stochastic layer of ``model`` that takes one the ``generator`` (or None: back to
+    torch's global RNG), as :func:`set_dropout_p` sets rates; returns the names of the modules set.
+
+    dropkit's layers take one (every module of :mod:`dropkit.nn`: ``Dropout``, ``DropPath``,
+    ``DropConnect``, ``VariationalLSTM``/``GRU``, ``WeightDropLSTM``/``GRU``, ``ConcreteDropout``,
+    ...); they then all draw, in call order, from that one generator. Stochastic modules that take
+    none keep drawing from the global RNG and are listed in a :class:`GeneratorWarning`
+    (``strict=True``: a ``ValueError`` before anything is changed): torch's and the peers' dropout
+    layers (``convert_dropout(model)`` first gives dropkit's), gates whose dropout runs inside their
+    forward (attention, LayerDrop) and modules found random by behaviour.
+
+    Example::
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> dropkit.nn.set_generator(dropkit.nn.convert_dropout(model), g)
+    """
+    op = "set_generator"
+    if generator is not None and not isinstance(generator, (torch.Generator, RankStream)):
+        raise TypeError(
+            f"{op}: generator must be a torch.Generator, a dropkit.random.RankStream or None, but "
+            f"got {type(generator).__name__}"
+        )
+    _check_bool(strict, "strict", op)
+    takes, refused = [], []
+    for name, m, entry in stochastic_layers(model):
+        if isinstance(m, _Stochastic) and hasattr(m, "generator"):
+            takes.append((name, m))
+            continue
+        rates = entry.rates(m)
+        if rates and not any(v > 0 for v in rates.values()):
+            continue  # every rate 0: it draws nothing
+        if entry.found_by == "behaviour":
+            why = "found random by behaviour; it draws from the global RNG"
+        elif entry.kind == "gate":
+            why = "its dropout runs inside its forward and draws from the global RNG"
+        elif entry.to_dropkit is not None:
+            why = "takes no generator: convert_dropout first"
+        else:
+            why = "takes no generator and has no dropkit counterpart"
+        refused.append((name or "<model>", m, why))
+    if refused:
+        by_reason: dict[tuple[str, str], list[str]] = {}
+        for name, m, why in refused:
+            by_reason.setdefault((type(m).__name__, why), []).append(name)
+        lines = [
+            f"  {len(names)} x {cls} ({', '.join(repr(n) for n in names[:3])}"
+            f"{', ...' * (len(names) > 3)}): {why}"
+            for (cls, why), names in by_reason.items()
+        ]
+        msg = f"{op}: {len(refused)} stochastic module(s) take no generator:\n" + "\n".join(lines)
+        if strict:
+            raise ValueError(msg + "\nnothing was changed (strict=True)")
+        warnings.warn(msg, GeneratorWarning, stacklevel=2)
+    for _, m in takes:
+        m.generator = generator
+    return [name for name, _ in takes]

@@ -16,6 +16,12 @@ every kind (torch's, dropkit's, timm's DropPath/DropBlock, torchvision's Stochas
 registered ones) and *gates*, modules whose own ``training`` flag switches dropout run functionally
 inside them (Hugging Face and timm attention, ``nn.MultiheadAttention``, timm's classifier heads).
 Both fail loudly on a model with no active stochastic module: its samples would all be equal.
+
+Beside the registry's names, ``mc_predict`` (and ``mc_mode`` given an example input) finds by
+behaviour every module whose own forward is random in training (:mod:`dropkit.nn.discovery`), so a
+library class no entry names is neither left out of the samples nor left on outside them. The same
+probe finds the sources whose draw is shared by the whole batch (DropConnect's weight mask,
+LayerDrop's skipped layers): vectorised sampling runs them once per sample.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from dropkit.nn.registry import StochasticLayer, stochastic_layer, stochastic_layers
+from dropkit.nn.discovery import _as_batch, _Batch, _probe
+from dropkit.nn.registry import FOUND_ATTR, StochasticLayer, stochastic_layer, stochastic_layers
 
 __all__ = [
     "NoDropoutError",
@@ -42,13 +49,14 @@ __all__ = [
 # Bytes of activations per chunk: on CPU a chunk that stays near the caches is as fast as a big one
 # (see docs/benchmarks.md); on a GPU bigger chunks fill the device.
 _DEFAULT_BUDGET = {"cpu": 4 * 2**20, "cuda": 1024 * 2**20}
-_PROBE_ROWS = 16
-_PROBE_TRIES = 24
 _ON_DETERMINISTIC = ("raise", "warn", "ignore")
 
 
-class NoDropoutError(RuntimeError):
-    """Monte-Carlo dropout on a model with no active stochastic layer: every sample would be equal."""
+class NoDropoutError(RuntimeError, ValueError):
+    """Monte-Carlo dropout on a model with no active stochastic layer: every sample would be equal.
+
+    A RuntimeError, and a ValueError as torch-uncertainty raises for the same case, so code written
+    for either catches it."""
 
 
 class NoDropoutWarning(UserWarning):
@@ -56,7 +64,8 @@ class NoDropoutWarning(UserWarning):
 
 
 def is_dropout_layer(module: nn.Module) -> bool:
-    """True for every module the registry knows: dropout layers of any library and gates."""
+    """True for every module the registry knows (dropout layers of any library and gates) and
+    every module found random in training by behaviour."""
     return stochastic_layer(module) is not None
 
 
@@ -66,6 +75,8 @@ def dropout_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def _is_active(module: nn.Module, entry: StochasticLayer) -> bool:
+    if entry.found_by == "behaviour":  # its output changed between calls on the probe's input
+        return module.__dict__[FOUND_ATTR].active
     p = entry.p(module)
     if p is None:  # a layer whose rate dropkit cannot read counts; a gate's rate is in its children
         return entry.kind == "layer"
@@ -84,6 +95,8 @@ def _check_active(model: nn.Module, on_deterministic: str, op: str) -> None:
     if found:
         names = ", ".join(f"'{n or '<model>'}' ({type(m).__name__})" for n, m, _ in found[:4])
         what = f"all {len(found)} stochastic modules have p=0 ({names}{', ...' * (len(found) > 4)})"
+        if any(e.found_by == "behaviour" for _, _, e in found):
+            what += " or drew random numbers without changing their output"
     else:
         what = f"no stochastic layer was found in {type(model).__name__}"
     msg = (
@@ -97,7 +110,9 @@ def _check_active(model: nn.Module, on_deterministic: str, op: str) -> None:
 
 
 @contextlib.contextmanager
-def mc_mode(model: nn.Module, *, on_deterministic: str = "raise") -> Iterator[nn.Module]:
+def mc_mode(
+    model: nn.Module, inputs=None, *, on_deterministic: str = "raise"
+) -> Iterator[nn.Module]:
     """Stochastic modules in training mode, every other module in eval; the old flags restored on
     exit.
 
@@ -106,18 +121,29 @@ def mc_mode(model: nn.Module, *, on_deterministic: str = "raise") -> Iterator[nn
     (attention whose dropout is functional, see :mod:`dropkit.nn.registry`) get their own flag set,
     their children keep theirs: an attention's LayerNorm stays in eval.
 
+    The stochastic modules are the registry's and those found random in training by behaviour:
+    with an example ``inputs``, the probe of :mod:`dropkit.nn.discovery` runs first (one eval
+    forward, then each module alone); without, the modules an earlier probe found
+    (``mc_predict``, :func:`dropkit.nn.audit_stochastic`) count.
+
     Args:
         model: any ``nn.Module``.
+        inputs: an example input, as ``mc_predict``'s (a Tensor, a tuple of positional inputs or a
+            dict of keyword inputs); optional.
         on_deterministic: what to do when no stochastic module is active (none found, or every rate
             is 0): ``"raise"`` a :class:`NoDropoutError` (default), ``"warn"`` or ``"ignore"``.
 
     Example::
 
-        >>> with mc_mode(model):
+        >>> with mc_mode(model, x):
         ...     samples = torch.stack([model(x) for _ in range(20)])
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"mc_mode: model must be a torch.nn.Module, but got {type(model).__name__}")
+    if on_deterministic not in _ON_DETERMINISTIC:
+        _check_active(model, on_deterministic, "mc_mode")  # raises the ValueError
+    if inputs is not None:
+        _probe(model, _as_batch(inputs, {}, "mc_mode"), check_shared=False)
     _check_active(model, on_deterministic, "mc_mode")
     saved = [(m, m.training) for m in model.modules()]
     try:
@@ -178,15 +204,70 @@ def _own_generators_off(layers: list[nn.Module]) -> Iterator[None]:
 
 
 class _NotSplittable(RuntimeError):
-    """A dropout layer's call cannot be split into sample blocks: mc_predict falls back to the loop."""
+    """A stochastic module's call cannot be split into sample blocks: mc_predict falls back to the
+    loop."""
+
+
+def _split(value, n: int, blocks: int) -> list:
+    """``value`` (a call's argument) cut into ``blocks`` sample blocks: tensors whose first
+    dimension is the replicated batch ``n`` are chunked, containers recursively, the rest repeated."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return list(value.chunk(blocks, dim=0))
+    if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
+        parts = [_split(v, n, blocks) for v in value]
+        return [type(value)(p[t] for p in parts) for t in range(blocks)]
+    if type(value) is dict:
+        parts = {k: _split(v, n, blocks) for k, v in value.items()}
+        return [{k: p[t] for k, p in parts.items()} for t in range(blocks)]
+    if (
+        isinstance(value, torch.Tensor)
+        or value is None
+        or isinstance(value, (bool, int, float, str))
+    ):
+        return [value] * blocks
+    if isinstance(value, (nn.Module, torch.Generator)) or callable(value):
+        return [value] * blocks
+    # a stateful object (a Hugging Face cache, ...): one object cannot serve independent blocks
+    raise _NotSplittable(f"mc_predict: cannot split a {type(value).__name__} into sample blocks")
+
+
+def _cat(outs: list, name: str):
+    """The outputs of the sample blocks joined along dimension 0 (tensors), element by element
+    (tuples, lists, dicts, ModelOutputs); equal non-tensors are kept once."""
+    first = outs[0]
+    if isinstance(first, torch.Tensor):
+        if not all(isinstance(o, torch.Tensor) and o.dim() > 0 for o in outs):
+            raise _NotSplittable(f"mc_predict: {name} returns a scalar")
+        return torch.cat(outs, dim=0)
+    if isinstance(first, Mapping):
+        joined = {k: _cat([o[k] for o in outs], name) for k in first}
+        try:
+            return type(first)(**joined)
+        except TypeError:
+            return type(first)(joined)
+    if isinstance(first, (tuple, list)):
+        items = [_cat([o[i] for o in outs], name) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    if first is None or all(o is first or o == first for o in outs):
+        return first
+    raise _NotSplittable(f"mc_predict: cannot join the {type(first).__name__} outputs of {name}")
+
+
+def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, torch.Tensor) and v.dim() > 0:
+            return v
+    return None
 
 
 class _PerSample:
-    """Runs the wrapped layers once per sample block of a replicated batch.
+    """Runs the wrapped modules once per sample block of a replicated batch.
 
     With ``states`` (one RNG state per sample), block t draws from state t, as the t-th forward of
-    the looped path would. Without, it just calls the layer per block, so a layer that shares one
-    mask across its batch draws one mask per sample rather than one per chunk.
+    the looped path would. Without, it just calls the module per block, so a module that shares
+    one draw across its batch (a batch weight mask, LayerDrop's skipped layers) draws once per
+    sample rather than once per chunk. Every batch argument is cut into the blocks (an attention
+    mask with the input) and the blocks' outputs are joined (tensors, tuples, ModelOutputs).
     """
 
     def __init__(self, layers: list[nn.Module], device: torch.device) -> None:
@@ -196,23 +277,28 @@ class _PerSample:
 
     def _wrap(self, layer: nn.Module):
         forward = layer.forward
+        name = type(layer).__name__
 
-        def per_sample(input, *args, **kwargs):
-            if not isinstance(input, torch.Tensor) or input.shape[0] % self.blocks:
+        def per_sample(*args, **kwargs):
+            first = _first_tensor(args, kwargs)
+            if first is None or first.shape[0] % self.blocks:
                 raise _NotSplittable(
-                    f"mc_predict: cannot split the input of {type(layer).__name__} into "
-                    f"{self.blocks} sample blocks along dimension 0; use vectorize=False"
+                    f"mc_predict: cannot split the input of {name} into {self.blocks} sample "
+                    "blocks along dimension 0; use vectorize=False"
                 )
+            n = first.shape[0]
+            pieces_a = [_split(a, n, self.blocks) for a in args]
+            pieces_k = {k: _split(v, n, self.blocks) for k, v in kwargs.items()}
             outs = []
-            for t, piece in enumerate(input.chunk(self.blocks, dim=0)):
+            for t in range(self.blocks):
                 if self.states is not None:
                     _set_state(self.states[t], self.device)
-                outs.append(forward(piece, *args, **kwargs))
+                a = [p[t] for p in pieces_a]
+                kw = {k: p[t] for k, p in pieces_k.items()}
+                outs.append(forward(*a, **kw))
                 if self.states is not None:
                     self.states[t] = _get_state(self.device)
-            if not all(isinstance(o, torch.Tensor) for o in outs):
-                raise _NotSplittable(f"mc_predict: {type(layer).__name__} returns a non-tensor")
-            return torch.cat(outs, dim=0)
+            return _cat(outs, name)
 
         return per_sample
 
@@ -228,66 +314,6 @@ class _PerSample:
                 del m.forward
                 if own is not None:
                     m.forward = own
-
-
-class _Batch:
-    """A model's call: positional and keyword inputs, with B the batch size of the first tensor.
-
-    Tensors whose first dimension is B are batch inputs (replicated for vectorised sampling); every
-    other argument (a ``(1, L)`` position tensor, a flag, ...) is passed as it is.
-    """
-
-    def __init__(self, args: tuple, kwargs: dict, op: str) -> None:
-        self.args, self.kwargs = args, kwargs
-        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
-        if not tensors:
-            raise TypeError(
-                f"{op}: inputs must be a Tensor, a tuple of positional inputs or a dict of keyword "
-                "inputs holding at least one Tensor, but none was given"
-            )
-        first = tensors[0]
-        if first.dim() == 0 or first.shape[0] == 0:
-            raise ValueError(
-                f"{op}: the inputs need a non-empty batch dimension, but the first tensor has "
-                f"shape {tuple(first.shape)}"
-            )
-        self.size, self.device = first.shape[0], first.device
-
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> _Batch:
-        def f(v):
-            is_batch = isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.size
-            return fn(v) if is_batch else v
-
-        new = object.__new__(_Batch)
-        new.args = tuple(f(v) for v in self.args)
-        new.kwargs = {k: f(v) for k, v in self.kwargs.items()}
-        new.size, new.device = None, self.device
-        return new
-
-    def replicate(self, c: int) -> _Batch:
-        # (B, ...) -> (c*B, ...): sample-major, so rows [j*B, (j+1)*B) are sample j's batch.
-        return self.map(lambda t: t.unsqueeze(0).expand(c, *t.shape).reshape(-1, *t.shape[1:]))
-
-    def __call__(self, model: nn.Module):
-        return model(*self.args, **self.kwargs)
-
-
-def _as_batch(inputs, kwargs: dict, op: str) -> _Batch:
-    if isinstance(inputs, torch.Tensor):
-        args, kw = (inputs,), {}
-    elif isinstance(inputs, (tuple, list)):
-        args, kw = tuple(inputs), {}
-    elif isinstance(inputs, Mapping):  # a dict, or a Hugging Face BatchEncoding
-        args, kw = (), dict(inputs)
-    else:
-        raise TypeError(
-            f"{op}: inputs must be a Tensor, a tuple/list of positional inputs or a dict of keyword "
-            f"inputs, but got {type(inputs).__name__}"
-        )
-    clash = set(kw) & set(kwargs)
-    if clash:
-        raise ValueError(f"{op}: keyword input(s) {sorted(clash)} given twice")
-    return _Batch(args, {**kw, **kwargs}, op)
 
 
 def _select(out, output, op: str) -> torch.Tensor:
@@ -332,72 +358,6 @@ def _select(out, output, op: str) -> torch.Tensor:
     return chosen
 
 
-def _probe(
-    model: nn.Module, batch: _Batch | torch.Tensor, layers: list[nn.Module]
-) -> tuple[list[nn.Module], float]:
-    """Which dropout layers share one mask across the batch, and activation bytes per input row.
-
-    Each layer's first input row is fed to it again, replicated ``_PROBE_ROWS`` times, with ``p``
-    raised to 0.5 where the layer has a float ``p``: a per-row mask makes the copies differ (with
-    probability 1 - 2^-15 per element at least), a shared mask keeps them equal. The global RNG and
-    the layers' own generators are restored afterwards, so probing does not change the samples.
-    """
-    if isinstance(batch, torch.Tensor):
-        batch = _Batch((batch,), {}, "mc_predict")
-    shared: list[nn.Module] = []
-    sizes = [0]
-    busy = [False]
-
-    def hook(module, args, output):
-        if busy[0]:
-            return
-        if isinstance(output, torch.Tensor):
-            sizes[0] += output.numel() * output.element_size()
-        if module not in layers or not args or not isinstance(args[0], torch.Tensor):
-            return
-        entry = stochastic_layer(module)
-        p = entry.p(module) if entry is not None else None
-        if p == 0:
-            return  # identity: nothing to share
-        row = args[0][:1]
-        if row.numel() == 0:
-            return
-        raise_p = isinstance(p, float) and 0.0 < p < 1.0 and entry.set_p is not None
-        busy[0] = True
-        try:
-            if raise_p:
-                entry.set_p(module, 0.5)
-            # A layer sharing one draw over the batch may drop all of it (a batch-mode DropPath):
-            # zeros tell nothing, so draw again (each time with probability about 1/2).
-            for _ in range(_PROBE_TRIES):
-                out = module(row.expand(_PROBE_ROWS, *row.shape[1:]).clone())
-                first = out[0] if isinstance(out, (tuple, list)) and out else out
-                if not isinstance(first, torch.Tensor) or bool(first.ne(0).any()):
-                    break
-        finally:
-            if raise_p:
-                entry.set_p(module, p)
-            busy[0] = False
-        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            out = out[0]  # e.g. an RNN's (output, state)
-        if isinstance(out, torch.Tensor) and out.shape[0] == _PROBE_ROWS:
-            rows = out.reshape(_PROBE_ROWS, -1)
-            if rows.shape[1] and bool((rows == rows[:1]).all()) and bool(rows.ne(0).any()):
-                shared.append(module)
-
-    gens = [(m.generator, m.generator.get_state()) for m in layers if _has_generator(m)]
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with _global_rng_kept(batch.device):
-            batch.map(lambda t: t[:1].expand(_PROBE_ROWS, *t.shape[1:]).clone())(model)
-    finally:
-        for h in handles:
-            h.remove()
-        for g, state in gens:
-            g.set_state(state)
-    return shared, sizes[0] / _PROBE_ROWS
-
-
 def _outermost(layers: list[nn.Module]) -> list[nn.Module]:
     """Dropout layers not inside another dropout layer (those run within their parent's call)."""
     inner = {m for layer in layers for m in layer.modules() if m is not layer}
@@ -440,10 +400,42 @@ class _Consistent(_PerSample):
         return consistent
 
 
+class _Consistent(_PerSample):
+    """Consistent masks (as baal's ConsistentDropout): in sample t, each layer applies one mask,
+    drawn from its own seed (``seeds[t]``, layer index), to every row of every batch.
+
+    The mask is the layer's output on a row of ones (the layers are multiplicative, so
+    ``layer(x) = x * layer(1)`` for one draw), broadcast over the batch.
+    """
+
+    def __init__(self, layers: list[nn.Module], seeds: list[int], device: torch.device) -> None:
+        super().__init__(layers, device)
+        self.seeds, self.ids = seeds, [0]
+
+    def _wrap(self, layer: nn.Module):
+        forward, index = layer.forward, self.layers.index(layer)
+
+        def consistent(input, *args, **kwargs):
+            n = len(self.ids)
+            if not isinstance(input, torch.Tensor) or input.shape[0] % n:
+                raise _NotSplittable(
+                    f"mc_predict: cannot split the input of {type(layer).__name__}"
+                )
+            outs = []
+            for t, piece in zip(self.ids, input.split(input.shape[0] // n), strict=True):
+                seed = (self.seeds[t] * 1_000_003 + index) % 2**63
+                _set_state(_seed_states([seed], self.device)[0], self.device)
+                ones = torch.ones((1, *piece.shape[1:]), dtype=piece.dtype, device=piece.device)
+                outs.append(piece * forward(ones, *args, **kwargs))
+            return torch.cat(outs, dim=0)
+
+        return consistent
+
+
 @torch.no_grad()
 def mc_predict(
     model: nn.Module,
-    inputs,
+    inputs=None,
     samples: int = 100,
     *,
     output: str | int | Callable | None = None,
@@ -464,7 +456,8 @@ def mc_predict(
     Calling conventions: ``inputs`` is a Tensor (``model(x)``), a tuple or list of positional inputs
     (``model(*inputs)``) or a dict of keyword inputs (``model(**inputs)``, e.g. a Hugging Face
     ``BatchEncoding``); extra keyword arguments go to the model too
-    (``mc_predict(model, input_ids, attention_mask=mask)``). The batch size B is that of the first
+    (``mc_predict(model, input_ids, attention_mask=mask)``), also alone, as a model is called
+    (``mc_predict(model, input_ids=ids, attention_mask=mask)``). The batch size B is that of the first
     tensor; every tensor input whose first dimension is B is a batch input. The model may return a
     tensor, a tuple or list (element 0 is sampled), or a dict or ``ModelOutput`` (``logits`` is
     sampled); ``output`` chooses another (a key, an index or a function of the output).
@@ -472,17 +465,26 @@ def mc_predict(
     Output layout: ``(T, B, ...)``, sample first (stack-like, as ``torch.stack`` of T forwards);
     :func:`to_baal_layout` gives baal's ``(B, ..., T)``.
 
+    Stochastic modules: the registry's (:mod:`dropkit.nn.registry`) and every module found random
+    in training by behaviour (:mod:`dropkit.nn.discovery`: the model's first input row runs once
+    in eval, then each module alone in training), so no source of noise a model uses in training
+    is left out of the samples. The probe costs about one forward of one row per level of module
+    nesting.
+
     Vectorised (default): the batch inputs are replicated to ``(c·B, …)`` for a chunk of ``c``
     samples and one forward computes them; ``c`` is ``chunk_size`` or what fits in ``memory_budget``
-    bytes of activations (measured on one probe forward). The model must map a batch ``(B, …)`` to
-    ``(B, …)`` with rows independent of each other in eval mode (true of Linear, Conv, eval
-    BatchNorm, attention over each row's own tokens, …). Dropout layers that draw one mask for the
-    whole batch (e.g. DropConnect with one weight mask per forward, EmbeddingDropout) would give
-    every sample of a chunk the same mask; they are detected by a probe and run once per sample
-    block inside the chunk, so samples stay independent. ``vectorize=False`` loops over ``T`` plain
-    forwards; the loop is also the automatic fallback when a dropout layer's call cannot be split
-    into sample blocks (e.g. an RNN returning ``(output, state)``) under a seed or a shared mask,
-    or when the output's first dimension is not ``c·B``.
+    bytes of activations (measured on the probe's forward). This needs a model that maps each input
+    row to its own output row; it is checked first (in eval, one row repeated twice must give twice
+    the one-row output, with the one-row layout) and every chunk's output must have the one-sample
+    layout ``(c·B, *one-row output.shape[1:])``; otherwise (CLIP's ``logits_per_image`` pairs
+    every image with every text: ``(B, B)``) mc_predict loops, so it never returns another layout
+    than the loop's. Modules that draw once for the whole batch (DropConnect with one weight mask
+    per forward, EmbeddingDropout, a batch-mode DropPath, LayerDrop's skipped layers) would give
+    every sample of a chunk the same draw; the probe finds them and they run once per sample block
+    inside the chunk (their batch arguments cut into blocks and their outputs joined), so samples
+    stay independent. ``vectorize=False`` loops over ``T`` plain forwards; the loop is also the
+    fallback when such a module's call cannot be split into sample blocks (an RNN returning
+    ``(output, state)`` under a seed, a Hugging Face cache argument).
 
     Reproducible masks: with ``seed`` (or a ``generator``, from which ``T`` seeds are drawn), sample t
     draws every mask from its own RNG state seeded with ``seed + t``; the vectorised and the looped
@@ -500,7 +502,8 @@ def mc_predict(
 
     Args:
         model: any ``nn.Module``; its training flags are restored afterwards.
-        inputs: a Tensor, a tuple/list of positional inputs or a dict of keyword inputs.
+        inputs: a Tensor, a tuple/list of positional inputs or a dict of keyword inputs; None when
+            every input is a keyword argument.
         samples: number of Monte-Carlo samples T. Default: 100
         output: which part of the model's output to sample (keyword only). Default: the tensor, the
             first element or ``logits``
@@ -521,6 +524,7 @@ def mc_predict(
 
         >>> probs = mc_predict(model, x, samples=50).softmax(-1)  # (50, B, C)
         >>> logits = mc_predict(bert, batch_encoding, samples=20)  # (20, B, num_labels)
+        >>> logits = mc_predict(bert, input_ids=ids, attention_mask=mask, samples=20)
     """
     op = "mc_predict"
     if not isinstance(model, nn.Module):
@@ -552,6 +556,8 @@ def mc_predict(
         memory_budget = _DEFAULT_BUDGET.get(device.type, _DEFAULT_BUDGET["cuda"])
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
         raise ValueError(f"{op}: memory_budget must be a positive int, but got {memory_budget!r}")
+    if on_deterministic not in _ON_DETERMINISTIC:
+        _check_active(model, on_deterministic, op)  # raises the ValueError
 
     if generator is not None:
         seeds = torch.randint(0, 2**62, (samples,), generator=generator).tolist()
@@ -560,13 +566,22 @@ def mc_predict(
     else:
         seeds = None
 
-    found = stochastic_layers(model)
-    layers = [m for _, m, e in found if e.kind == "layer"]
-    # Gates that may drop: a rate above 0, or a rate held by a child (BERT's self.dropout.p).
-    gates = [(n, m) for n, m, e in found if e.kind == "gate" and e.p(m) != 0]
-
     def select(out):
         return _select(out, output, op)
+
+    # The behaviour probe, on the first row: modules random in training the registry does not name
+    # (recorded on them, so mc_mode switches them), the sources sharing one draw across the batch
+    # and the bytes of activations per row.
+    probe = _probe(model, batch, check_shared=vectorize and not consistent)
+    found = stochastic_layers(model)
+    layers = [m for _, m, e in found if e.kind == "layer" and e.found_by == "name"]
+    # Gates that may drop: a rate above 0, or a rate held by a child (BERT's self.dropout.p); and
+    # modules found by behaviour (their randomness runs inside their forward, as a gate's).
+    gates = [
+        (n, m)
+        for n, m, e in found
+        if (e.kind == "gate" or e.found_by == "behaviour") and e.p(m) != 0
+    ]
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mc_mode(model, on_deterministic=on_deterministic))
@@ -599,13 +614,16 @@ def mc_predict(
             states = None  # the wrapper seeds every mask itself
         elif states is not None and gates:
             vectorize = False  # a gate's functional dropout cannot be split into sample blocks
-        if vectorize:
+        layout = _one_sample_layout(model, batch, select) if vectorize else None
+        if layout is not None:
             try:
                 return _vectorised(
                     model,
                     batch,
                     samples,
                     layers,
+                    probe,
+                    layout,
                     states,
                     chunk_size,
                     memory_budget,
@@ -627,21 +645,68 @@ def mc_predict(
         return torch.stack(outs)
 
 
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to the rounding of a different batch size (a GEMM may block its sums by rows)."""
+    if a.shape != b.shape:
+        return False
+    if not (a.is_floating_point() or a.is_complex()):
+        return torch.equal(a, b)
+    scale = float(b.detach().abs().nan_to_num(0.0).max()) if b.numel() else 0.0
+    return bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(scale, 1e-30), equal_nan=True))
+
+
+@contextlib.contextmanager
+def _all_eval(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in flags:
+            m.training = False
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _one_sample_layout(model: nn.Module, batch: _Batch, select) -> torch.Size | None:
+    """The trailing shape of one row's output when the model maps each input row to its own
+    output row (the vectorised path's assumption), else None. Checked in eval on the first two
+    rows: together they must give ``(2, *one-row output.shape[1:])``, each row the row's output
+    alone (one row repeated where the batch has one). Fails for outputs that pair rows (CLIP's
+    ``logits_per_image`` is ``(B, B)``) or mix them (a batch-centred output); mc_predict then
+    loops."""
+    with _all_eval(model), _global_rng_kept(batch.device):
+        first = select(batch.rows(1)(model))
+        if first.dim() == 0 or first.shape[0] != 1:
+            return None
+        if batch.size >= 2:
+            second = select(batch.rows(2).map(lambda t: t[1:])(model))  # row 1 alone
+            two = select(batch.rows(2)(model))
+        else:
+            second, two = first, select(batch.rows(1).replicate(2)(model))
+    if two.shape != (2, *first.shape[1:]):
+        return None
+    if not (_close(two[:1], first) and _close(two[1:], second)):
+        return None
+    return first.shape[1:]
+
+
 def _vectorised(
-    model, batch, samples, layers, states, chunk_size, memory_budget, select, wrapper
-) -> torch.Tensor:
-    """Replicate the batch: one forward per chunk of samples; (T, B, ...)."""
+    model, batch, samples, layers, probe, row_shape, states, chunk_size, memory_budget, select,
+    wrapper,
+) -> torch.Tensor:  # fmt: skip
+    """Replicate the batch: one forward per chunk of samples; (T, B, *row_shape)."""
     outer = _outermost(layers)
-    shared, row_bytes = _probe(model, batch, outer)
     b = batch.size
     if chunk_size is None:
-        per_sample = max(1.0, row_bytes * b)
+        per_sample = max(1.0, probe.row_bytes * b)
         chunk_size = max(1, min(samples, int(memory_budget // per_sample)))
     # Consistent: the wrapper draws every layer's mask. Seeded: every outermost dropout layer runs
-    # per sample block with that sample's RNG state. Unseeded: only the layers sharing one mask
-    # across the batch run per block.
+    # per sample block with that sample's RNG state. Unseeded: only the modules sharing one draw
+    # across the batch (layers, gates or modules found by behaviour) run per block.
     if wrapper is None:
-        wrapper = _PerSample(outer if states is not None else shared, batch.device)
+        wrapper = _PerSample(
+            outer if states is not None else _outermost(probe.shared()), batch.device
+        )
     outs = []
     with wrapper.installed():
         for start in range(0, samples, chunk_size):
@@ -652,7 +717,7 @@ def _vectorised(
             if states is not None:
                 wrapper.states = states[start : start + c]
             out = select(batch.replicate(c)(model))  # (c*B, ...)
-            if out.dim() == 0 or out.shape[0] != c * b:
-                raise _NotSplittable("mc_predict: the output does not have the replicated batch")
-            outs.append(out.reshape(c, b, *out.shape[1:]))
+            if out.shape != (c * b, *row_shape):
+                raise _NotSplittable("mc_predict: the output does not have the one-sample layout")
+            outs.append(out.reshape(c, b, *row_shape))
     return torch.cat(outs, dim=0)
