@@ -66,3 +66,21 @@ def test_p_assignment_and_errors():
         dnn.ConcreteDropout(0.0)
     with pytest.raises(ValueError, match="temperature must be positive"):
         dnn.ConcreteDropout(0.1, temperature=-1.0)
+
+
+def test_torch_jit_script_records_the_input_size_and_matches_eager():
+    # Before: RuntimeError "dropkit.nn.ConcreteDropout does not support torch.jit.script".
+    torch.manual_seed(0)
+    eager = dnn.ConcreteDropout(0.2, layer=torch.nn.Linear(6, 3))
+    scripted = torch.jit.script(eager)
+    assert scripted.input_dim is None
+    x = torch.randn(4, 6)
+    torch.manual_seed(1)
+    expected = eager(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(scripted(x), expected, rtol=0, atol=0)  # the same noise draw
+    assert scripted.input_dim == 6
+    scripted.eval()
+    torch.testing.assert_close(scripted(x), eager.eval()(x), rtol=0, atol=0)
+    alone = torch.jit.script(dnn.ConcreteDropout(0.3))  # no layer
+    assert alone(torch.ones(2, 5, 3)).shape == (2, 5, 3) and alone.input_dim == 15

@@ -1,11 +1,14 @@
-"""``ConcreteDropout``: a dropout layer whose rate is learned (Gal, Hron & Kendall 2017)."""
+"""``ConcreteDropout``: a dropout layer whose rate is learned (Gal, Hron & Kendall 2017).
 
-from __future__ import annotations
+This file deliberately has no ``from __future__ import annotations``: ``torch.jit.script`` reads
+the annotations of ``ConcreteDropout.input_dim`` and of its TorchScript branch as written.
+"""
 
 import math
+from typing import Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dropkit._validation import _check_p
 from dropkit.functional.concrete_dropout import (
@@ -45,9 +48,11 @@ class ConcreteDropout(_Stochastic, nn.Module):
     """
 
     _allow_one = False  # p is sigmoid(p_logit): 0 and 1 are out of reach
-    _not_scriptable_why = (
-        "its forward records the input size for the regularizer on the Python module"
-    )
+    _scriptable = True  # forward has a TorchScript branch (_concrete_dropout_script)
+    # Units dropped per sample, seen at the last forward (None before the first): typed for
+    # TorchScript, which then records it on the scripted module as eager does.
+    input_dim: Optional[int]  # noqa: UP045 (TorchScript reads typing.Optional)
+    __jit_unused_properties__ = ["p"]  # a Python float view of p_logit, with a validating setter
 
     def __init__(
         self,
@@ -88,13 +93,20 @@ class ConcreteDropout(_Stochastic, nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p:.4g}, temperature={self.temperature}"
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: Tensor) -> Tensor:
         # K in the regulariser: the number of units dropped per sample (all but dimension 0).
         self.input_dim = input[0].numel() if input.dim() > 1 else input.numel()
-        out = concrete_dropout(
-            input, self.p_logit, self.temperature, self.training, generator=self.generator
-        )
-        return out if self.layer is None else self.layer(out)
+        if torch.jit.is_scripting():  # the same arithmetic, in the subset TorchScript compiles
+            out = _concrete_dropout_script(
+                input, self.p_logit, self.temperature, self.training, self.generator
+            )
+        else:
+            out = concrete_dropout(
+                input, self.p_logit, self.temperature, self.training, generator=self.generator
+            )
+        if self.layer is not None:
+            out = self.layer(out)
+        return out
 
     def regularizer(self) -> torch.Tensor:
         """The term to add to the loss: the weight term over ``layer``'s parameters (if any) and
@@ -113,6 +125,46 @@ class ConcreteDropout(_Stochastic, nn.Module):
             weight_regularizer=self.weight_regularizer,
             dropout_regularizer=self.dropout_regularizer,
         )
+
+
+def _tiny(dtype: torch.dtype) -> float:
+    # torch.finfo(dtype).tiny (TorchScript has no finfo)
+    if dtype == torch.float64:
+        return 2.2250738585072014e-308
+    if dtype == torch.float16:
+        return 6.103515625e-05
+    return 1.1754943508222875e-38  # float32, bfloat16
+
+
+def _largest(dtype: torch.dtype) -> float:
+    # torch.finfo(dtype).max
+    if dtype == torch.float64:
+        return 1.7976931348623157e308
+    if dtype == torch.float16:
+        return 65504.0
+    if dtype == torch.bfloat16:
+        return 3.3895313892515355e38
+    return 3.4028234663852886e38
+
+
+def _concrete_dropout_script(
+    input: Tensor,
+    p_logit: Tensor,
+    temperature: float,
+    training: bool,
+    generator: Optional[torch.Generator],  # noqa: UP045
+) -> Tensor:
+    """functional.concrete_dropout's plain path (concrete_noise, then apply_concrete) for
+    TorchScript: the same noise draw and arithmetic."""
+    if not training:
+        return input
+    u = torch.rand(input.shape, dtype=input.dtype, device=input.device, generator=generator)
+    u = u.clamp(min=_tiny(input.dtype))
+    noise = torch.log(u) - torch.log1p(-u)
+    logit = p_logit.reshape(()).to(input.dtype)
+    drop = torch.sigmoid((logit + noise) / temperature)
+    keep = (1 - drop) / torch.sigmoid(-logit)
+    return input * keep.clamp(max=_largest(input.dtype))
 
 
 def concrete_regularization(model: nn.Module) -> torch.Tensor:
