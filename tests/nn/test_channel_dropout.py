@@ -48,3 +48,33 @@ def test_bad_arguments():
         dnn.Dropout2d(0.5, batched="no")
     with pytest.raises(ValueError, match="between 0 and 1"):
         dnn.Dropout3d(-1.0)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "rank"),
+    [
+        (dnn.Dropout1d, nn.Dropout1d, 4),
+        (dnn.Dropout1d, nn.Dropout1d, 1),
+        (dnn.Dropout2d, None, 5),
+        (dnn.Dropout3d, None, 6),
+    ],
+)
+def test_wrong_rank_raises_torchs_message(ours, theirs, rank):
+    # Before: "dropout1d: expected input to be 2D or 3D, but received a 4D input of shape ...",
+    # not torch's text, which docs/pytorch_contracts.md promises.
+    x = torch.randn((2,) * rank)
+    with pytest.raises(RuntimeError) as ours_error:  # and a ValueError (dropkit's contract)
+        ours(0.5)(x)
+    assert isinstance(ours_error.value, ValueError)
+    n = int(ours.__name__[-2])
+    text = (
+        f"dropout{n}d: Expected {n + 1}D or {n + 2}D input, but received a {rank}D input. Note "
+        f"that dropout{n}d exists to provide channel-wise dropout on inputs with {n} spatial "
+        f"dimension{'s' * (n > 1)}, a channel dimension, and an optional batch dimension (i.e. "
+        f"{n + 1}D or {n + 2}D inputs)."
+    )
+    assert str(ours_error.value).startswith(text)
+    if theirs is not None:  # torch raises the same text (its dropout2d/3d only warn)
+        with pytest.raises(RuntimeError) as torch_error:
+            theirs(0.5)(x)
+        assert str(torch_error.value) == text
