@@ -117,14 +117,19 @@ def _local_slice(full: torch.Tensor, offsets: list[int], lengths: list[int]) -> 
 _checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(generator) -> int:
+def _fingerprint(generator, device_type: str) -> int:
     # the state the next draw comes from (and a stream's rank): equal on ranks that will agree
     from dropkit.random.ranks import RankStream
 
     rank = 0
     if type(generator) is RankStream:
         rank, generator = generator.rank + 1, generator.base
-    state = torch.random.get_rng_state() if generator is None else generator.get_state()
+    if generator is not None:
+        state = generator.get_state()
+    elif device_type == "cpu":
+        state = torch.random.get_rng_state()
+    else:  # the device's default generator, which the draws on that device use
+        state = torch.get_device_module(device_type).get_rng_state()
     digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=7).digest()
     return int.from_bytes(digest, "little") ^ (rank << 56)
 
@@ -139,7 +144,8 @@ def check_same_seed(dt, generator, op: str) -> None:
     seen = done["global"] if generator is None else generator in done["generators"]
     if seen or torch.compiler.is_compiling():
         return
-    mine = torch.tensor([_fingerprint(generator)], dtype=torch.int64, device=mesh.device_type)
+    fingerprint = _fingerprint(generator, mesh.device_type)
+    mine = torch.tensor([fingerprint], dtype=torch.int64, device=mesh.device_type)
     for d in range(mesh.ndim):
         group = mesh.get_group(d)
         size = dist.get_world_size(group)
@@ -221,7 +227,13 @@ def dropout(input, p: float, s: float, inplace: bool, generator, save_bits: bool
 
     _check_placements(input, "dropout")
     check_same_seed(input, generator, "dropout")
-    seed = draws.draw_seed(generator)
+    device = input.device
+    # the seed one process draws for the whole tensor (on an accelerator, from its generator)
+    seed = (
+        draws.draw_seed(generator)
+        if device.type == "cpu"
+        else int(draws.device_seed(generator, device))
+    )
     offsets, lengths = local_box(input)
     keep = _box_keep(input, offsets, lengths, p, seed)
     local = input.to_local().contiguous()
