@@ -291,3 +291,16 @@ def test_no_dropout_error_is_also_a_value_error():
     with pytest.raises(ValueError, match="no stochastic layer was found in Linear"):
         mc_predict(nn.Linear(2, 2), torch.randn(3, 2), 2)
     assert issubclass(NoDropoutError, RuntimeError) and issubclass(NoDropoutError, ValueError)
+
+
+def test_a_rare_batch_draw_is_still_drawn_per_sample():
+    # StochasticDepth(mode="batch") at p=0.05 rarely changes an output in the probe's few calls;
+    # it is checked with its rate raised to 0.5, so it is found sharing its draw all the same.
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 3), dnn.DropPath(0.05, mode="batch"))
+    out = mc_predict(model, torch.randn(2, 3) + 5, 400, chunk_size=400)
+    dropped = out.flatten(1).eq(0).all(1)
+    # one decision per sample: about 0.05 * 400 = 20 dropped (binomial sd 4.4), not 0 or 400
+    assert abs(int(dropped.sum()) - 20) < Z * (400 * 0.05 * 0.95) ** 0.5
+    assert bool((dropped | out.flatten(1).ne(0).all(1)).all())
+    assert model[1].p == 0.05  # the rate raised for the check is put back

@@ -226,8 +226,9 @@ class _Verdict:
 
     draws: bool = False  # it drew random numbers in training (and not in eval)
     active: bool = False  # its output changed between calls
-    shared: bool | None = None  # one draw for the whole batch (None: not checked)
+    shared: bool | None = None  # one draw for the whole batch (None: undecided, or not checked)
     error: str | None = None  # the call failed: not probed
+    checked: bool = False  # batch sharing was checked
 
 
 @dataclasses.dataclass
@@ -241,7 +242,13 @@ class _Probe:
         return [m for m, v in self.verdicts.items() if v.draws]
 
     def shared(self) -> list[nn.Module]:
-        return [m for m, v in self.verdicts.items() if v.draws and v.active and v.shared]
+        """Sources to run once per sample: sharing one draw across the batch, or undecided (an
+        input of zeros): running a per-row source per sample costs time, never correctness."""
+        return [
+            m
+            for m, v in self.verdicts.items()
+            if v.draws and v.shared is not False and v.error is None
+        ]
 
 
 @contextlib.contextmanager
@@ -415,11 +422,13 @@ def _shared_trials(module: nn.Module) -> tuple[object, dict[str, float], list[di
     return entry, rates, [{r: (0.5 if r == keep else 0.0) for r in rates} for keep in active]
 
 
-def _shared_under(module: nn.Module, captured: tuple[tuple, dict], rng: Callable[[], list]) -> bool:
+def _shared_under(
+    module: nn.Module, captured: tuple[tuple, dict], rng: Callable[[], list]
+) -> bool | None:
     """Under the module's current rates: it draws random numbers and its rows (the probe's
     batch is one row repeated) stay equal, call after call (a per-row draw soon makes two rows
     differ). Stops at the first call whose output changed with equal rows: one draw for every
-    row."""
+    row. None when every output was zero (an input of zeros tells nothing)."""
     ref = None
     for i in range(_SHARED_TRIES):
         before = rng()
@@ -435,24 +444,30 @@ def _shared_under(module: nn.Module, captured: tuple[tuple, dict], rng: Callable
             ref = out
         elif not _same(ref, out):
             return True  # random, and one draw for every row
-    return True  # equal rows (or zeros) every time while drawing: shared (safe: run per sample)
+    return None if ref is None else True  # equal rows every time while drawing: shared
 
 
-def _is_shared(module: nn.Module, captured: tuple[tuple, dict], rng: Callable[[], list]) -> bool:
-    """One random draw for the whole batch (see :func:`_shared_under`). A module with several
-    named rates is checked one rate at a time, so that LayerDrop (shared) is not hidden by the
-    same module's element-wise dropout."""
+def _is_shared(
+    module: nn.Module, captured: tuple[tuple, dict], rng: Callable[[], list]
+) -> bool | None:
+    """One random draw for the whole batch (see :func:`_shared_under`); None when undecided. A
+    module with several named rates is checked one rate at a time, so that LayerDrop (shared) is
+    not hidden by the same module's element-wise dropout."""
     entry, rates, trials = _shared_trials(module)
+    verdict: bool | None = False
     try:
         for setting in trials:
             for r, p in setting.items():
                 entry.set_rate(module, r, p)
-            if _shared_under(module, captured, rng):
+            shared = _shared_under(module, captured, rng)
+            if shared:
                 return True
+            if shared is None:
+                verdict = None
     finally:
         for r, p in rates.items():
             entry.set_rate(module, r, p)
-    return False
+    return verdict
 
 
 def _probe_module(
@@ -476,13 +491,22 @@ def _probe_module(
             draws = _rng_changed(start, _rng_state(devices, gens))
         if not draws:
             return _Verdict()
-        active = any(not _same(first, _call(module, captured, True)) for _ in range(_ACTIVE_TRIES))
-        shared = None
-        if active and check_shared:
-            shared = _is_shared(module, captured, lambda: _rng_state(devices, gens))
+        entry = stochastic_layer(module)
+        if entry is not None and entry.found_by == "name":
+            active = True  # known by name: its rates say whether it drops (the audit reads them)
+        else:
+            active = any(
+                not _same(first, _call(module, captured, True)) for _ in range(_ACTIVE_TRIES)
+            )
     except Exception as e:  # the module cannot be called alone on its captured inputs
         return _Verdict(error=f"{type(e).__name__}: {e}"[:200])
-    return _Verdict(True, active, shared)
+    shared = None
+    if check_shared:  # also when inactive here: a rare batch-mode draw (p=0.05) is shared too
+        try:
+            shared = _is_shared(module, captured, lambda: _rng_state(devices, gens))
+        except Exception:
+            shared = None  # undecided: mc_predict runs it per sample (safe)
+    return _Verdict(True, active, shared, checked=check_shared)
 
 
 @torch.no_grad()

@@ -466,10 +466,11 @@ def mc_predict(
     :func:`to_baal_layout` gives baal's ``(B, ..., T)``.
 
     Stochastic modules: the registry's (:mod:`dropkit.nn.registry`) and every module found random
-    in training by behaviour (:mod:`dropkit.nn.discovery`: the model's first input row runs once
-    in eval, then each module alone in training), so no source of noise a model uses in training
-    is left out of the samples. The probe costs about one forward of one row per level of module
-    nesting.
+    in training by behaviour (:mod:`dropkit.nn.discovery`: the first input row, repeated 8 times,
+    runs once in training and once in eval, then each module that drew random numbers, and each of
+    its ancestors, alone in training), so no source of noise a model uses in training is left out
+    of the samples. The probe costs a few forwards of those 8 rows (about one per level of module
+    nesting above a random module).
 
     Vectorised (default): the batch inputs are replicated to ``(c·B, …)`` for a chunk of ``c``
     samples and one forward computes them; ``c`` is ``chunk_size`` or what fits in ``memory_budget``
