@@ -5,11 +5,13 @@ from attention dropout alone), rates set, read back and kept by save_pretrained/
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
 
 import dropkit.nn as dnn
+from dropkit.nn import _gate_dropout
 from dropkit.uncertainty import NoDropoutError, mc_mode, mc_predict
 from tests.interop._require import require
 
@@ -113,8 +115,11 @@ class TestModel:
         state = copy.deepcopy(model.state_dict())
         with torch.no_grad():
             ref = model(**b).logits
-        with pytest.warns(dnn.ConversionWarning, match="2 x .*Attention.*functionally"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", dnn.ConversionWarning)  # the attention gates too
             dnn.convert_dropout(model)
+        # their functional dropout runs dropkit's (nn/_gate_dropout.py), until to="original"
+        assert sum(map(_gate_dropout.installed, model.modules())) == EXPECTED[name][1]
         kinds = {type(m) for _, m in dnn.dropout_modules(model)}
         assert kinds == {dnn.Dropout}
         with torch.no_grad():
@@ -124,6 +129,7 @@ class TestModel:
         fresh = MODELS[name](attn)
         fresh.load_state_dict(model.state_dict(), strict=True)
         dnn.convert_dropout(model, to="original")  # nothing left over: no warning
+        assert not any(map(_gate_dropout.installed, model.modules()))
         assert {type(m) for _, m in dnn.dropout_modules(model)} == {torch.nn.Dropout}
         assert set(dnn.get_dropout_p(model).values()) == {0.2}
         with torch.no_grad():

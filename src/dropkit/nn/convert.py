@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dropkit._validation import _check_bool, _check_p
-from dropkit.nn import _converters
+from dropkit.nn import _converters, _gate_dropout
 from dropkit.nn._base import _Stochastic
 from dropkit.nn.concrete_dropout import ConcreteDropout
 from dropkit.nn.registry import (
@@ -122,6 +122,8 @@ def _to_dropkit(module: nn.Module, name: str) -> nn.Module | None:
             "convert it to; register its class (dropkit.nn.register_stochastic_layer)"
         )
     if entry.kind == "gate":
+        if _gate_dropout.applies(module):
+            return None  # its functional dropout runs dropkit's once installed (_gate_dropout)
         raise Unconvertible(
             "its dropout runs functionally inside its forward (a gate): nothing to replace; "
             "mc_mode and set_dropout_p still handle it"
@@ -144,8 +146,12 @@ def convert_dropout(model: nn.Module, to: str = "dropkit", *, strict: bool = Fal
     Converted: torch's Dropout family, timm's ``DropPath`` (``drop_prob``) and ``DropBlock2d``
     (``couple_channels`` becomes ``share_channels``, ``p = drop_prob * gamma_scale``),
     torchvision's ``StochasticDepth(mode="row")`` and ``DropBlock2d/3d``, and registered classes
-    with a converter. Every other stochastic module (a setting dropkit cannot express, a gate whose
-    dropout is functional such as Hugging Face attention, a dropkit module with no torch
+    with a converter. Gates whose dropout is a Python call inside their forward (Hugging Face
+    attention, eager or SDPA; timm's fused attention and ``drop_rate`` heads) keep their class and
+    get hooks under which, in training, that ``F.dropout`` / SDPA dropout runs dropkit's kernels
+    (eval is untouched; ``to="original"`` or ``"torch"`` removes the hooks). Every other
+    stochastic module (a setting dropkit cannot express, a gate whose dropout runs in C++ such as
+    ``nn.MultiheadAttention``, a dropkit module with no torch
     counterpart) is left as it is and listed in a :class:`ConversionWarning`, or a ``ValueError``
     with ``strict=True`` (raised before anything is changed). Converting to torch refuses a dropkit
     module whose settings torch cannot express (classic scale, a generator, ``batched``), naming
@@ -184,6 +190,7 @@ def convert_dropout(model: nn.Module, to: str = "dropkit", *, strict: bool = Fal
         new[id(module)] = replacement
     if left:
         _report(list(left.values()), to, strict)
+    (_gate_dropout.install if to == "dropkit" else _gate_dropout.uninstall)(model)
     for name, module in named:
         replacement = new.get(id(module))
         if replacement is None:
