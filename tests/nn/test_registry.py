@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -62,9 +64,11 @@ def test_registered_layers_are_read_set_switched_and_converted(registered):
     assert mc_predict(model, torch.randn(3, 4), 4).std(0).mean() > 0
     dnn.convert_dropout(model[:1])
     original = model[0]
-    with pytest.warns(dnn.ConversionWarning, match="1 x FunctionalBlock.*functionally"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dnn.ConversionWarning)  # the gate keeps its class, hooked
         dnn.convert_dropout(model)
     assert type(model[0]) is dnn.Dropout and model[0].p == 0.3
+    assert type(model[1]) is FunctionalBlock
     model[0].p = 0.25
     dnn.convert_dropout(model, to="original")
     assert model[0] is original and original.rate == 0.25
