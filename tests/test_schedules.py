@@ -99,3 +99,17 @@ def test_bad_arguments():
         LinearDropout(_model(), total=3, end=2.0)
     with pytest.raises(ValueError, match="kind='sometimes'"):
         make_schedule("sometimes", _model())
+
+
+def test_modules_with_several_rates_follow_the_schedule():
+    # a VariationalLSTM has three rates (input, recurrent, output): each is scheduled under its own
+    # name (the schedule read ``module.p``, which such modules have not: AttributeError)
+    model = nn.Sequential(
+        dnn.VariationalLSTM(4, 8, input_dropout=0.2, recurrent_dropout=0.4, output_dropout=0.3),
+        dnn.Dropout(0.5),
+    )
+    peaks = get_dropout_p(model)
+    assert {"0.input_dropout", "0.recurrent_dropout", "0.output_dropout", "1"} <= set(peaks)
+    schedule = LinearDropout(model, total=10)
+    schedule.step(5)
+    assert get_dropout_p(model) == pytest.approx({k: 0.5 * v for k, v in peaks.items()})

@@ -34,7 +34,7 @@ import math
 from torch import nn
 
 from dropkit._validation import _check_p
-from dropkit.nn.convert import dropout_modules, set_dropout_p
+from dropkit.nn.convert import get_dropout_p, set_dropout_p
 
 __all__ = [
     "ConstantDropout",
@@ -60,7 +60,7 @@ class DropoutSchedule:
     """Base class: sets every dropout layer's rate to ``factor(t) * p_peak``; see the module doc.
 
     Args:
-        model: the module whose dropout layers (:func:`dropkit.nn.dropout_modules`) are driven.
+        model: the module whose dropout rates (:func:`dropkit.nn.get_dropout_p`) are driven.
         p: peak rate of every layer; None (default) keeps each layer's own rate as its peak.
     """
 
@@ -68,13 +68,15 @@ class DropoutSchedule:
         op = type(self).__name__
         if not isinstance(model, nn.Module):
             raise TypeError(f"{op}: model must be an nn.Module, but got {type(model).__name__}")
-        modules = dropout_modules(model)
-        if not modules:
+        # every rate of every stochastic module, by name (a module with several rates, such as an
+        # attention's dropout and attention_dropout, has one entry for each)
+        rates = get_dropout_p(model)
+        if not rates:
             raise ValueError(f"{op}: the model has no dropout layers to schedule")
         if p is not None:
             p = _check_p(p, f"{op}: p")
         self.model = model
-        self.peaks = {name: float(m.p) if p is None else p for name, m in modules}
+        self.peaks = {name: float(rate) if p is None else p for name, rate in rates.items()}
         self.t: float = 0
         self.step(0)
 
@@ -90,9 +92,7 @@ class DropoutSchedule:
         """Advance one unit (or jump to ``t``) and set every layer's rate; returns the rates."""
         self.t = self.t + 1 if t is None else _check_time(t, "t", type(self).__name__)
         rates = self.rates()
-        modules = dict(dropout_modules(self.model))
-        for name, p in rates.items():
-            set_dropout_p(modules[name], p)
+        set_dropout_p(self.model, rates)
         return rates
 
     def state_dict(self) -> dict:

@@ -704,10 +704,16 @@ NOT_MODULES = {
     "unregister_stochastic_layer": "removes one",
     "stochastic_layer": "the registry entry of a module",
     "stochastic_layers": "the registered entries",
+    "set_generator": "sets the generator of every stochastic layer of a model",
+    "audit_stochastic": "lists a model's sources of noise (nn/discovery.py)",
+    "StochasticAudit": "audit_stochastic's result",
+    "StochasticSource": "one row of that result",
+    "UnknownRateWarning": "the warning for a source found random whose rate is unknown",
+    "GeneratorWarning": "set_generator's report of layers that take no generator",
 }
 
 
-# Eager runs these through the fused recurrence (functional/_fused_rnn.py) and graphs through the
+# Eager runs these through the fused recurrence (ops/rnn.py) and graphs through the
 # step loop: the same masks, float32 sums in another order, so graph-vs-eager comparisons allow
 # rounding (a different mask would differ by far more).
 FUSED_EAGER = {"variational_rnn", "VariationalLSTM", "VariationalGRU"}

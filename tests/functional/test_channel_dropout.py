@@ -113,7 +113,7 @@ class TestRanks:
     def test_wrong_rank(self, n, rank):
         x = torch.ones((2,) * rank)
         with pytest.raises(
-            ValueError, match=f"dropout{n}d: expected input to be .*, but received a {rank}D input"
+            ValueError, match=f"dropout{n}d: Expected .* input, but received a {rank}D input"
         ):
             OPS[n](x, 0.5)
 
