@@ -1,4 +1,4 @@
-"""The fused recurrence (functional/_fused_rnn.py) against the step-by-step loop it replaces.
+"""The fused recurrence (ops/rnn.py) against the step-by-step loop it replaces.
 
 Given the same masks both compute the same function; only the order of the sums differs (the
 forward's products run on transposed operands, the backward's weight gradient is one product over

@@ -12,7 +12,7 @@ The recurrence has to see the mask inside every step, so training runs a time lo
 input projection of all steps is one matrix product). With the fast-dropout switch on
 (:func:`dropkit.set_fast_dropout`), shared masks and sequences of equal length, float32/float64 and
 eager mode, the loop of each layer and direction runs inside one autograd node with a hand-written
-backward through time (``functional/_fused_rnn.py``); otherwise, step by step under autograd. Eval, or training with every p = 0, is the
+backward through time (``ops/rnn.py``); otherwise, step by step under autograd. Eval, or training with every p = 0, is the
 deterministic network: the module form (:class:`dropkit.nn.VariationalLSTM`) then calls PyTorch's
 fused kernel.
 
@@ -355,7 +355,7 @@ def variational_rnn(
             )
             args = (x_gates, h0[k], c0[k] if c0 is not None else None, w_hh)
             if fused:
-                # one autograd node for the whole sequence (functional/_fused_rnn.py)
+                # one autograd node for the whole sequence (ops/rnn.py)
                 mult = None
                 if rec_mask is not None:
                     mult = rec_mask * _factor(_keep_scale(ps["recurrent_dropout"], "inverted"), h0)

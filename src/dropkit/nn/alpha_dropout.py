@@ -37,7 +37,7 @@ class AlphaDropout(_DropoutNd):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.alpha_dropout(
                 input, self.p, self.training, self.inplace, False, self.generator
             )
@@ -51,7 +51,7 @@ class FeatureAlphaDropout(AlphaDropout):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.alpha_dropout(
                 input, self.p, self.training, self.inplace, True, self.generator
             )

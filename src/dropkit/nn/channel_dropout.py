@@ -37,7 +37,7 @@ class _ChannelDropout(_DropoutNd):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.channel_dropout(
                 input,
                 self.p,

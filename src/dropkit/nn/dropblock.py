@@ -40,7 +40,7 @@ class _DropBlockNd(_DropoutNd):
         self.with_noise = _check_bool(with_noise, "with_noise", op)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             block: list[int] = []
             for b in self.block_size:
                 block.append(b)

@@ -103,7 +103,7 @@ class DropConnectLinear(_DropConnectLayer, nn.Linear):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.dropconnect_linear(
                 input,
                 self.weight,

@@ -39,7 +39,7 @@ class Dropout(_DropoutNd):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.dropout(
                 input, self.p, self.training, self.inplace, self.scale, self.generator
             )

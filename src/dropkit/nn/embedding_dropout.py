@@ -119,7 +119,7 @@ class EmbeddingDropout(_Stochastic, nn.Embedding):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.embedding_dropout(
                 input,
                 self.weight,

@@ -59,7 +59,7 @@ class LockedDropout(_DropoutNd):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # (a PackedSequence is taken too, in eager: TorchScript compiles the Tensor signature)
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             return _torchscript.locked_dropout(
                 input,
                 self.p,

@@ -54,7 +54,7 @@ class SharedDropout(_DropoutNd):
     _scriptable = True
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # the plain path in TorchScript (functional/_torchscript.py)
+        if torch.jit.is_scripting():  # the plain path in TorchScript (ops/torchscript.py)
             axes: list[int] = []
             for d in self.shared_axes:
                 axes.append(d)
