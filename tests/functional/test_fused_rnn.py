@@ -124,3 +124,54 @@ def test_no_grad_and_unused_outputs(counted):
     torch.testing.assert_close(out_ng, out.detach(), rtol=0, atol=0)
     out.sum().backward()  # h_n unused: its gradient is zero
     assert all(w.grad is not None for w in weights)
+
+
+@pytest.mark.skipif(_fused_rnn._ONEDNN is None, reason="this torch has no oneDNN ops")
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_float32_products_run_on_onednn(mode, monkeypatch):
+    # every product of a float32 CPU recurrence and of its input part goes to oneDNN (none to
+    # torch's mm/addmm, which call MKL); the values are those of the loop (test above)
+    calls = []
+    real = _fused_rnn._ONEDNN
+
+    def spy(i):
+        def f(*args):
+            calls.append(i)
+            return real[i](*args)
+
+        return f
+
+    monkeypatch.setattr(_fused_rnn, "_ONEDNN", (spy(0), spy(1), real[2]))
+    weights, x, hx, masks = _setup(mode, True, False, torch.float32)
+    loss = _loss(mode, weights, x, hx, masks, False)
+    for name in ("mm", "addmm"):
+        monkeypatch.setattr(torch, name, _refuse(name))
+    torch.autograd.grad(loss, [x, hx, *weights])
+    assert calls.count(1 if mode == "LSTM" else 0) >= 2 * 8  # each step of both layers
+
+
+def _refuse(name):
+    def f(*args, **kwargs):
+        raise AssertionError(f"torch.{name} called in a float32 backward")
+
+    return f
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_linear_is_f_linear_to_second_order(dtype):
+    # the input part of the gates: F.linear's values and gradients, also under create_graph=True
+    torch.manual_seed(0)
+    x = torch.randn(12, 5, dtype=dtype, requires_grad=True)
+    w = torch.randn(8, 5, dtype=dtype, requires_grad=True)
+    b = torch.randn(8, dtype=dtype, requires_grad=True)
+    got, want = _fused_rnn.linear(x, w, b), nn.functional.linear(x, w, b)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else TOL
+    torch.testing.assert_close(got, want, **tol)
+    g1 = torch.autograd.grad((got**2).sum(), (x, w, b), create_graph=True)
+    g2 = torch.autograd.grad((want**2).sum(), (x, w, b), create_graph=True)
+    for a, c in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, c, **tol)
+    gg1 = torch.autograd.grad(sum((g**2).sum() for g in g1), (x, w, b))
+    gg2 = torch.autograd.grad(sum((g**2).sum() for g in g2), (x, w, b))
+    for a, c in zip(gg1, gg2, strict=True):
+        torch.testing.assert_close(a, c, **tol)

@@ -71,3 +71,22 @@ def test_a_missing_name_fails_at_import_naming_dropkit():
 
     with pytest.raises(ImportError, match="dropkit needs torch._C._no_such_thing"):
         _torch._resolve("torch._C._no_such_thing")
+
+
+def test_onednn_linear_matches_addmm_on_x86():
+    import platform
+
+    ops = _torch.onednn_linear()
+    if platform.machine() in ("x86_64", "AMD64"):  # the wheels dropkit supports there have oneDNN
+        assert ops is not None
+    if ops is None:
+        return
+    linear, linear_add, pack = ops
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(32, 64, generator=g), torch.randn(128, 64, generator=g)
+    b, other = torch.randn(128, generator=g), torch.randn(32, 128, generator=g)
+    tol = dict(rtol=1e-5, atol=1e-5)  # float32 sums of 64 products, in another order
+    torch.testing.assert_close(linear(x, w, b), torch.addmm(b, x, w.t()), **tol)
+    torch.testing.assert_close(linear(x, w), x @ w.t(), **tol)
+    torch.testing.assert_close(linear_add(x, other, w, b), other + torch.addmm(b, x, w.t()), **tol)
+    assert torch.equal(linear_add(x, other, pack(w, 32)), linear_add(x, other, w))

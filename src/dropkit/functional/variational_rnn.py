@@ -27,7 +27,6 @@ import functools
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
 from dropkit._validation import (
@@ -407,7 +406,7 @@ def _gate_matmul(
 ) -> torch.Tensor:
     # x: (1, B, F) one input shared by all gates, or (G, B, F) one per gate. weight (G*H, F).
     if x.shape[0] == 1:
-        return F.linear(x[0], weight, bias)  # (B, G*H)
+        return _fused_rnn.linear(x[0], weight, bias)  # (B, G*H); F.linear, on oneDNN if it can
     h = weight.shape[0] // gates
     per_gate = torch.bmm(x, weight.view(gates, h, -1).transpose(1, 2))  # (G, B, H)
     out = per_gate.transpose(0, 1).reshape(x.shape[1], gates * h)  # (B, G*H), gate-major
@@ -425,7 +424,7 @@ def _input_gates(
 ) -> torch.Tensor:
     """The input part of every gate for all steps at once: (S, I) -> (S, G*H)."""
     if mask is None:
-        return F.linear(x, w_ih, b_ih)
+        return _fused_rnn.linear(x, w_ih, b_ih)  # F.linear, on oneDNN where it can be
     if rows is None:  # S = T * N rows, step-major: the mask (M, N, I) broadcasts over T
         masked = _masked(x.view(-1, *mask.shape[1:]), mask.unsqueeze(1), p)  # (M, T, N, I)
         return _gate_matmul(masked.view(mask.shape[0], x.shape[0], -1), w_ih, b_ih, gates)

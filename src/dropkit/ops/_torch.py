@@ -17,7 +17,15 @@ is forward-mode AD on? (``forward_ad``)    ``torch.autograd.forward_ad._current_
 make a function's result a constant of a   the ``_dynamo_marked_constant`` attribute that
 dynamo graph without importing dynamo      ``torch._dynamo.assume_constant_result`` sets
 (``constant_result``)
+a matrix product on oneDNN for dense      ``torch.ops.mkldnn._linear_pointwise`` (default and
+float32 CPU tensors (``onednn_linear``)   ``binary``: inductor's linear, on plain tensors) and
+                                          ``torch.ops.mkldnn._reorder_linear_weight``
 =========================================  ======================================================
+
+``onednn_linear`` is the one optional entry: where a torch build has no oneDNN (or a release
+drops the op), it returns None and the callers use ``torch.addmm``, which computes the same
+products (summed in another order); tests/ops/test_torch_internals.py checks that the x86 builds
+dropkit supports have it and that it matches ``addmm``.
 
 Two other places reach below torch's public surface, each for a reason stated there:
 :mod:`dropkit.nn.weight_drop` (``nn.LSTM``'s ``_flat_weights``, the only way to give cuDNN/the fused
@@ -38,6 +46,7 @@ __all__ = [
     "dispatch_modes",
     "forward_ad",
     "is_dtensor",
+    "onednn_linear",
     "outside_transforms",
     "transforms",
     "vmap_active",
@@ -104,3 +113,37 @@ def is_dtensor(t: object) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(t, DTensor)
+
+
+def onednn_linear():
+    """``(linear, linear_add, pack)`` on oneDNN, or None where this torch has no oneDNN ops.
+
+    ``linear(x, w, b)`` is ``x @ w.T (+ b)`` and ``linear_add(x, other, w, b)`` is
+    ``other + (x @ w.T (+ b))``, for float32 CPU tensors (``x`` (M, K), ``w`` (N, K), ``other`` (M, N)), as
+    new tensors. torch's own ``mm``/``addmm`` call MKL's SGEMM, which on some CPUs (AMD's, with
+    AVX-512) runs at about half the speed of oneDNN's (docs/benchmarks.md, issue 24), the library
+    that ``nn.LSTM``'s CPU kernel uses; the variational RNN's recurrence calls these instead.
+    """
+    ops = getattr(torch.ops, "mkldnn", None)
+    op = getattr(ops, "_linear_pointwise", None) if ops is not None else None
+    reorder = getattr(ops, "_reorder_linear_weight", None) if ops is not None else None
+    if op is None or reorder is None or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        default, binary = op.default, op.binary
+    except AttributeError:
+        return None
+
+    def linear(x, w, b=None):
+        return default(x, w, b, "none", [], "")
+
+    def linear_add(x, other, w, b=None):
+        return binary(x, other, w, b, "add")
+
+    def pack(w, rows):
+        # w (N, K) in oneDNN's blocked layout for products with `rows` rows: the same values,
+        # an opaque tensor that linear and linear_add take in w's place (about 20 % faster for
+        # the recurrence's (32, 256) x (256, 1024) products)
+        return reorder(w, rows)
+
+    return linear, linear_add, pack

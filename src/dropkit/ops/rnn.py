@@ -5,15 +5,19 @@ hand-written backward through time.
 one matrix product and then runs the recurrence; this module runs that recurrence for a whole
 sequence inside one :class:`torch.autograd.Function` instead of recording some twenty autograd nodes
 per step. The function is that of the step-by-step loop (``_recur`` in ``variational_rnn.py``):
-the same element-wise operations, each rounded as there; the matrix products run on transposed
-operands (their sums may be accumulated in another order, a few ulps), and in backward the
-gradients are the exact derivatives, the weight gradient summed over all steps in one product.
+the same element-wise operations, each rounded as there; the matrix products may accumulate their
+sums in another order (a few ulps), and in backward the gradients are the exact derivatives, the
+weight gradient summed over all steps in one product.
 
-Why it is faster (docs/benchmarks.md): per step the loop's autograd graph slices ``x_gates`` (each
+Why it is fast (docs/benchmarks.md): per step the loop's autograd graph slices ``x_gates`` (each
 slice's backward writes a zero tensor of the full sequence's size), chunks the gates, and keeps a
-node per element-wise op. Here a forward step is one ``addmm`` and nine element-wise calls into
-preallocated buffers, and a backward step is one ``mm`` and five element-wise calls; whatever does
-not depend on the recurrence (the gate derivatives) is computed for all steps at once.
+node per element-wise op. Here a forward step is one matrix product and nine element-wise calls
+into preallocated buffers, and a backward step is one product and five element-wise calls; whatever
+does not depend on the recurrence (the gate derivatives) is computed for all steps at once. Every
+tensor keeps the row-major layout of ``x_gates`` ((T, N, G*H): the gates of a step are one
+(N, G*H) block), so no sequence-sized tensor is transposed. The products of float32 CPU tensors run
+on oneDNN (``_torch.onednn_linear``), as ``nn.LSTM``'s own CPU kernel does: torch's ``mm`` calls
+MKL's SGEMM, which on AMD CPUs with AVX-512 took about twice as long for these shapes (issue 24).
 
 Where it applies (``applies``): the shared-mask form (one input and one recurrent mask for all
 gates), sequences of equal length (not a ``PackedSequence``), float32/float64, eager mode (not under
@@ -29,7 +33,7 @@ import torch
 from dropkit.ops import _torch
 from dropkit.ops.switch import fast_dropout_enabled
 
-__all__ = ["applies", "recur"]
+__all__ = ["applies", "linear", "recur"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -53,8 +57,8 @@ def recur(mode, x_gates, h0, c0, w_hh, b_hh, mult, reverse, plain):
     """One layer and direction over ``T`` steps of equal batch size ``N``.
 
     ``x_gates`` (T*N, G*H): the input part of every gate (with ``b_ih``); ``h0``, ``c0`` (N, H);
-    ``w_hh`` (G*H, H); ``b_hh`` (G*H,) or None (LSTM: added to ``x_gates`` while they are
-    transposed, the plain loop's ``x_gates + b_hh``; GRU: inside ``r * (w_hh h + b_hh)``);
+    ``w_hh`` (G*H, H); ``b_hh`` (G*H,) or None (LSTM: the plain loop's ``x_gates + b_hh``, one
+    pass; GRU: inside ``r * (w_hh h + b_hh)``);
     ``mult`` (1, N, H) = mask * 1/(1-p) or None. ``plain``: the step-by-step loop on the first five
     arguments, for double backward. Returns ``(out (T*N, H), h_T, c_T or None)``.
     """
@@ -69,61 +73,123 @@ def _order(t_len: int, reverse: bool) -> range:
     return range(t_len - 1, -1, -1) if reverse else range(t_len)
 
 
-# Layout: inside the recurrence every per-step tensor is feature-major, (features, N): the gates of
-# a step are one contiguous (G*H, N) block with each gate a contiguous (H, N) slice, so every
-# element-wise call works on contiguous memory (a column slice of a row-major (N, G*H) block is
-# strided, and on small tensors torch's strided loops cost about three times the contiguous ones).
-# The products run on the transposed operands (pre^T = w_hh h^T + x_gates^T), which BLAS reads
-# without copies; x_gates, the output and their gradients are transposed once per sequence.
+# ---- the products: oneDNN for float32 on CPU, torch's addmm otherwise ------------------------------
+
+_ONEDNN = _torch.onednn_linear()
 
 
-def _feature_major(x: torch.Tensor, t_len: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    # (T*N, F) -> (T, F, N) contiguous, + bias (F,) in the same pass when given
-    v = x.view(t_len, -1, x.shape[-1]).transpose(1, 2)
-    if bias is None:
-        return v.contiguous()
-    return torch.add(v, bias.view(-1, 1), out=x.new_empty(v.shape))
+def _onednn(t: torch.Tensor) -> bool:
+    return _ONEDNN is not None and t.dtype == torch.float32 and t.device.type == "cpu"
 
 
-def _row_major(x: torch.Tensor) -> torch.Tensor:
-    # (T, F, N) -> (T*N, F) contiguous
-    return x.transpose(1, 2).contiguous().view(-1, x.shape[1])
+def _packed(w: torch.Tensor, rows: int) -> torch.Tensor:
+    # the weight of the recurrence's products, packed once per sequence for oneDNN (else itself)
+    return _ONEDNN[2](w, rows) if _onednn(w) else w
 
+
+def _linear_add(x, w, bias, add):
+    # add + (x @ w.T + bias): x (N, K), w (G, K), bias (G,) or None, add (N, G); a new (N, G)
+    # tensor. torch's addmm has no second addend: the caller has added the bias to `add` there.
+    if _onednn(x):
+        return _ONEDNN[1](x, add, w, bias)
+    return torch.addmm(add, x, w.t())
+
+
+def _linear(x, w, bias=None):
+    # x @ w.T (+ bias): x (N, K), w (G, K); a new (N, G) tensor
+    if _onednn(x):
+        return _ONEDNN[0](x, w, bias)
+    return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
+
+
+def _weight_grad(d_pre: torch.Tensor, h_in: torch.Tensor) -> torch.Tensor:
+    # sum over steps and samples of d_pre^T h_in: (T*N, G) x (T*N, H) -> (G, H). torch's mm reads the
+    # transposed operand in place; oneDNN wants both operands' K dimension contiguous, which costs
+    # two copies but is still faster where it applies.
+    if _onednn(d_pre):
+        return _ONEDNN[0](d_pre.t().contiguous(), h_in.t().contiguous(), None)
+    return d_pre.t().mm(h_in)
+
+
+class _Linear(torch.autograd.Function):
+    # F.linear with oneDNN's products (float32 CPU): the input part of every gate of a variational
+    # RNN layer, x (S, I) -> (S, G*H), one product over all steps
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _ONEDNN[0](x, w.contiguous(), b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiable products
+            d_x = g.mm(w) if ctx.needs_input_grad[0] else None
+            d_w = g.t().mm(x) if ctx.needs_input_grad[1] else None
+        else:
+            g = g.contiguous()
+            d_x = _ONEDNN[0](g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
+            d_w = _weight_grad(g, x.contiguous()) if ctx.needs_input_grad[1] else None
+        d_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return d_x, d_w, d_b
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, w, b)`` for a 2-D ``x``, its products on oneDNN where they can be (float32 CPU
+    tensors in eager mode: not under ``torch.compile``, torch.func transforms, forward-mode AD or
+    a dispatch mode), else ``F.linear`` itself."""
+    if (
+        x.dim() == 2
+        and _onednn(x)
+        and type(x) is torch.Tensor
+        and w.dtype == x.dtype
+        and not torch.compiler.is_compiling()
+        and _torch.transforms() is None
+        and not _torch.forward_ad()
+        and not _torch.dispatch_modes()
+    ):
+        return _Linear.apply(x, w, b)
+    return torch.nn.functional.linear(x, w, b)
+
+
+# Layout: every per-step tensor is a row block of a (T, N, F) buffer, (N, F) contiguous; the gates of
+# a step are one (N, G*H) block and each gate an (N, H) column slice (element-wise calls on those run
+# as fast as on contiguous tensors at these sizes).
 
 # ---- LSTM ------------------------------------------------------------------------------------------
 
 
-def _lstm_forward(xg, h0, c0, w_hh, mult, reverse):
-    # xg (T, 4H, N) -> gates (T, 4H, N) activated (i, f, g, o), c_in (T, H, N) the cell state each
-    # step starts from, tanh_c (T, H, N), h_in (T, H, N) the masked h_{t-1}, out (T, H, N), c_T.
-    t_len, g4, n = xg.shape
+def _lstm_forward(xg, h0, c0, w_hh, b_hh, mult, reverse):
+    # xg (T, N, 4H), b_hh (4H,) or None -> gates (T, N, 4H) activated (i, f, g, o), c_in (T, N, H) the
+    # cell state each step starts from, tanh_c (T, N, H), h_in (T, N, H) the masked h_{t-1},
+    # out (T, N, H), c_T (N, H).
+    t_len, n, g4 = xg.shape
     hid = g4 // 4
     gates = torch.empty_like(xg)
-    c_in = xg.new_empty(t_len, hid, n)
+    c_in = xg.new_empty(t_len, n, hid)
     tanh_c, h_in, out = torch.empty_like(c_in), torch.empty_like(c_in), torch.empty_like(c_in)
-    c_last = xg.new_empty(hid, n)
+    c_last = xg.new_empty(n, hid)
     # per-step views, made once (indexing in the loop would cost a call each)
-    xs, gs, hs, outs, tcs = (v.unbind(0) for v in (xg, gates, h_in, out, tanh_c))
+    xs, hs, outs, tcs = (v.unbind(0) for v in (xg, h_in, out, tanh_c))
     sig_if, tanh_g, sig_o = (
-        gates[:, a:b].unbind(0) for a, b in ((0, 2 * hid), (2 * hid, 3 * hid), (3 * hid, g4))
+        gates[..., a:b].unbind(0) for a, b in ((0, 2 * hid), (2 * hid, 3 * hid), (3 * hid, g4))
     )
-    i_s, f_s = gates[:, :hid].unbind(0), gates[:, hid : 2 * hid].unbind(0)
+    i_s, f_s = gates[..., :hid].unbind(0), gates[..., hid : 2 * hid].unbind(0)
     order = _order(t_len, reverse)
     c_next = [c_in[t] for t in order[1:]] + [c_last]
     h, c = h0, c0
     c_in[order[0]].copy_(c0)
-    tmp = torch.empty_like(c_last)  # no allocation in the loop: a fresh small tensor costs more
-    # than the product written into it
+    tmp = torch.empty_like(c_last)  # no allocation in the loop but the product's
     for k, t in enumerate(order):
         hi = hs[t]
         if mult is None:
             hi.copy_(h)
         else:
             torch.mul(h, mult, out=hi)
-        torch.addmm(xs[t], w_hh, hi, out=gs[t])  # (4H, N)
-        sig_if[t].sigmoid_()
-        tanh_g[t].tanh_()
-        sig_o[t].sigmoid_()
+        pre = _linear_add(hi, w_hh, b_hh, xs[t])  # (N, 4H) = x_gates + b_hh + w_hh h_in
+        torch.sigmoid(pre[:, : 2 * hid], out=sig_if[t])
+        torch.tanh(pre[:, 2 * hid : 3 * hid], out=tanh_g[t])
+        torch.sigmoid(pre[:, 3 * hid :], out=sig_o[t])
         c_new = c_next[k]
         # c_new = f * c + i * g: two products and one sum, as the plain loop rounds them
         torch.mul(f_s[t], c, out=c_new)
@@ -137,43 +203,53 @@ def _lstm_forward(xg, h0, c0, w_hh, mult, reverse):
 class _LSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, b_hh, mult, reverse, plain):
-        t_len = x_gates.shape[0] // h0.shape[0]
-        xg = _feature_major(x_gates, t_len, b_hh)
-        h0t, c0t = h0.t().contiguous(), c0.t().contiguous()
-        mult_t = None if mult is None else mult.t().contiguous()
-        gates, c_in, tanh_c, h_in, out, c_last = _lstm_forward(xg, h0t, c0t, w_hh, mult_t, reverse)
-        ctx.save_for_backward(x_gates, h0, c0, w_hh, b_hh, mult_t, gates, c_in, tanh_c, h_in)
+        n = h0.shape[0]
+        t_len = x_gates.shape[0] // n
+        xg = x_gates.view(t_len, n, -1)
+        bias = b_hh
+        if b_hh is not None and not _onednn(xg):  # the plain loop's x_gates + b_hh, one pass
+            xg, bias = xg + b_hh, None  # (oneDNN adds b_hh in each step's product instead)
+        w = _packed(w_hh.contiguous(), n)
+        gates, c_in, tanh_c, h_in, out, c_last = _lstm_forward(xg, h0, c0, w, bias, mult, reverse)
+        ctx.save_for_backward(x_gates, h0, c0, w_hh, b_hh, mult, gates, c_in, tanh_c, h_in)
         ctx.reverse, ctx.plain = reverse, plain
-        h_t = out[0 if reverse else -1].t().contiguous()
-        return _row_major(out), h_t, c_last.t().contiguous()
+        h_t = out[0 if reverse else -1].clone()
+        return out.view(t_len * n, -1), h_t, c_last
 
     @staticmethod
     def backward(ctx, d_out, d_h, d_c):
         x_gates, h0, c0, w_hh, b_hh, mult, gates, c_in, tanh_c, h_in = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the step-by-step loop
             return _plain_grads(ctx, (x_gates, h0, c0, w_hh, b_hh), (d_out, d_h, d_c))
-        t_len, g4, n = gates.shape
+        t_len, n, g4 = gates.shape
         hid = g4 // 4
-        d_out = _feature_major(d_out, t_len)  # (T, H, N)
-        i, f = gates[:, :hid], gates[:, hid : 2 * hid]
-        g, o = gates[:, 2 * hid : 3 * hid], gates[:, 3 * hid :]
+        d_out = d_out.view(t_len, n, hid)
+        i, f = gates[..., :hid], gates[..., hid : 2 * hid]
+        g, o = gates[..., 2 * hid : 3 * hid], gates[..., 3 * hid :]
         # d(pre-activation)/d(c_new) for i, f, g and d/d(h) for o, for all steps at once:
-        # b[:, :3H] = (g i(1-i), c_in f(1-f), i(1-g^2)), b[:, 3H:] = tanh_c o(1-o)
+        # b[..., :3H] = (g i(1-i), c_in f(1-f), i(1-g^2)), b[..., 3H:] = tanh_c o(1-o)
+        # (each product rounded as g * (i * (1 - i)) etc.; one scratch tensor for the factors:
+        # fresh sequence-sized temporaries cost page faults, more than the arithmetic)
         b = torch.empty_like(gates)
-        torch.mul(g, i * (1 - i), out=b[:, :hid])
-        torch.mul(c_in, f * (1 - f), out=b[:, hid : 2 * hid])
-        torch.mul(i, 1 - g * g, out=b[:, 2 * hid : 3 * hid])
-        torch.mul(tanh_c, o * (1 - o), out=b[:, 3 * hid :])
-        a = o * (1 - tanh_c * tanh_c)  # d(c_new)/d(h) through h = o tanh(c_new)
+        one = gates.new_ones(())
+        tmp = torch.empty_like(c_in)
+        for x, y, out_b in ((i, g, b[..., :hid]), (f, c_in, b[..., hid : 2 * hid]),
+                            (o, tanh_c, b[..., 3 * hid :])):  # fmt: skip
+            torch.mul(x, torch.sub(one, x, out=tmp), out=tmp)
+            torch.mul(y, tmp, out=out_b)
+        torch.sub(one, torch.mul(g, g, out=tmp), out=tmp)
+        torch.mul(i, tmp, out=b[..., 2 * hid : 3 * hid])
+        a = torch.mul(tanh_c, tanh_c, out=tmp)  # d(c_new)/d(h) through h = o tanh(c_new)
+        torch.mul(o, torch.sub(one, a, out=a), out=a)
         d_pre = torch.empty_like(gates)
-        b_c = b[:, : 3 * hid].unflatten(1, (3, hid)).unbind(0)  # (3, H, N) per step
-        d_c3 = d_pre[:, : 3 * hid].unflatten(1, (3, hid)).unbind(0)
-        b_o, d_o = b[:, 3 * hid :].unbind(0), d_pre[:, 3 * hid :].unbind(0)
+        b_c = b[..., : 3 * hid].unflatten(-1, (3, hid)).unbind(0)  # (N, 3, H) per step
+        d_c3 = d_pre[..., : 3 * hid].unflatten(-1, (3, hid)).unbind(0)
+        b_o, d_o = b[..., 3 * hid :].unbind(0), d_pre[..., 3 * hid :].unbind(0)
         a_s, f_s, d_outs, d_pres = a.unbind(0), f.unbind(0), d_out.unbind(0), d_pre.unbind(0)
-        w_t = w_hh.t()
-        dh = torch.add(d_outs[0 if ctx.reverse else -1], d_h.t())
-        dc = d_c.t().contiguous()
-        d_in = h0.new_empty(hid, n)
+        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 4H): d_in = d_pre[t] @ w_hh
+        dh = torch.add(d_outs[0 if ctx.reverse else -1], d_h)
+        dc = d_c.clone()
+        d_in = None
         order = list(reversed(_order(t_len, ctx.reverse)))
         for k, t in enumerate(order):
             if k:  # dh = d_out + (d_pre[t+1] w_hh) * mult: the gradient reaching h_t
@@ -182,39 +258,37 @@ class _LSTM(torch.autograd.Function):
                 else:
                     torch.addcmul(d_outs[t], d_in, mult, out=dh)
             dc.addcmul_(dh, a_s[t])  # now d(loss)/d(c_new) at step t
-            torch.mul(dc, b_c[t], out=d_c3[t])
+            torch.mul(dc.unsqueeze(1), b_c[t], out=d_c3[t])
             torch.mul(dh, b_o[t], out=d_o[t])
-            torch.mm(w_t, d_pres[t], out=d_in)
+            d_in = _linear(d_pres[t], w_t)  # (N, H)
             dc.mul_(f_s[t])  # d/d(c) the step started from
         d_h0 = d_in if mult is None else d_in * mult
-        d_x = _row_major(d_pre)  # (T*N, 4H)
+        d_x = d_pre.view(t_len * n, g4)  # (T*N, 4H)
         d_w = None
         if ctx.needs_input_grad[3]:
-            d_w = d_x.t().mm(_row_major(h_in))
-        d_b = d_pre.sum((0, 2)) if b_hh is not None and ctx.needs_input_grad[4] else None
-        return d_x, d_h0.t(), dc.t(), d_w, d_b, None, None, None
+            d_w = _weight_grad(d_x, h_in.view(t_len * n, hid))
+        d_b = d_pre.sum((0, 1)) if b_hh is not None and ctx.needs_input_grad[4] else None
+        return d_x, d_h0, dc, d_w, d_b, None, None, None
 
 
 # ---- GRU -------------------------------------------------------------------------------------------
 
 
 def _gru_forward(xg, h0, w_hh, b_hh, mult, reverse):
-    # xg (T, 3H, N) -> hg (T, 3H, N) = w_hh h_in + b_hh, rz (T, 2H, N) activated, cand (T, H, N),
-    # h_in (T, H, N) the masked h_{t-1}, h_prev (T, H, N) the undropped one, out (T, H, N).
-    t_len, g3, n = xg.shape
+    # xg (T, N, 3H) -> hg_n (T, N, H) = (w_hh h_in + b_hh)'s n part, rz (T, N, 2H) activated,
+    # cand (T, N, H), h_in (T, N, H) the masked h_{t-1}, out (T, N, H).
+    t_len, n, g3 = xg.shape
     hid = g3 // 3
-    hg = torch.empty_like(xg)
-    rz = xg.new_empty(t_len, 2 * hid, n)
-    cand = xg.new_empty(t_len, hid, n)
-    h_in, h_prev, out = torch.empty_like(cand), torch.empty_like(cand), torch.empty_like(cand)
-    bias = None if b_hh is None else b_hh.unsqueeze(1)  # (3H, 1)
-    xs, hgs, rzs, cands = (v.unbind(0) for v in (xg, hg, rz, cand))
-    his, hps, outs = h_in.unbind(0), h_prev.unbind(0), out.unbind(0)
-    x_rz, x_n = xg[:, : 2 * hid].unbind(0), xg[:, 2 * hid :].unbind(0)
-    hg_rz, hg_n = hg[:, : 2 * hid].unbind(0), hg[:, 2 * hid :].unbind(0)
-    r_s, z_s = rz[:, :hid].unbind(0), rz[:, hid:].unbind(0)
+    hg_n = xg.new_empty(t_len, n, hid)
+    rz = xg.new_empty(t_len, n, 2 * hid)
+    cand = torch.empty_like(hg_n)
+    h_in, out = torch.empty_like(hg_n), torch.empty_like(hg_n)
+    rzs, cands, hgns = rz.unbind(0), cand.unbind(0), hg_n.unbind(0)
+    his, outs = h_in.unbind(0), out.unbind(0)
+    x_rz, x_n = xg[..., : 2 * hid].unbind(0), xg[..., 2 * hid :].unbind(0)
+    r_s, z_s = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
     h = h0
-    tmp = torch.empty_like(h0)  # no allocation in the loop (see _lstm_forward)
+    tmp = torch.empty_like(h0)  # no allocation in the loop but the product's
     one = h0.new_ones(())
     for t in _order(t_len, reverse):
         hi = his[t]
@@ -222,63 +296,64 @@ def _gru_forward(xg, h0, w_hh, b_hh, mult, reverse):
             hi.copy_(h)
         else:
             torch.mul(h, mult, out=hi)
-        hps[t].copy_(h)
-        if bias is None:
-            torch.mm(w_hh, hi, out=hgs[t])
-        else:
-            torch.addmm(bias, w_hh, hi, out=hgs[t])
-        torch.add(x_rz[t], hg_rz[t], out=rzs[t])
+        hg = _linear(hi, w_hh, b_hh)  # (N, 3H) = w_hh h_in + b_hh
+        torch.add(x_rz[t], hg[:, : 2 * hid], out=rzs[t])
         rzs[t].sigmoid_()
-        torch.add(x_n[t], torch.mul(r_s[t], hg_n[t], out=tmp), out=cands[t])
+        hgns[t].copy_(hg[:, 2 * hid :])
+        torch.add(x_n[t], torch.mul(r_s[t], hgns[t], out=tmp), out=cands[t])
         cands[t].tanh_()
         # (1 - z) * cand + z * h_prev, as the plain loop rounds it
         torch.mul(torch.sub(one, z_s[t], out=tmp), cands[t], out=outs[t])
         outs[t].add_(torch.mul(z_s[t], h, out=tmp))
         h = outs[t]
-    return hg, rz, cand, h_in, h_prev, out
+    return hg_n, rz, cand, h_in, out
 
 
 class _GRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_gates, h0, w_hh, b_hh, mult, reverse, plain):
-        t_len = x_gates.shape[0] // h0.shape[0]
-        xg = _feature_major(x_gates, t_len)
-        mult_t = None if mult is None else mult.t().contiguous()
-        hg, rz, cand, h_in, h_prev, out = _gru_forward(
-            xg, h0.t().contiguous(), w_hh, b_hh, mult_t, reverse
-        )
-        ctx.save_for_backward(x_gates, h0, w_hh, b_hh, mult_t, hg, rz, cand, h_in, h_prev)
+        n = h0.shape[0]
+        t_len = x_gates.shape[0] // n
+        xg = x_gates.view(t_len, n, -1)
+        w = _packed(w_hh.contiguous(), n)
+        hg_n, rz, cand, h_in, out = _gru_forward(xg, h0, w, b_hh, mult, reverse)
+        ctx.save_for_backward(x_gates, h0, w_hh, b_hh, mult, hg_n, rz, cand, h_in, out)
         ctx.reverse, ctx.plain = reverse, plain
-        return _row_major(out), out[0 if reverse else -1].t().contiguous()
+        return out.view(t_len * n, -1), out[0 if reverse else -1].clone()
 
     @staticmethod
     def backward(ctx, d_out, d_h):
-        x_gates, h0, w_hh, b_hh, mult, hg, rz, cand, h_in, h_prev = ctx.saved_tensors
+        x_gates, h0, w_hh, b_hh, mult, hg_n, rz, cand, h_in, out = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _plain_grads(ctx, (x_gates, h0, w_hh, b_hh), (d_out, d_h))
-        t_len, g3, n = hg.shape
-        hid = g3 // 3
-        d_out = _feature_major(d_out, t_len)  # (T, H, N)
-        r, z = rz[:, :hid], rz[:, hid:]
+        t_len, n, hid = cand.shape
+        d_out = d_out.view(t_len, n, hid)
+        r, z = rz[..., :hid], rz[..., hid:]
         # for all steps: d(pre_n)/dh = (1-z)(1-cand^2), d(pre_z)/dh = (h_prev-cand) z(1-z),
-        # d(pre_r)/d(pre_n) = hn r(1-r)
-        b_n = (1 - z) * (1 - cand * cand)
-        b_z = (h_prev - cand) * (z * (1 - z))
-        b_r = hg[:, 2 * hid :] * (r * (1 - r))
-        d_x = torch.empty_like(hg)  # gradient of x_gates, (T, 3H, N)
-        d_hg = torch.empty_like(hg)  # gradient of w_hh h_in + b_hh
-        dx_r, dx_z, dx_n = (d_x[:, a * hid : (a + 1) * hid].unbind(0) for a in range(3))
+        # d(pre_r)/d(pre_n) = hn r(1-r), h_prev the undropped state each step starts from (h0,
+        # then the previous output); one scratch tensor (see the LSTM's)
+        one = cand.new_ones(())
+        b_n, b_z, b_r, tmp = (torch.empty_like(cand) for _ in range(4))
+        torch.sub(one, z, out=tmp)
+        torch.mul(tmp, torch.sub(one, torch.mul(cand, cand, out=b_n), out=b_n), out=b_n)
+        first, rest = (-1, slice(None, -1)) if ctx.reverse else (0, slice(1, None))
+        torch.sub(h0, cand[first], out=b_z[first])
+        torch.sub(out[1:] if ctx.reverse else out[:-1], cand[rest], out=b_z[rest])
+        b_z.mul_(torch.mul(z, torch.sub(one, z, out=tmp), out=tmp))
+        torch.mul(hg_n, torch.mul(r, torch.sub(one, r, out=tmp), out=tmp), out=b_r)
+        d_x = x_gates.new_empty(t_len, n, 3 * hid)  # gradient of x_gates
+        d_hg = torch.empty_like(d_x)  # gradient of w_hh h_in + b_hh
+        dx_r, dx_z, dx_n = (d_x[..., a * hid : (a + 1) * hid].unbind(0) for a in range(3))
         dx_rz, dg_rz, dg_n = (
-            d_x[:, : 2 * hid].unbind(0),
-            d_hg[:, : 2 * hid].unbind(0),
-            d_hg[:, 2 * hid :].unbind(0),
+            d_x[..., : 2 * hid].unbind(0),
+            d_hg[..., : 2 * hid].unbind(0),
+            d_hg[..., 2 * hid :].unbind(0),
         )
         b_ns, b_zs, b_rs, r_s, z_s = (v.unbind(0) for v in (b_n, b_z, b_r, r, z))
         d_outs, d_hgs = d_out.unbind(0), d_hg.unbind(0)
-        w_t = w_hh.t()
+        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 3H): d_in = d_hg[t] @ w_hh
         dh = torch.empty_like(d_outs[0])
-        carry = d_h.t().contiguous()
-        d_in = torch.empty_like(dh)
+        carry = d_h.clone()
         for t in reversed(_order(t_len, ctx.reverse)):
             torch.add(d_outs[t], carry, out=dh)
             torch.mul(dh, b_ns[t], out=dx_n[t])
@@ -286,7 +361,7 @@ class _GRU(torch.autograd.Function):
             torch.mul(dx_n[t], b_rs[t], out=dx_r[t])
             dg_rz[t].copy_(dx_rz[t])
             torch.mul(dx_n[t], r_s[t], out=dg_n[t])
-            torch.mm(w_t, d_hgs[t], out=d_in)
+            d_in = _linear(d_hgs[t], w_t)  # (N, H)
             torch.mul(dh, z_s[t], out=carry)
             if mult is None:
                 carry.add_(d_in)
@@ -294,10 +369,10 @@ class _GRU(torch.autograd.Function):
                 carry.addcmul_(d_in, mult)
         d_w = d_b = None
         if ctx.needs_input_grad[2]:
-            d_w = _row_major(d_hg).t().mm(_row_major(h_in))
+            d_w = _weight_grad(d_hg.view(t_len * n, 3 * hid), h_in.view(t_len * n, hid))
         if b_hh is not None and ctx.needs_input_grad[3]:
-            d_b = d_hg.sum((0, 2))
-        return _row_major(d_x), carry.t(), d_w, d_b, None, None, None
+            d_b = d_hg.sum((0, 1))
+        return d_x.view(t_len * n, 3 * hid), carry, d_w, d_b, None, None, None
 
 
 # ---- double backward: the step-by-step loop, differentiated -----------------------------------------
