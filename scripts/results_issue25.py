@@ -3,6 +3,8 @@
     dropkit sweep --preset mask-share-mlp --root runs/mask-share-mlp data_dir=/path/to/fashion-mnist
     dropkit sweep --preset mask-share-gru --root runs/mask-share-gru
     python scripts/results_issue25.py --runs runs        # docs/results/mask-share*.md, mask-share.png
+    git archive b1384bf | tar -x -C /tmp/before          # the code before mask_share existed
+    PYTHONPATH=/tmp/before/src python scripts/results_issue25.py --runs runs --k1-check /tmp/k1
 
 Reads the finished runs under ``<runs>/mask-share-mlp`` and ``<runs>/mask-share-gru`` (it trains
 nothing) and writes, per preset, ``docs/results/<preset>.md``: for each variant (no dropout, then
@@ -74,6 +76,7 @@ def rows(preset: str, runs: Path) -> list[dict]:
         s = [got[i]["summary"] for i in seeds]
         ref_runs = by_name.get(ref, {})
         paired = [i for i in seeds if i in ref_runs]
+        floor_runs = by_name.get(FLOOR, {})
         out.append(
             {
                 "name": name,
@@ -92,6 +95,11 @@ def rows(preset: str, runs: Path) -> list[dict]:
                     got[i]["summary"]["test_loss"] - ref_runs[i]["summary"]["test_loss"]
                     for i in paired
                 ],
+                "d_floor": [
+                    got[i]["summary"]["test_acc"] - floor_runs[i]["summary"]["test_acc"]
+                    for i in seeds
+                    if i in floor_runs
+                ],
                 "is_ref": name == ref,
             }
         )
@@ -102,22 +110,29 @@ def table(preset: str, runs: Path) -> str:
     lines = [
         "| variant | k | local batch | seeds | train acc. % | test acc. % | test by seed | "
         "paired diff. vs k=1, points (n) | final test loss | paired loss diff. vs k=1 (n) | "
-        "time/run s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "paired diff. vs no dropout, points (n) | time/run s, mean (min–max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows(preset, runs):
         if not r["seeds"]:
-            lines.append(f"| {r['name']} | {r['k'] or '—'} | | 0 | (not run) | | | | | | |")
+            lines.append(f"| {r['name']} | {r['k'] or '—'} | | 0 | (not run) |{' |' * 7}")
             continue
-        n = len(r["d_acc"])
+        n, nf = len(r["d_acc"]), len(r["d_floor"])
         diff = "—" if r["is_ref"] or not n else f"{_fmt(r['d_acc'], 100)} (n={n})"
         dloss = "—" if r["is_ref"] or not n else f"{_fmt(r['d_loss'], digits=3)} (n={n})"
+        dfloor = "—" if r["k"] is None or not nf else f"{_fmt(r['d_floor'], 100)} (n={nf})"
+        wall = r["wall_s"]
         lines.append(
             f"| {r['name']} | {r['k'] or '—'} | {r['local'] or '—'} | {len(r['seeds'])} | "
             f"{_fmt(r['train_acc'], 100)} | {_fmt(r['test_acc'], 100)} | "
             f"{', '.join(f'{100 * t:.1f}' for t in r['test_acc'])} | {diff} | "
-            f"{_fmt(r['test_loss'], digits=3)} | {dloss} | {np.mean(r['wall_s']):.0f} |"
+            f"{_fmt(r['test_loss'], digits=3)} | {dloss} | {dfloor} | "
+            f"{np.mean(wall):.0f} ({min(wall):.0f}–{max(wall):.0f}) |"
         )
+    lines += ["", "| variant | test acc. minus k=1's, by seed (points) |", "|---|---|"]
+    for r in rows(preset, runs):
+        if r["d_acc"] and not r["is_ref"]:
+            lines.append(f"| {r['name']} | {', '.join(f'{100 * d:+.2f}' for d in r['d_acc'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,6 +187,41 @@ def figure(runs: Path) -> Path | None:
     return path
 
 
+def k1_check(runs: Path, workdir: Path) -> bool:
+    """Train ``fashion-mlp-small``'s input 0.2 + hidden 0.5, seed 0, with the dropkit importable here
+    (e.g. a copy of the code before ``mask_share`` existed, on ``PYTHONPATH``) in ``workdir``, and
+    compare it with the grid's k = 1 run of seed 0: summary, every epoch's metrics, final weights."""
+    import json
+
+    import torch
+
+    from dropkit.lab import Config, run
+
+    spec = PRESETS["fashion-mlp-small"]
+    name = "input 0.2, hidden 0.5"
+    ref = runs / "mask-share-mlp" / "runs" / "seed=0_variant=k=1--independent-masks-"
+    data_dir = json.loads((ref / "config.json").read_text())["data_dir"]
+    config = Config.build({**spec.base, **spec.variants[name], "name": name, "seed": 0})
+    summary = run(config.replace(data_dir=data_dir), workdir)
+    other = json.loads((ref / "summary.json").read_text())
+    keys = [k for k in summary if k not in ("name", "wall_s")]
+    same_summary = all(summary[k] == other[k] for k in keys)
+
+    def epochs(folder: Path) -> list[dict]:
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in lines]
+
+    same_metrics = epochs(workdir) == epochs(ref)
+    a = torch.load(workdir / "model.pt", weights_only=True)
+    b = torch.load(ref / "model.pt", weights_only=True)
+    same_weights = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    print(
+        f"k = 1 check against {ref}: summary identical {same_summary}, every epoch's metrics "
+        f"identical {same_metrics}, final weights bit-identical {same_weights}"
+    )
+    return same_summary and same_metrics and same_weights
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -179,8 +229,16 @@ def main(argv=None) -> int:
         default=os.environ.get("DROPKIT_RUNS", "runs"),
         help="folder holding the presets' sweep folders mask-share-mlp/ and mask-share-gru/",
     )
+    parser.add_argument(
+        "--k1-check",
+        metavar="DIR",
+        help="instead: train fashion-mlp-small's seed 0 in DIR with the dropkit on PYTHONPATH and "
+        "compare it with the grid's k = 1 run (exit status 1 if they differ)",
+    )
     args = parser.parse_args(argv)
     runs = Path(args.runs)
+    if args.k1_check:
+        return 0 if k1_check(runs, Path(args.k1_check)) else 1
     for preset in SECTIONS:
         if not (runs / preset).exists():
             print(f"{preset}: no runs under {runs / preset}", file=sys.stderr)
