@@ -364,42 +364,6 @@ def _outermost(layers: list[nn.Module]) -> list[nn.Module]:
     return [m for m in layers if m not in inner]
 
 
-def _has_generator(module: nn.Module) -> bool:
-    return isinstance(getattr(module, "generator", None), torch.Generator)
-
-
-class _Consistent(_PerSample):
-    """Consistent masks (as baal's ConsistentDropout): in sample t, each layer applies one mask,
-    drawn from its own seed (``seeds[t]``, layer index), to every row of every batch.
-
-    The mask is the layer's output on a row of ones (the layers are multiplicative, so
-    ``layer(x) = x * layer(1)`` for one draw), broadcast over the batch.
-    """
-
-    def __init__(self, layers: list[nn.Module], seeds: list[int], device: torch.device) -> None:
-        super().__init__(layers, device)
-        self.seeds, self.ids = seeds, [0]
-
-    def _wrap(self, layer: nn.Module):
-        forward, index = layer.forward, self.layers.index(layer)
-
-        def consistent(input, *args, **kwargs):
-            n = len(self.ids)
-            if not isinstance(input, torch.Tensor) or input.shape[0] % n:
-                raise _NotSplittable(
-                    f"mc_predict: cannot split the input of {type(layer).__name__}"
-                )
-            outs = []
-            for t, piece in zip(self.ids, input.split(input.shape[0] // n), strict=True):
-                seed = (self.seeds[t] * 1_000_003 + index) % 2**63
-                _set_state(_seed_states([seed], self.device)[0], self.device)
-                ones = torch.ones((1, *piece.shape[1:]), dtype=piece.dtype, device=piece.device)
-                outs.append(piece * forward(ones, *args, **kwargs))
-            return torch.cat(outs, dim=0)
-
-        return consistent
-
-
 class _Consistent(_PerSample):
     """Consistent masks (as baal's ConsistentDropout): in sample t, each layer applies one mask,
     drawn from its own seed (``seeds[t]``, layer index), to every row of every batch.
