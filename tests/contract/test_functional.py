@@ -7,6 +7,7 @@ autograd checks see one fixed mask.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import pytest
@@ -172,14 +173,17 @@ def _checkpoint_params():
     return out
 
 
-@pytest.mark.parametrize(("spec", "large", "use_reentrant", "with_generator"), _checkpoint_params())
-def test_checkpoint_recomputes_the_same_mask(spec, large, use_reentrant, with_generator):
+def _assert_checkpoint_keeps_the_masks(spec, large, ckpt, generator_seed=None):
+    """The op on the spec's inputs, plain and under ``ckpt(f, *xs)``: the same output and gradients
+    (the recomputation drew the forward's masks); ``generator_seed``: an explicit generator."""
     tensors = _inputs(spec, large)
     idx = [i for i in spec.grad if tensors[i] is not None]
 
     def run(checkpointed):
         xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
-        kwargs = {"generator": torch.Generator().manual_seed(5)} if with_generator else {}
+        kwargs = {}
+        if generator_seed is not None:
+            kwargs["generator"] = torch.Generator().manual_seed(generator_seed)
 
         def f(*gs):
             ts = list(tensors)
@@ -188,16 +192,22 @@ def test_checkpoint_recomputes_the_same_mask(spec, large, use_reentrant, with_ge
             return spec.run(ts, **kwargs)
 
         torch.manual_seed(0)
-        out = checkpoint(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
+        out = ckpt(f, *xs) if checkpointed else f(*xs)
         torch.manual_seed(123)  # the recompute must not depend on the RNG state after forward
         out.sum().backward()  # (reentrant checkpoint does not support autograd.grad)
         return out.detach(), [x.grad for x in xs]
 
-    out0, g0 = run(False)
-    out1, g1 = run(True)
+    (out0, g0), (out1, g1) = run(False), run(True)
     assert torch.equal(out0, out1)
     for a, b in zip(g0, g1, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("spec", "large", "use_reentrant", "with_generator"), _checkpoint_params())
+def test_checkpoint_recomputes_the_same_mask(spec, large, use_reentrant, with_generator):
+    # torch's own checkpoint; with an explicit generator, read from its frames (random/checkpoint.py)
+    ckpt = functools.partial(checkpoint, use_reentrant=use_reentrant)
+    _assert_checkpoint_keeps_the_masks(spec, large, ckpt, 5 if with_generator else None)
 
 
 def _generator_checkpoint_params():
@@ -213,60 +223,18 @@ def _generator_checkpoint_params():
 
 @pytest.mark.parametrize(("spec", "large", "use_reentrant"), _generator_checkpoint_params())
 def test_dropkits_checkpoint_replays_an_explicit_generator(spec, large, use_reentrant):
-    # the public path (dropkit.random.checkpoint), beside torch's own checkpoint above
-    tensors = _inputs(spec, large)
-    idx = [i for i in spec.grad if tensors[i] is not None]
-
-    def run(checkpointed):
-        xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
-        gen = torch.Generator().manual_seed(5)
-
-        def f(*gs):
-            ts = list(tensors)
-            for i, g in zip(idx, gs, strict=True):
-                ts[i] = g * 1.0
-            return spec.run(ts, generator=gen)
-
-        ckpt = dropkit.random.checkpoint
-        out = ckpt(f, *xs, use_reentrant=use_reentrant) if checkpointed else f(*xs)
-        out.sum().backward()
-        return out.detach(), [x.grad for x in xs]
-
-    (out0, g0), (out1, g1) = run(False), run(True)
-    assert torch.equal(out0, out1)
-    for a, b in zip(g0, g1, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the public path, beside torch's own checkpoint above
+    ckpt = functools.partial(dropkit.random.checkpoint, use_reentrant=use_reentrant)
+    _assert_checkpoint_keeps_the_masks(spec, large, ckpt, 5)
 
 
 @pytest.mark.parametrize(
     ("spec", "large"), [p.values[:2] for p in _generator_checkpoint_params()][::2]
 )
 def test_checkpoint_context_replays_an_explicit_generator(spec, large):
-    tensors = _inputs(spec, large)
-    idx = [i for i in spec.grad if tensors[i] is not None]
-
-    def run(checkpointed):
-        xs = [tensors[i].detach().clone().requires_grad_() for i in idx]
-        gen = torch.Generator().manual_seed(5)
-
-        def f(*gs):
-            ts = list(tensors)
-            for i, g in zip(idx, gs, strict=True):
-                ts[i] = g * 1.0
-            return spec.run(ts, generator=gen)
-
-        if checkpointed:
-            context = dropkit.random.checkpoint_context
-            out = checkpoint(f, *xs, use_reentrant=False, context_fn=context)
-        else:
-            out = f(*xs)
-        out.sum().backward()
-        return out.detach(), [x.grad for x in xs]
-
-    (out0, g0), (out1, g1) = run(False), run(True)
-    assert torch.equal(out0, out1)
-    for a, b in zip(g0, g1, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    context = dropkit.random.checkpoint_context
+    ckpt = functools.partial(checkpoint, use_reentrant=False, context_fn=context)
+    _assert_checkpoint_keeps_the_masks(spec, large, ckpt, 5)
 
 
 # ---- in-place, inference tensors ----------------------------------------------------------------
