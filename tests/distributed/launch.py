@@ -3,8 +3,9 @@
 ``run(target, world_size)`` starts ``world_size`` fresh Python processes, each calling
 ``target(rank, world_size)`` (``"package.module:function"``) after ``init_process_group("gloo")``
 on a free local port, with one torch thread per rank. Whatever rank 0's function returns (picklable)
-comes back. A rank that fails, hangs past ``timeout`` or dies takes all ranks down and the call
-raises with every rank's output, so a test never waits forever.
+comes back. A rank that fails, hangs past ``timeout`` or dies before it has finished and left the
+group takes all ranks down and the call raises with every rank's output, so a test never waits
+forever.
 """
 
 from __future__ import annotations
@@ -62,8 +63,15 @@ def run(target: str, world_size: int = 2, timeout: float = 600.0, env: dict | No
             )
         deadline = time.monotonic() + timeout
         failed = False
+
+        def done(rank: int) -> bool:  # the rank finished its work and left the group
+            return (Path(tmp) / f"done{rank}").exists()
+
+        def crashed(rank: int) -> bool:
+            return procs[rank].poll() not in (None, 0) and not done(rank)
+
         while any(p.poll() is None for p in procs):
-            if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+            if time.monotonic() > deadline or any(crashed(r) for r in range(world_size)):
                 failed = True
                 break
             time.sleep(0.2)
@@ -78,7 +86,9 @@ def run(target: str, world_size: int = 2, timeout: float = 600.0, env: dict | No
                 f"--- rank {rank} (exit {procs[rank].returncode}) ---\n{log.read()[-6000:]}"
             )
             log.close()
-        if failed or any(p.returncode != 0 for p in procs) or not result.exists():
+        # A rank that finished and left the group counts as done, whatever its exit status (the
+        # process exits through os._exit; torch's gloo threads have been seen to abort at exit).
+        if failed or not all(done(r) for r in range(world_size)) or not result.exists():
             why = "timed out" if time.monotonic() > deadline else "failed"
             raise RuntimeError(f"{target} on {world_size} ranks {why}:\n" + "\n".join(outputs))
         return pickle.loads(result.read_bytes())
@@ -99,8 +109,20 @@ def _main(target: str, rank: int, world_size: int, port: int, result: str) -> No
         if rank == 0:
             Path(result).write_bytes(pickle.dumps(value))
         dist.barrier()
-    finally:
         dist.destroy_process_group()
+        Path(result).with_name(f"done{rank}").touch()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    # Leave without the interpreter's teardown, where gloo's threads can abort the process
+    # ("terminate called without an active exception") after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
