@@ -205,7 +205,7 @@ _randn_op = define("randn", _randn_impl, fake=_noise_fake, tags=_SEEDED)
 _rand_op = define("rand", _rand_impl, fake=_noise_fake, tags=_SEEDED)
 
 
-def _compiled(generator) -> bool:
+def _compiled() -> bool:
     # Under torch.compile, not torch.export (nor the ONNX exporter built on it): an exported
     # program runs elsewhere, and its graph keeps torch's own random ops, which ONNX translates.
     return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
@@ -216,7 +216,7 @@ def bernoulli_(out: torch.Tensor, prob: float, generator) -> torch.Tensor:
 
     Under torch.compile the result is a new tensor (``out`` only gives shape, dtype and strides):
     use the return value."""
-    if _compiled(generator) and (generator is None or type(generator) is RankStream):
+    if _compiled() and (generator is None or type(generator) is RankStream):
         return _bernoulli_op.library(out, prob, generator_key(generator))
     if generator is None:
         return out.bernoulli_(prob)
@@ -234,7 +234,7 @@ def bernoulli(like: torch.Tensor, prob: float, generator) -> torch.Tensor:
 
 
 def _noise(sampler, op, shape, dtype, device, generator) -> torch.Tensor:
-    if _compiled(generator) and (generator is None or type(generator) is RankStream):
+    if _compiled() and (generator is None or type(generator) is RankStream):
         return op.library(torch.empty(shape, dtype=dtype, device=device), generator_key(generator))
     size = torch.Size(shape)
     if generator is None:  # aten.randn/rand.default, which the ONNX exporter translates
