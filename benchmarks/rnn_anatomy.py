@@ -16,6 +16,12 @@ that ``torch.set_num_threads(1)`` called in a worker thread sets the process's d
 started afterwards gets one thread), which is why dropkit cannot split the batch that way behind
 its user.
 
+``step``: one LSTM step's element-wise work (T=35 steps of N=32, H=256, float32, a recurrent mask),
+forward and backward: torch's operators as ``ops/rnn.py`` calls them where the CPU kernel does not
+apply (nine calls forward, five backward; the gate factors of the backward precomputed for all
+steps, not counted) against the one call of ``kernels/cpu_rnn.py``; wall microseconds per step, over
+a sequence's fresh buffers ("streaming") and on one step's buffers again and again ("hot").
+
 ``faults``: forward + backward of ``VariationalLSTM`` (every rate 0.25) and ``nn.LSTM(dropout=0.25)``
 (2 layers, T=35, N=32, I=128, H=256): wall time and minor page faults per iteration. Run it under
 glibc's defaults, then with ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824``
@@ -141,6 +147,67 @@ def threads(args) -> None:
           f"{seen[0]} intra-op thread(s); the main thread, which set 2, has {torch.get_num_threads()}")  # fmt: skip
 
 
+def step(args) -> None:
+    from dropkit.kernels import cpu_rnn
+
+    g = torch.Generator().manual_seed(0)
+    hid = H
+    xg, pre = torch.randn(T, N, 4 * H, generator=g), torch.randn(T, N, 4 * H, generator=g)
+    bias = torch.randn(4 * H, generator=g)
+    mult = (torch.rand(N, H, generator=g) >= 0.25).float() / 0.75
+    gates, d_pre, b = (torch.empty(T, N, 4 * H) for _ in range(3))
+    c_in, tanh_c, out, h_in, d_out, a = (torch.randn(T, N, H, generator=g) for _ in range(6))
+    c_last, tmp, dc, dh = (torch.randn(N, H, generator=g) for _ in range(4))
+    d_in = torch.randn(N, H, generator=g)
+
+    def fwd_torch(t):
+        # ops/rnn.py's loop without the kernel: the product's output is x_gates + b_hh + w h here
+        p = pre[t] + xg[t]
+        torch.sigmoid(p[:, : 2 * hid], out=gates[t, :, : 2 * hid])
+        torch.tanh(p[:, 2 * hid : 3 * hid], out=gates[t, :, 2 * hid : 3 * hid])
+        torch.sigmoid(p[:, 3 * hid :], out=gates[t, :, 3 * hid :])
+        c_new = c_in[t + 1] if t + 1 < T else c_last
+        torch.mul(gates[t, :, hid : 2 * hid], c_in[t], out=c_new)
+        c_new.add_(torch.mul(gates[t, :, :hid], gates[t, :, 2 * hid : 3 * hid], out=tmp))
+        torch.tanh(c_new, out=tanh_c[t])
+        torch.mul(gates[t, :, 3 * hid :], tanh_c[t], out=out[t])
+        if t + 1 < T:
+            torch.mul(out[t], mult, out=h_in[t + 1])
+
+    def fwd_kernel(t):
+        c_new = c_in[t + 1] if t + 1 < T else c_last
+        h_next = h_in[t + 1] if t + 1 < T else None
+        args = (pre[t], xg[t], bias, c_in[t], c_new, gates[t], tanh_c[t], out[t], h_next, mult)
+        cpu_rnn.lstm_step_forward(*args)
+
+    def bwd_torch(t):
+        torch.addcmul(d_out[t], d_in, mult, out=dh)
+        dc.addcmul_(dh, a[t])
+        torch.mul(dc.unsqueeze(1), b[t, :, : 3 * hid].unflatten(-1, (3, hid)),
+                  out=d_pre[t, :, : 3 * hid].unflatten(-1, (3, hid)))  # fmt: skip
+        torch.mul(dh, b[t, :, 3 * hid :], out=d_pre[t, :, 3 * hid :])
+        dc.mul_(gates[t, :, hid : 2 * hid])
+
+    def bwd_kernel(t):
+        cpu_rnn.lstm_step_backward(gates[t], c_in[t], tanh_c[t], d_out[t], d_in, mult, dc, d_pre[t])
+
+    gates.copy_(torch.rand(T, N, 4 * H, generator=g))
+    b.copy_(gates)
+    print(f"one step's element-wise work, N={N} H={H} float32, threads={torch.get_num_threads()}")
+    print("(wall us per step, median of 9)\n")
+    print("| | torch's operators | dropkit kernel |")
+    print("|---|---|---|")
+    for name, (f_t, f_k) in {
+        "forward": (fwd_torch, fwd_kernel),
+        "backward": (bwd_torch, bwd_kernel),
+    }.items():
+        for mode, steps in (("streaming", range(T)), ("hot", [0] * T)):
+            cells = []
+            for f in (f_t, f_k):
+                cells.append(_wall_ms(lambda f=f, s=steps: [f(t) for t in s]) / T * 1e3)
+            print(f"| {name}, {mode} | {cells[0]:.1f} | {cells[1]:.1f} |")
+
+
 def faults(args) -> None:
     torch.manual_seed(0)
     rates = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25, dropout=0.25)
@@ -166,12 +233,12 @@ def faults(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cmd", choices=("products", "threads", "faults"))
+    parser.add_argument("cmd", choices=("products", "threads", "step", "faults"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iters", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"products": products, "threads": threads, "faults": faults}[args.cmd](args)
+    {"products": products, "threads": threads, "step": step, "faults": faults}[args.cmd](args)
 
 
 if __name__ == "__main__":

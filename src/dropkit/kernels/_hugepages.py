@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-__all__ = ["MIN_BYTES", "empty_like"]
+__all__ = ["MIN_BYTES", "empty", "empty_like"]
 
 MIN_BYTES = 4 << 20
 _HUGE = 2 << 20
@@ -49,7 +49,15 @@ _MADVISE = _madvise()
 
 def empty_like(t: torch.Tensor) -> torch.Tensor:
     """``torch.empty_like(t)`` (contiguous ``t``), asking for huge pages when it is large enough."""
-    out = torch.empty_like(t)
+    return _advised(torch.empty_like(t))
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty(shape, dtype=dtype)`` on the CPU, asking for huge pages when it is large enough."""
+    return _advised(torch.empty(shape, dtype=dtype))
+
+
+def _advised(out: torch.Tensor) -> torch.Tensor:
     nbytes = out.numel() * out.element_size()
     if _MADVISE is not None and nbytes >= MIN_BYTES:
         start = out.data_ptr()

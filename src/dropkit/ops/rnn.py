@@ -5,16 +5,20 @@ hand-written backward through time.
 one matrix product and then runs the recurrence; this module runs that recurrence for a whole
 sequence inside one :class:`torch.autograd.Function` instead of recording some twenty autograd nodes
 per step. The function is that of the step-by-step loop (``_recur`` in ``variational_rnn.py``):
-the same element-wise operations, each rounded as there; the matrix products may accumulate their
-sums in another order (a few ulps), and in backward the gradients are the exact derivatives, the
-weight gradient summed over all steps in one product.
+the same element-wise operations, each rounded as there (on CPU the LSTM's sigmoid and tanh are the
+kernel's own, within 2.5 ulp in float32, an ulp in float64); the matrix products may accumulate
+their sums in another order (a few ulps), and in backward the gradients are the exact derivatives,
+the weight gradient summed over all steps in one product.
 
 Why it is fast (docs/benchmarks.md): per step the loop's autograd graph slices ``x_gates`` (each
 slice's backward writes a zero tensor of the full sequence's size), chunks the gates, and keeps a
-node per element-wise op. Here a forward step is one matrix product and nine element-wise calls
-into preallocated buffers, and a backward step is one product and five element-wise calls; whatever
-does not depend on the recurrence (the gate derivatives) is computed for all steps at once. Every
-tensor keeps the row-major layout of ``x_gates`` ((T, N, G*H): the gates of a step are one
+node per element-wise op. Here a forward step is one matrix product and the element-wise work into
+preallocated buffers, a backward step the element-wise work and one product. On CPU an LSTM step's
+element-wise work is one call of a numba kernel on torch's OpenMP team (``kernels/cpu_rnn.py``: at
+N * H = 8K elements torch's nine operators each ran on one core, and cost as much in calls as in
+arithmetic); elsewhere (CUDA), and for the GRU, it is torch's operators (nine in an LSTM's forward,
+five in its backward), whatever does not depend on the recurrence computed for all steps at once.
+Every tensor keeps the row-major layout of ``x_gates`` ((T, N, G*H): the gates of a step are one
 (N, G*H) block), so no sequence-sized tensor is transposed. The products of float32 CPU tensors run
 on oneDNN (``_torch.onednn_linear``), as ``nn.LSTM``'s own CPU kernel does: torch's ``mm`` calls
 MKL's SGEMM, which on AMD CPUs with AVX-512 took about twice as long for these shapes (issue 24).
@@ -62,7 +66,7 @@ def recur(mode, x_gates, h0, c0, w_hh, b_hh, mult, reverse, plain):
     ``mult`` (1, N, H) = mask * 1/(1-p) or None. ``plain``: the step-by-step loop on the first five
     arguments, for double backward. Returns ``(out (T*N, H), h_T, c_T or None)``.
     """
-    mult2 = None if mult is None else mult[0]
+    mult2 = None if mult is None else mult[0].contiguous()
     if mode == "LSTM":
         return _LSTM.apply(x_gates, h0, c0, w_hh, b_hh, mult2, reverse, plain)
     out, h = _GRU.apply(x_gates, h0, w_hh, b_hh, mult2, reverse, plain)
@@ -73,6 +77,28 @@ def _order(t_len: int, reverse: bool) -> range:
     return range(t_len - 1, -1, -1) if reverse else range(t_len)
 
 
+# ---- the element-wise work of a step: one numba call on CPU (kernels/cpu_rnn.py) ------------------
+
+_kernels_module = None
+_kernels_failed = False
+
+
+def _step_kernels(like: torch.Tensor):
+    """dropkit.kernels.cpu_rnn for a CPU tensor, loaded on first use; None elsewhere, or when numba
+    cannot be imported (torch's element-wise operators are used instead)."""
+    global _kernels_module, _kernels_failed
+    if like.device.type != "cpu" or _kernels_failed:
+        return None
+    if _kernels_module is None:
+        try:
+            from dropkit.kernels import cpu_rnn
+        except ImportError:
+            _kernels_failed = True
+            return None
+        _kernels_module = cpu_rnn
+    return _kernels_module
+
+
 # ---- the products: oneDNN for float32 on CPU, torch's addmm otherwise ------------------------------
 
 _ONEDNN = _torch.onednn_linear()
@@ -80,11 +106,6 @@ _ONEDNN = _torch.onednn_linear()
 
 def _onednn(t: torch.Tensor) -> bool:
     return _ONEDNN is not None and t.dtype == torch.float32 and t.device.type == "cpu"
-
-
-def _packed(w: torch.Tensor, rows: int) -> torch.Tensor:
-    # the weight of the recurrence's products, packed once per sequence for oneDNN (else itself)
-    return _ONEDNN[2](w, rows) if _onednn(w) else w
 
 
 def _linear_add(x, w, bias, add):
@@ -107,8 +128,14 @@ def _weight_grad(d_pre: torch.Tensor, h_in: torch.Tensor) -> torch.Tensor:
     # transposed operand in place; oneDNN wants both operands' K dimension contiguous, which costs
     # two copies but is still faster where it applies.
     if _onednn(d_pre):
-        return _ONEDNN[0](d_pre.t().contiguous(), h_in.t().contiguous(), None)
+        return _ONEDNN[0](_transposed(d_pre, 0), _transposed(h_in, 1), None)
     return d_pre.t().mm(h_in)
+
+
+def _transposed(x: torch.Tensor, slot: int) -> torch.Tensor:
+    # x.t().contiguous(), for an operand of one product (in a reused scratch buffer on CPU)
+    kernels = _step_kernels(x)
+    return x.t().contiguous() if kernels is None else kernels.transposed(x, slot)
 
 
 class _Linear(torch.autograd.Function):
@@ -165,9 +192,21 @@ def _lstm_forward(xg, h0, c0, w_hh, b_hh, mult, reverse):
     # out (T, N, H), c_T (N, H).
     t_len, n, g4 = xg.shape
     hid = g4 // 4
-    gates = torch.empty_like(xg)
-    c_in = xg.new_empty(t_len, n, hid)
-    tanh_c, h_in, out = torch.empty_like(c_in), torch.empty_like(c_in), torch.empty_like(c_in)
+    kernels = _step_kernels(xg)
+    if kernels is not None:
+        # what backward keeps, in one buffer on huge pages: a dozen MB of fresh 4 KiB pages a
+        # training step cost more in page faults than the kernels' arithmetic (issue 24)
+        size = t_len * n * hid
+        flat = kernels.empty((7 * size,), xg.dtype)
+        gates = flat[: 4 * size].view(t_len, n, g4)
+        c_in, tanh_c, h_in = (
+            flat[k * size : (k + 1) * size].view(t_len, n, hid) for k in (4, 5, 6)
+        )
+    else:
+        gates = torch.empty_like(xg)
+        c_in = xg.new_empty(t_len, n, hid)
+        tanh_c, h_in = torch.empty_like(c_in), torch.empty_like(c_in)
+    out = xg.new_empty(t_len, n, hid)
     c_last = xg.new_empty(n, hid)
     # per-step views, made once (indexing in the loop would cost a call each)
     xs, hs, outs, tcs = (v.unbind(0) for v in (xg, h_in, out, tanh_c))
@@ -177,8 +216,22 @@ def _lstm_forward(xg, h0, c0, w_hh, b_hh, mult, reverse):
     i_s, f_s = gates[..., :hid].unbind(0), gates[..., hid : 2 * hid].unbind(0)
     order = _order(t_len, reverse)
     c_next = [c_in[t] for t in order[1:]] + [c_last]
-    h, c = h0, c0
     c_in[order[0]].copy_(c0)
+    if kernels is not None:  # each step: the product, then one call for its element-wise work
+        if mult is None:
+            hs[order[0]].copy_(h0)
+        else:
+            torch.mul(h0, mult, out=hs[order[0]])
+        gs, cs = gates.unbind(0), c_in.unbind(0)
+        bias = xg.new_zeros(g4) if b_hh is None else b_hh.contiguous()
+        for k, t in enumerate(order):
+            pre = _linear(hs[t], w_hh)  # (N, 4H) = w_hh h_in; the kernel adds x_gates + b_hh
+            h_next = hs[order[k + 1]] if k + 1 < t_len else None
+            kernels.lstm_step_forward(
+                pre, xs[t], bias, cs[t], c_next[k], gs[t], tcs[t], outs[t], h_next, mult
+            )
+        return gates, c_in, tanh_c, h_in, out, c_last
+    h, c = h0, c0
     tmp = torch.empty_like(c_last)  # no allocation in the loop but the product's
     for k, t in enumerate(order):
         hi = hs[t]
@@ -207,9 +260,11 @@ class _LSTM(torch.autograd.Function):
         t_len = x_gates.shape[0] // n
         xg = x_gates.view(t_len, n, -1)
         bias = b_hh
-        if b_hh is not None and not _onednn(xg):  # the plain loop's x_gates + b_hh, one pass
-            xg, bias = xg + b_hh, None  # (oneDNN adds b_hh in each step's product instead)
-        w = _packed(w_hh.contiguous(), n)
+        if b_hh is not None and not _onednn(xg) and _step_kernels(xg) is None:
+            # the plain loop's x_gates + b_hh, one pass (oneDNN adds b_hh in each step's product
+            # instead, the CPU kernel in each step's element-wise call)
+            xg, bias = xg + b_hh, None
+        w = w_hh.contiguous()
         gates, c_in, tanh_c, h_in, out, c_last = _lstm_forward(xg, h0, c0, w, bias, mult, reverse)
         ctx.save_for_backward(x_gates, h0, c0, w_hh, b_hh, mult, gates, c_in, tanh_c, h_in)
         ctx.reverse, ctx.plain = reverse, plain
@@ -223,6 +278,19 @@ class _LSTM(torch.autograd.Function):
             return _plain_grads(ctx, (x_gates, h0, c0, w_hh, b_hh), (d_out, d_h, d_c))
         t_len, n, g4 = gates.shape
         hid = g4 // 4
+        w_t = w_hh.t().contiguous()  # (H, 4H): d_in = d_pre[t] @ w_hh
+        order = list(reversed(_order(t_len, ctx.reverse)))
+        kernels = _step_kernels(gates)
+        if kernels is not None:  # each step: one call for the element-wise work, then the product
+            d_pre = kernels.empty(gates.shape, gates.dtype)
+            d_outs = d_out.contiguous().view(t_len, n, hid).unbind(0)
+            gs, cs, tcs, d_pres = (v.unbind(0) for v in (gates, c_in, tanh_c, d_pre))
+            dc = d_c.contiguous().clone()
+            d_in, m = d_h.contiguous(), None  # the last step's dh is d_out + d_h, unmasked
+            for t in order:
+                kernels.lstm_step_backward(gs[t], cs[t], tcs[t], d_outs[t], d_in, m, dc, d_pres[t])
+                d_in, m = _linear(d_pres[t], w_t), mult  # (N, H)
+            return _lstm_grads(ctx, d_pre, d_in, dc, h_in, w_hh, b_hh, mult)
         d_out = d_out.view(t_len, n, hid)
         i, f = gates[..., :hid], gates[..., hid : 2 * hid]
         g, o = gates[..., 2 * hid : 3 * hid], gates[..., 3 * hid :]
@@ -246,11 +314,9 @@ class _LSTM(torch.autograd.Function):
         d_c3 = d_pre[..., : 3 * hid].unflatten(-1, (3, hid)).unbind(0)
         b_o, d_o = b[..., 3 * hid :].unbind(0), d_pre[..., 3 * hid :].unbind(0)
         a_s, f_s, d_outs, d_pres = a.unbind(0), f.unbind(0), d_out.unbind(0), d_pre.unbind(0)
-        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 4H): d_in = d_pre[t] @ w_hh
         dh = torch.add(d_outs[0 if ctx.reverse else -1], d_h)
         dc = d_c.clone()
         d_in = None
-        order = list(reversed(_order(t_len, ctx.reverse)))
         for k, t in enumerate(order):
             if k:  # dh = d_out + (d_pre[t+1] w_hh) * mult: the gradient reaching h_t
                 if mult is None:
@@ -262,13 +328,20 @@ class _LSTM(torch.autograd.Function):
             torch.mul(dh, b_o[t], out=d_o[t])
             d_in = _linear(d_pres[t], w_t)  # (N, H)
             dc.mul_(f_s[t])  # d/d(c) the step started from
-        d_h0 = d_in if mult is None else d_in * mult
-        d_x = d_pre.view(t_len * n, g4)  # (T*N, 4H)
-        d_w = None
-        if ctx.needs_input_grad[3]:
-            d_w = _weight_grad(d_x, h_in.view(t_len * n, hid))
-        d_b = d_pre.sum((0, 1)) if b_hh is not None and ctx.needs_input_grad[4] else None
-        return d_x, d_h0, dc, d_w, d_b, None, None, None
+        return _lstm_grads(ctx, d_pre, d_in, dc, h_in, w_hh, b_hh, mult)
+
+
+def _lstm_grads(ctx, d_pre, d_in, dc, h_in, w_hh, b_hh, mult):
+    # the gradients of _LSTM's inputs from d_pre (T, N, 4H), the gradient d_in that reached h_in of
+    # the first step, and dc = d(loss)/d(c_0)
+    t_len, n, g4 = d_pre.shape
+    d_h0 = d_in if mult is None else d_in * mult
+    d_x = d_pre.view(t_len * n, g4)  # (T*N, 4H)
+    d_w = None
+    if ctx.needs_input_grad[3]:
+        d_w = _weight_grad(d_x, h_in.view(t_len * n, g4 // 4))
+    d_b = d_pre.sum((0, 1)) if b_hh is not None and ctx.needs_input_grad[4] else None
+    return d_x, d_h0, dc, d_w, d_b, None, None, None
 
 
 # ---- GRU -------------------------------------------------------------------------------------------
@@ -315,7 +388,7 @@ class _GRU(torch.autograd.Function):
         n = h0.shape[0]
         t_len = x_gates.shape[0] // n
         xg = x_gates.view(t_len, n, -1)
-        w = _packed(w_hh.contiguous(), n)
+        w = w_hh.contiguous()
         hg_n, rz, cand, h_in, out = _gru_forward(xg, h0, w, b_hh, mult, reverse)
         ctx.save_for_backward(x_gates, h0, w_hh, b_hh, mult, hg_n, rz, cand, h_in, out)
         ctx.reverse, ctx.plain = reverse, plain
@@ -351,7 +424,7 @@ class _GRU(torch.autograd.Function):
         )
         b_ns, b_zs, b_rs, r_s, z_s = (v.unbind(0) for v in (b_n, b_z, b_r, r, z))
         d_outs, d_hgs = d_out.unbind(0), d_hg.unbind(0)
-        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 3H): d_in = d_hg[t] @ w_hh
+        w_t = w_hh.t().contiguous()  # (H, 3H): d_in = d_hg[t] @ w_hh
         dh = torch.empty_like(d_outs[0])
         carry = d_h.clone()
         for t in reversed(_order(t_len, ctx.reverse)):
