@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import dropkit.lab.runner as runner_mod
 from dropkit.cli import main
 from dropkit.lab._io import lock_dir
+from tests.lab._helpers import interrupted_at
 
 TINY_ARGS = ["dataset=digits", "widths=16", "epochs=1", "plots=false"]
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -111,16 +111,8 @@ def test_corrupt_run_files_are_named(tmp_path, capsys, monkeypatch, name):
     workdir = tmp_path / "r"
     if name == "checkpoint.pt":
         # An interrupted two-epoch run keeps its checkpoint; then the checkpoint is damaged.
-        original = runner_mod._epoch_record
-
-        def stop_at_2(epoch, *args):
-            if epoch == 2:
-                raise KeyboardInterrupt
-            return original(epoch, *args)
-
-        monkeypatch.setattr(runner_mod, "_epoch_record", stop_at_2)
-        assert main(run_argv(workdir, "epochs=2")) == 130
-        monkeypatch.setattr(runner_mod, "_epoch_record", original)
+        with interrupted_at(monkeypatch, 2):
+            assert main(run_argv(workdir, "epochs=2")) == 130
         argv = run_argv(workdir, "epochs=2")
     else:
         assert main(run_argv(workdir)) == 0

@@ -21,7 +21,7 @@ from dropkit.lab import Config, load_run, run
 from dropkit.lab.mask_share import share_masks, tile_rows
 from dropkit.lab.models import build_model
 from dropkit.lab.sweep import sweep
-from tests.lab._helpers import TINY
+from tests.lab._helpers import TINY, interrupted_at
 
 K = 4
 CHUNK = 3  # rows a chunk: batches of K * CHUNK = 12 rows
@@ -220,21 +220,10 @@ def test_k1_run_is_bit_identical_to_a_run_without_the_key(tmp_path):
 
 
 def test_shared_masks_resume_exactly(tmp_path, monkeypatch):
-    import dropkit.lab.runner as runner_mod
-
     cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "mask_share": 8})
     straight = run(cfg, tmp_path / "straight")
-    original = runner_mod._epoch_record
-
-    def interrupt_at_epoch_3(epoch, *args):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(epoch, *args)
-
-    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(runner_mod, "_epoch_record", original)
     resumed = run(cfg, tmp_path / "resumed")
     assert resumed["test_acc"] == straight["test_acc"]
     assert resumed["train_loss"] == straight["train_loss"]

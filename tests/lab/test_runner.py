@@ -16,7 +16,7 @@ import dropkit.nn as dnn
 from dropkit.lab import Config, load_run, run
 from dropkit.lab._data import prepare
 from dropkit.lab.models import build_model
-from tests.lab._helpers import TINY
+from tests.lab._helpers import TINY, interrupted_at
 
 
 def test_one_epoch_smoke(tmp_path):
@@ -71,21 +71,12 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, extra):
     cfg = Config.build({**TINY, "epochs": 3, "p_hidden": 0.5, "augment_noise": 0.1, **extra})
     straight = run(cfg, tmp_path / "straight")
 
-    original = runner_mod._epoch_record
-
-    def interrupt_at_epoch_3(epoch, *args):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(epoch, *args)
-
-    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed")
     kept = load_run(tmp_path / "resumed")
     assert [r["epoch"] for r in kept["metrics"]] == [1, 2] and kept["summary"] is None
     assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
 
-    monkeypatch.setattr(runner_mod, "_epoch_record", original)
     resumed = run(cfg, tmp_path / "resumed")
     a = load_run(tmp_path / "straight")["metrics"]
     b = load_run(tmp_path / "resumed")["metrics"]
@@ -330,17 +321,8 @@ def test_lr_schedules_and_their_exact_resume(tmp_path, monkeypatch, schedule, ex
     straight = load_run(tmp_path / "straight")["metrics"]
     assert [r["lr"] for r in straight] == pytest.approx(expected, rel=1e-12)
 
-    original = runner_mod._epoch_record
-
-    def interrupt_at_3(epoch, *args):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(epoch, *args)
-
-    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_3)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(runner_mod, "_epoch_record", original)
     run(cfg, tmp_path / "resumed")
     resumed = load_run(tmp_path / "resumed")["metrics"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
@@ -452,17 +434,8 @@ def test_provenance_hashes_the_data_files_and_records_a_resume(tmp_path, monkeyp
 
     folder = fake_fashion(tmp_path / "fm")
     cfg = Config.build({**TINY, "dataset": "fashion_mnist", "data_dir": str(folder), "epochs": 2})
-    original = runner_mod._epoch_record
-
-    def interrupt_at_2(epoch, *args):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(epoch, *args)
-
-    monkeypatch.setattr(runner_mod, "_epoch_record", interrupt_at_2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "r")
-    monkeypatch.setattr(runner_mod, "_epoch_record", original)
     run(cfg, tmp_path / "r")
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     files = sorted(p for p in folder.iterdir())

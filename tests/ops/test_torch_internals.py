@@ -42,6 +42,16 @@ def test_outside_transforms():
     torch.func.grad(f)(torch.ones(3))
 
 
+def test_version_counts_in_place_writes():
+    t = torch.zeros(4)
+    v0 = _torch.version(t)
+    t[1:].add_(1)  # through a view
+    assert _torch.version(t) > v0
+    v1 = _torch.version(t)
+    _ = t + 1  # out of place
+    assert _torch.version(t) == v1
+
+
 def test_forward_ad():
     assert not _torch.forward_ad()
     with fwAD.dual_level():

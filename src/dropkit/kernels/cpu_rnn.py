@@ -392,26 +392,26 @@ def lstm_step_backward(gates, c, tanh_c, d_out, d_in, mult, dc, d_pre, threads=N
 _scratch = threading.local()
 
 
-def transposed(x: torch.Tensor, slot: int) -> torch.Tensor:
+def transposed(x: torch.Tensor, slot: int, version: int | None = None) -> torch.Tensor:
     """``x.t().contiguous()`` for a 2-D CPU tensor, in a scratch buffer of this thread that the next
     call with the same ``slot`` overwrites: for operands that die with the product they feed. A
     fresh buffer of a few MB costs a page fault per 4 KiB on its first write, more than the copy
     itself (docs/benchmarks.md, issue 24); each thread keeps its largest buffer per slot.
 
-    A call with the very tensor of the slot's last call, unchanged since (same object, same version
-    counter), returns the same transpose without copying again: the gradient of a layer's gates
-    is transposed for the recurrent weight's gradient and then, in the next backward node, for the
-    input weight's."""
+    ``version``: ``x``'s version counter. A call with the very tensor of the slot's last call and
+    the same version (not written since) returns that transpose without copying again: the
+    gradient of a layer's gates is transposed for the recurrent weight's gradient and then, in
+    the next backward node, for the input weight's."""
     slots = getattr(_scratch, "slots", None)
     if slots is None:
         slots = _scratch.slots = {}
     key = (slot, x.dtype)
-    buf, source, version, last = slots.get(key, (None, None, -1, None))
-    if source is not None and source() is x and x._version == version:
+    buf, source, last_version, last = slots.get(key, (None, None, None, None))
+    if version is not None and source is not None and source() is x and version == last_version:
         return last
     numel = x.numel()
     if buf is None or buf.numel() < numel:
         buf = empty((numel,), x.dtype)
     out = buf[:numel].view(x.shape[1], x.shape[0]).copy_(x.t())
-    slots[key] = (buf, weakref.ref(x), x._version, out)
+    slots[key] = (buf, weakref.ref(x), version, out)
     return out

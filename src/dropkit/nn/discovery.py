@@ -255,22 +255,31 @@ class _Probe:
 def _state_kept(model: nn.Module, devices: list[torch.device]) -> Iterator[None]:
     """Every module in eval inside; flags, buffers, the global RNG and the modules' own
     generators as they were afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     gens = [g for m in model.modules() for g in _own_generators(m)]
     rng = _rng_state(devices, gens)
     try:
-        for m, _ in flags:
-            m.training = False
-        yield
+        with _training_as(model, lambda m: False):
+            yield
     finally:
         _set_rng_state(rng, devices, gens)
         with torch.no_grad():
             for b, saved in buffers:
                 if b.shape == saved.shape:
                     b.copy_(saved)
-        for m, flag in flags:
-            m.training = flag
+
+
+@contextlib.contextmanager
+def _training_as(model: nn.Module, flag: Callable[[nn.Module], bool]) -> Iterator[None]:
+    """Inside, every module's ``training`` is ``flag(module)``; afterwards, as it was."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in saved:
+            m.training = flag(m)
+        yield
+    finally:
+        for m, was in saved:
+            m.training = was
 
 
 class _Hooks:

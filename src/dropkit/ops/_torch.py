@@ -17,6 +17,8 @@ is forward-mode AD on? (``forward_ad``)    ``torch.autograd.forward_ad._current_
 make a function's result a constant of a   the ``_dynamo_marked_constant`` attribute that
 dynamo graph without importing dynamo      ``torch._dynamo.assume_constant_result`` sets
 (``constant_result``)
+has a tensor been written in place since  ``Tensor._version`` (the counter autograd checks saved
+(``version``)                             tensors against)
 a matrix product on oneDNN for dense      ``torch.ops.mkldnn._linear_pointwise`` (default and
 float32 CPU tensors (``onednn_linear``)   ``binary``: inductor's linear, on plain tensors) and
                                           ``torch.ops.mkldnn._reorder_linear_weight``
@@ -32,7 +34,7 @@ Two other places reach below torch's public surface, each for a reason stated th
 kernel dropped weights without copying the module) and :mod:`dropkit.random.checkpoint` (the stack,
 to refuse an explicit generator inside ``torch.utils.checkpoint`` rather than replay it wrongly).
 
-Every entry is exercised by ``tests/test_torch_internals.py`` on each torch that CI runs (the
+Every entry is exercised by ``tests/ops/test_torch_internals.py`` on each torch that CI runs (the
 version matrix of the README). A name that a new torch removes fails here, at import, with an error
 that names dropkit and the torch version, never later as a silent change of result.
 """
@@ -49,6 +51,7 @@ __all__ = [
     "onednn_linear",
     "outside_transforms",
     "transforms",
+    "version",
     "vmap_active",
 ]
 
@@ -106,6 +109,11 @@ def constant_result(fn):
     return fn
 
 
+def version(t: torch.Tensor) -> int:
+    """``t``'s version counter: it grows with every in-place write to ``t`` or a view of it."""
+    return t._version
+
+
 def is_dtensor(t: object) -> bool:
     """Whether ``t`` is a ``torch.distributed.tensor.DTensor`` (imported only when one is met)."""
     if type(t).__name__ != "DTensor":
@@ -143,7 +151,8 @@ def onednn_linear():
     def pack(w, rows):
         # w (N, K) in oneDNN's blocked layout for products with `rows` rows: the same values,
         # an opaque tensor that linear and linear_add take in w's place (about 20 % faster for
-        # the recurrence's (32, 256) x (256, 1024) products)
+        # the recurrence's (32, 256) x (256, 1024) products, but the reorder costs more than a
+        # sequence's products save: ops/rnn.py does not pack; benchmarks/rnn_anatomy.py compares)
         return reorder(w, rows)
 
     return linear, linear_add, pack

@@ -135,7 +135,9 @@ def _weight_grad(d_pre: torch.Tensor, h_in: torch.Tensor) -> torch.Tensor:
 def _transposed(x: torch.Tensor, slot: int) -> torch.Tensor:
     # x.t().contiguous(), for an operand of one product (in a reused scratch buffer on CPU)
     kernels = _step_kernels(x)
-    return x.t().contiguous() if kernels is None else kernels.transposed(x, slot)
+    if kernels is None:
+        return x.t().contiguous()
+    return kernels.transposed(x, slot, _torch.version(x))
 
 
 class _Linear(torch.autograd.Function):
@@ -209,20 +211,16 @@ def _lstm_forward(xg, h0, c0, w_hh, b_hh, mult, reverse):
     out = xg.new_empty(t_len, n, hid)
     c_last = xg.new_empty(n, hid)
     # per-step views, made once (indexing in the loop would cost a call each)
-    xs, hs, outs, tcs = (v.unbind(0) for v in (xg, h_in, out, tanh_c))
-    sig_if, tanh_g, sig_o = (
-        gates[..., a:b].unbind(0) for a, b in ((0, 2 * hid), (2 * hid, 3 * hid), (3 * hid, g4))
-    )
-    i_s, f_s = gates[..., :hid].unbind(0), gates[..., hid : 2 * hid].unbind(0)
+    xs, hs, outs, tcs, cs = (v.unbind(0) for v in (xg, h_in, out, tanh_c, c_in))
     order = _order(t_len, reverse)
-    c_next = [c_in[t] for t in order[1:]] + [c_last]
-    c_in[order[0]].copy_(c0)
+    c_next = [cs[t] for t in order[1:]] + [c_last]
+    cs[order[0]].copy_(c0)
     if kernels is not None:  # each step: the product, then one call for its element-wise work
         if mult is None:
             hs[order[0]].copy_(h0)
         else:
             torch.mul(h0, mult, out=hs[order[0]])
-        gs, cs = gates.unbind(0), c_in.unbind(0)
+        gs = gates.unbind(0)
         bias = xg.new_zeros(g4) if b_hh is None else b_hh.contiguous()
         for k, t in enumerate(order):
             pre = _linear(hs[t], w_hh)  # (N, 4H) = w_hh h_in; the kernel adds x_gates + b_hh
@@ -231,6 +229,10 @@ def _lstm_forward(xg, h0, c0, w_hh, b_hh, mult, reverse):
                 pre, xs[t], bias, cs[t], c_next[k], gs[t], tcs[t], outs[t], h_next, mult
             )
         return gates, c_in, tanh_c, h_in, out, c_last
+    sig_if, tanh_g, sig_o = (
+        gates[..., a:b].unbind(0) for a, b in ((0, 2 * hid), (2 * hid, 3 * hid), (3 * hid, g4))
+    )
+    i_s, f_s = gates[..., :hid].unbind(0), gates[..., hid : 2 * hid].unbind(0)
     h, c = h0, c0
     tmp = torch.empty_like(c_last)  # no allocation in the loop but the product's
     for k, t in enumerate(order):
@@ -285,7 +287,7 @@ class _LSTM(torch.autograd.Function):
             d_pre = kernels.empty(gates.shape, gates.dtype)
             d_outs = d_out.contiguous().view(t_len, n, hid).unbind(0)
             gs, cs, tcs, d_pres = (v.unbind(0) for v in (gates, c_in, tanh_c, d_pre))
-            dc = d_c.contiguous().clone()
+            dc = d_c.clone(memory_format=torch.contiguous_format)
             d_in, m = d_h.contiguous(), None  # the last step's dh is d_out + d_h, unmasked
             for t in order:
                 kernels.lstm_step_backward(gs[t], cs[t], tcs[t], d_outs[t], d_in, m, dc, d_pres[t])

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from dropkit.nn.discovery import _as_batch, _Batch, _probe
+from dropkit.nn.discovery import _as_batch, _Batch, _probe, _training_as
 from dropkit.nn.registry import FOUND_ATTR, StochasticLayer, stochastic_layer, stochastic_layers
 
 __all__ = [
@@ -145,14 +145,8 @@ def mc_mode(
     if inputs is not None:
         _probe(model, _as_batch(inputs, {}, "mc_mode"), check_shared=False)
     _check_active(model, on_deterministic, "mc_mode")
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        for m, _ in saved:
-            m.training = is_dropout_layer(m)
+    with _training_as(model, is_dropout_layer):
         yield model
-    finally:
-        for m, flag in saved:
-            m.training = flag
 
 
 def to_baal_layout(samples: torch.Tensor) -> torch.Tensor:
@@ -620,18 +614,6 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(scale, 1e-30), equal_nan=True))
 
 
-@contextlib.contextmanager
-def _all_eval(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        for m, _ in flags:
-            m.training = False
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
 def _one_sample_layout(model: nn.Module, batch: _Batch, select) -> torch.Size | None:
     """The trailing shape of one row's output when the model maps each input row to its own
     output row (the vectorised path's assumption), else None. Checked in eval on the first two
@@ -639,7 +621,7 @@ def _one_sample_layout(model: nn.Module, batch: _Batch, select) -> torch.Size | 
     alone (one row repeated where the batch has one). Fails for outputs that pair rows (CLIP's
     ``logits_per_image`` is ``(B, B)``) or mix them (a batch-centred output); mc_predict then
     loops."""
-    with _all_eval(model), _global_rng_kept(batch.device):
+    with _training_as(model, lambda m: False), _global_rng_kept(batch.device):
         first = select(batch.rows(1)(model))
         if first.dim() == 0 or first.shape[0] != 1:
             return None
