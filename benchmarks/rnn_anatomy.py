@@ -16,6 +16,16 @@ that ``torch.set_num_threads(1)`` called in a worker thread sets the process's d
 started afterwards gets one thread), which is why dropkit cannot split the batch that way behind
 its user.
 
+``pack``: VariationalLSTM's forward + backward with the recurrence's weight as it is and packed for
+oneDNN once per sequence (``ops.rnn.PACK_WEIGHT``, the default; the products' own rows are in
+``products``), interleaved with ``nn.LSTM``'s, each timed right after it in every other round.
+
+``gaps``: the step's product timed back to back and with a busy wait of 10 to 100 us between calls
+(the recurrence's loop runs Python and the kernel between products).
+
+``compile``: the first training step of a small VariationalLSTM in a fresh process with an empty
+numba cache (the step kernels compile), then with the cache filled.
+
 ``step``: one LSTM step's element-wise work (T=35 steps of N=32, H=256, float32, a recurrent mask),
 forward and backward: torch's operators as ``ops/rnn.py`` calls them where the CPU kernel does not
 apply (nine calls forward, five backward; the gate factors of the backward precomputed for all
@@ -31,8 +41,12 @@ glibc's defaults, then with ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESH
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +115,87 @@ def products(args) -> None:
     for name, flops, fn in rows:
         us = _cpu_us(fn, 20 if flops < 1e8 else 3)
         print(f"| {name} | {us:.1f} | {flops / us / 1e3:.0f} |")
+    print("\n| not a product | us |\n|---|---|")
+    others = [
+        ("packing the step's weight (once per sequence, forward and backward)", lambda: pack(w, N)),
+        ("transposing the gates' gradient (1120, 1024) for a weight gradient",
+         lambda: d.t().contiguous()),
+    ]  # fmt: skip
+    for name, fn in others:
+        print(f"| {name} | {_cpu_us(fn, 5):.1f} |")
+
+
+def pack(args) -> None:
+    """Training steps of VariationalLSTM with the recurrence's weight as it is and packed for
+    oneDNN once per sequence (``ops.rnn.PACK_WEIGHT``, the default), interleaved with nn.LSTM's;
+    median ms per step."""
+    torch.manual_seed(0)
+    rates = dict(input_dropout=0.25, recurrent_dropout=0.25, output_dropout=0.25, dropout=0.25)
+    var, ref = dnn.VariationalLSTM(IN, H, 2, **rates), torch.nn.LSTM(IN, H, 2)
+    x = torch.randn(T, N, IN)
+    runs = {
+        "nn.LSTM": (ref, False),
+        "VariationalLSTM, plain weight": (var, False),
+        "VariationalLSTM, weight packed": (var, True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    a, b, c = runs
+    for r in range(18):
+        # a model timed right after nn.LSTM's was slower here: each of the two follows it in
+        # every other round
+        for name in (a, b, c) if r % 2 else (a, c, b):
+            model, R.PACK_WEIGHT = runs[name]
+            t0 = time.perf_counter()
+            model(x)[0][-1].sum().backward()
+            if r >= 3:
+                times[name].append(time.perf_counter() - t0)
+    R.PACK_WEIGHT = True
+    print(f"forward + backward, threads={torch.get_num_threads()}, median of 15\n")
+    print("| model | ms |\n|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {statistics.median(ts) * 1e3:.1f} |")
+
+
+def gaps(args) -> None:
+    """The step's product with other work between calls, as in the recurrence's loop."""
+    linear = _torch.onednn_linear()[0]
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(N, H, generator=g), torch.randn(4 * H, H, generator=g)
+    print(f"(32, 256) x (256, 1024) on oneDNN, threads={torch.get_num_threads()}: wall us per")
+    print("product (median of 2000) with a busy wait of the given length between products\n")
+    print("| gap us | product us |\n|---|---|")
+    for gap in (0, 10, 30, 100):
+        times = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            linear(h, w)
+            t1 = time.perf_counter()
+            times.append(t1 - t0)
+            while time.perf_counter() < t1 + gap * 1e-6:
+                pass
+        print(f"| {gap} | {statistics.median(times) * 1e6:.1f} |")
+
+
+_FIRST_STEP = """
+import time, torch, dropkit.nn as dnn
+m = dnn.VariationalLSTM(16, 32, 1, recurrent_dropout=0.25)
+x = torch.randn(5, 4, 16)
+t0 = time.perf_counter(); m(x)[0].sum().backward()
+print(f"{time.perf_counter() - t0:.2f}")
+"""
+
+
+def compile_time(args) -> None:
+    """The first training step of a small VariationalLSTM in a fresh process: with an empty numba
+    cache (the kernels compile), then with the cache that run filled."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        print("| numba cache | first step s |\n|---|---|")
+        for label in ("empty", "filled"):
+            out = subprocess.run(
+                [sys.executable, "-c", _FIRST_STEP], env=env, capture_output=True, text=True
+            )
+            print(f"| {label} | {out.stdout.strip() or out.stderr.strip()[-200:]} |")
 
 
 def threads(args) -> None:
@@ -233,12 +328,15 @@ def faults(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cmd", choices=("products", "threads", "step", "faults"))
+    choices = ("products", "pack", "gaps", "threads", "step", "compile", "faults")
+    parser.add_argument("cmd", choices=choices)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iters", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"products": products, "threads": threads, "step": step, "faults": faults}[args.cmd](args)
+    views = dict(products=products, pack=pack, gaps=gaps, threads=threads, step=step, faults=faults)
+    views["compile"] = compile_time
+    views[args.cmd](args)
 
 
 if __name__ == "__main__":

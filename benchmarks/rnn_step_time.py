@@ -1,7 +1,8 @@
 """Time per training step of dropkit's recurrent dropout LSTMs/GRUs against torch.nn.LSTM/GRU.
 
 One step = forward, cross-entropy on the last output, backward, Adam step. The models are timed in
-turn within each round (interleaved, so a change in machine load hits all of them alike), and the
+turn within each round (interleaved, so a change in machine load hits all of them alike; the order
+reverses every other round), and the
 median over rounds is reported with its ratio to nn.LSTM measured in the same run.
 
     python benchmarks/rnn_step_time.py --threads 1 [--mode GRU]
@@ -72,19 +73,32 @@ def main() -> None:
     parser.add_argument("--mode", choices=("LSTM", "GRU"), default="LSTM")
     parser.add_argument("--per-gate", action="store_true", help="also time per_gate=True")
     parser.add_argument("--plain", action="store_true", help="fast paths off (the plain loop)")
+    parser.add_argument(
+        "--only",
+        help="time only the models whose names start with this (e.g. 'nn.LSTM' or 'Variational'): "
+        "one model a process, no neighbour before it; the ratio needs nn.LSTM in the run",
+    )
     args = parser.parse_args()
     dropkit.set_fast_dropout(not args.plain)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    steps = {name: step_fn(m.train(), args) for name, m in make_models(args).items()}
+    models = make_models(args)
+    if args.only:
+        models = {k: m for k, m in models.items() if k.startswith(args.only)}
+    steps = {name: step_fn(m.train(), args) for name, m in models.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
     for r in range(args.warmup + args.rounds):
-        for name, step in steps.items():
+        # the order reverses every other round: a model timed right after another (nn.LSTM's
+        # oneDNN kernel) can be slower, and each then follows a different one
+        for name in names if r % 2 == 0 else names[::-1]:
+            step = steps[name]
             start = time.perf_counter()
             step()
             if r >= args.warmup:
                 times[name].append(time.perf_counter() - start)
-    base = statistics.median(times[f"nn.{args.mode}"])
+    ref = times.get(f"nn.{args.mode}")
+    base = statistics.median(ref) if ref else None
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"threads={args.threads}; {args.mode} T={args.seq_len} N={args.batch} "
@@ -97,7 +111,8 @@ def main() -> None:
     for name, ts in times.items():
         med = statistics.median(ts)
         target = f"<= {goal}" if name.startswith("Variational") and "per_gate" not in name else ""
-        print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} | {target} |")
+        ratio = f"{med / base:.2f}" if base else "-"
+        print(f"| {name} | {med * 1e3:.1f} | {ratio} | {target} |")
 
 
 if __name__ == "__main__":

@@ -151,8 +151,7 @@ def onednn_linear():
     def pack(w, rows):
         # w (N, K) in oneDNN's blocked layout for products with `rows` rows: the same values,
         # an opaque tensor that linear and linear_add take in w's place (about 20 % faster for
-        # the recurrence's (32, 256) x (256, 1024) products, but the reorder costs more than a
-        # sequence's products save: ops/rnn.py does not pack; benchmarks/rnn_anatomy.py compares)
+        # the recurrence's (32, 256) x (256, 1024) products; see ops/rnn.PACK_WEIGHT)
         return reorder(w, rows)
 
     return linear, linear_add, pack

@@ -108,6 +108,17 @@ def _onednn(t: torch.Tensor) -> bool:
     return _ONEDNN is not None and t.dtype == torch.float32 and t.device.type == "cpu"
 
 
+# Whether the recurrence packs its weight for oneDNN's blocked layout once per sequence (forward and
+# backward): a packed product is about 20 % faster, and whole training steps with the reorder
+# counted about 8 % (benchmarks/rnn_anatomy.py products, pack; the benchmark turns it off).
+PACK_WEIGHT = True
+
+
+def _packed(w: torch.Tensor, rows: int) -> torch.Tensor:
+    # the weight of a sequence's products, packed for oneDNN where PACK_WEIGHT (else itself)
+    return _ONEDNN[2](w, rows) if PACK_WEIGHT and _onednn(w) else w
+
+
 def _linear_add(x, w, bias, add):
     # add + (x @ w.T + bias): x (N, K), w (G, K), bias (G,) or None, add (N, G); a new (N, G)
     # tensor. torch's addmm has no second addend: the caller has added the bias to `add` there.
@@ -266,7 +277,7 @@ class _LSTM(torch.autograd.Function):
             # the plain loop's x_gates + b_hh, one pass (oneDNN adds b_hh in each step's product
             # instead, the CPU kernel in each step's element-wise call)
             xg, bias = xg + b_hh, None
-        w = w_hh.contiguous()
+        w = _packed(w_hh.contiguous(), n)
         gates, c_in, tanh_c, h_in, out, c_last = _lstm_forward(xg, h0, c0, w, bias, mult, reverse)
         ctx.save_for_backward(x_gates, h0, c0, w_hh, b_hh, mult, gates, c_in, tanh_c, h_in)
         ctx.reverse, ctx.plain = reverse, plain
@@ -280,7 +291,7 @@ class _LSTM(torch.autograd.Function):
             return _plain_grads(ctx, (x_gates, h0, c0, w_hh, b_hh), (d_out, d_h, d_c))
         t_len, n, g4 = gates.shape
         hid = g4 // 4
-        w_t = w_hh.t().contiguous()  # (H, 4H): d_in = d_pre[t] @ w_hh
+        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 4H): d_in = d_pre[t] @ w_hh
         order = list(reversed(_order(t_len, ctx.reverse)))
         kernels = _step_kernels(gates)
         if kernels is not None:  # each step: one call for the element-wise work, then the product
@@ -390,7 +401,7 @@ class _GRU(torch.autograd.Function):
         n = h0.shape[0]
         t_len = x_gates.shape[0] // n
         xg = x_gates.view(t_len, n, -1)
-        w = w_hh.contiguous()
+        w = _packed(w_hh.contiguous(), n)
         hg_n, rz, cand, h_in, out = _gru_forward(xg, h0, w, b_hh, mult, reverse)
         ctx.save_for_backward(x_gates, h0, w_hh, b_hh, mult, hg_n, rz, cand, h_in, out)
         ctx.reverse, ctx.plain = reverse, plain
@@ -426,7 +437,7 @@ class _GRU(torch.autograd.Function):
         )
         b_ns, b_zs, b_rs, r_s, z_s = (v.unbind(0) for v in (b_n, b_z, b_r, r, z))
         d_outs, d_hgs = d_out.unbind(0), d_hg.unbind(0)
-        w_t = w_hh.t().contiguous()  # (H, 3H): d_in = d_hg[t] @ w_hh
+        w_t = _packed(w_hh.t().contiguous(), n)  # (H, 3H): d_in = d_hg[t] @ w_hh
         dh = torch.empty_like(d_outs[0])
         carry = d_h.clone()
         for t in reversed(_order(t_len, ctx.reverse)):
